@@ -1,0 +1,288 @@
+// The GEMM frame (BLIS-style): micro-kernel, packing, blocked and direct drivers.
+//
+// Included once by each kernels/<isa>/gemm_<isa>.cpp *inside* its own namespace, after that file
+// has defined the vector wrappers `VecF` and `VecD` (load/store/fma/... of one SIMD register) and
+// included <cstring> and <omp.h>. Compiling the same frame per ISA lets the compiler inline the
+// micro-kernel and vectorize the packing with that ISA; the per-ISA namespace keeps the linker from
+// mixing instantiations built with different flags.
+//
+// Orientation: C is computed in register tiles of MR rows x NR columns, the NR columns as NV SIMD
+// vectors. B (the "vector operand") must be unit-stride along n for the micro-kernel, A (the
+// "broadcast operand") may have any strides. gemm.cpp transposes the problem or asks for B to be
+// packed when that is not so.
+
+template <class S, int MR, int NV, int KC, int MC, int NC>
+struct Frame {
+  using T = typename S::T;
+  using V = typename S::V;
+  static constexpr int W = S::W;
+  static constexpr int NR = NV * W;
+
+  // ---- store: C := alpha*acc + beta*C, then bias and activation (ep != nullptr) ----
+
+  static inline bool act_in_register(const Epilogue<T>* ep) {
+    return ep->act == act::NONE || ep->act == act::RELU ||
+           (ep->act == act::LEAKY_RELU && ep->act_param >= T(0) && ep->act_param <= T(1));
+  }
+
+  static inline V act_vec(int kind, V x, T param) {
+    // max(0, x) keeps a NaN x (the second operand wins on unordered compares).
+    if (kind == act::RELU) return S::max(S::zero(), x);
+    // For 0 <= slope <= 1, leaky_relu(x) = max(x*slope, x); NaN x again wins.
+    if (kind == act::LEAKY_RELU) return S::max(S::mul(S::set1(param), x), x);
+    return x;
+  }
+
+  static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
+                                index_t rsc, index_t csc, const Epilogue<T>* ep, index_t i0,
+                                index_t j0) {
+    if (csc == 1) {
+      const V va = S::set1(alpha), vb = S::set1(beta);
+      const bool inreg = ep && act_in_register(ep);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        if (i >= m_rem) break;
+        T* crow = c + i * rsc;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          int nv = n_rem - v * W;
+          if (nv <= 0) break;
+          V x = alpha == T(1) ? acc[i][v] : S::mul(va, acc[i][v]);
+          if (beta != T(0)) x = S::fma(vb, S::loadn(crow + v * W, nv), x);
+          if (ep) {
+            if (ep->bias) {
+              x = S::add(x, ep->bias_axis == 1 ? S::loadn(ep->bias + j0 + v * W, nv)
+                                               : S::set1(ep->bias[i0 + i]));
+            }
+            if (inreg) x = act_vec(ep->act, x, ep->act_param);
+          }
+          S::storen(crow + v * W, x, nv);
+        }
+      }
+      if (ep && !inreg) {
+        for (int i = 0; i < m_rem; ++i) {
+          T* crow = c + i * rsc;
+          for (int j = 0; j < n_rem; ++j) crow[j] = act::forward<T>(ep->act, crow[j], ep->act_param);
+        }
+      }
+      return;
+    }
+    // C not unit-stride along n (a transposed orientation): go through a tile buffer in L1.
+    alignas(64) T t[MR * NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) S::store(t + i * NR + v * W, acc[i][v]);
+    for (int i = 0; i < m_rem; ++i) {
+      for (int j = 0; j < n_rem; ++j) {
+        T* cp = c + i * rsc + j * csc;
+        T x = alpha * t[i * NR + j];
+        if (beta != T(0)) x += beta * *cp;
+        if (ep) {
+          if (ep->bias) x += ep->bias_axis == 1 ? ep->bias[j0 + j] : ep->bias[i0 + i];
+          x = act::forward<T>(ep->act, x, ep->act_param);
+        }
+        *cp = x;
+      }
+    }
+  }
+
+  // ---- micro-kernel ----
+  // A packed: a[p*MR + i]. A direct: row i at arow[i], element p at arow[i][p*csa].
+  // B: row p at b + p*rsb, unit-stride along n; FULL_N=false masks loads beyond n_rem.
+  template <bool PACKED_A, bool FULL_N>
+  static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
+                          index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
+                          index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
+    V acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+
+    for (index_t p = 0; p < k; ++p) {
+      V bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        bv[v] = FULL_N ? S::load(b + v * W) : S::loadn(b + v * W, n_rem - v * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        V ai = S::set1(PACKED_A ? a[i] : arow[i][p * csa]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
+      }
+      if (PACKED_A) a += MR;
+      b += rsb;
+    }
+    store_tile(acc, m_rem, n_rem, alpha, beta, c, rsc, csc, ep, i0, j0);
+  }
+
+  // ---- packing (zero-padded to whole slivers, so the micro-kernel never reads past them) ----
+
+  // A block (mc x kc) into slivers of MR rows: dst[s][p][i].
+  static void pack_a_sliver(int mr_eff, index_t kc, const T* a, index_t rsa, index_t csa,
+                            T* dst) {
+    if (rsa == 1) {
+      for (index_t p = 0; p < kc; ++p) {
+        const T* src = a + p * csa;
+        T* d = dst + p * MR;
+        for (int i = 0; i < mr_eff; ++i) d[i] = src[i];
+        for (int i = mr_eff; i < MR; ++i) d[i] = T(0);
+      }
+      return;
+    }
+    for (int i = 0; i < mr_eff; ++i) {
+      const T* src = a + i * rsa;
+      if (csa == 1) {
+        for (index_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
+      } else {
+        for (index_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p * csa];
+      }
+    }
+    for (int i = mr_eff; i < MR; ++i)
+      for (index_t p = 0; p < kc; ++p) dst[p * MR + i] = T(0);
+  }
+
+  // B panel (kc x nc) into slivers of NR columns: dst[s][p][j].
+  static void pack_b_sliver(int nr_eff, index_t kc, const T* b, index_t rsb, index_t csb,
+                            T* dst) {
+    if (csb == 1) {
+      for (index_t p = 0; p < kc; ++p) {
+        const T* src = b + p * rsb;
+        T* d = dst + p * NR;
+        if (nr_eff == NR) {
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) S::store(d + v * W, S::loadu(src + v * W));
+        } else {
+          for (int j = 0; j < nr_eff; ++j) d[j] = src[j];
+          for (int j = nr_eff; j < NR; ++j) d[j] = T(0);
+        }
+      }
+      return;
+    }
+    for (int j = 0; j < nr_eff; ++j) {
+      const T* src = b + j * csb;
+      for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p * rsb];
+    }
+    for (int j = nr_eff; j < NR; ++j)
+      for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = T(0);
+  }
+
+  static void pack_b(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb, T* dst,
+                     int tid, int nth) {
+    index_t ns = (nc + NR - 1) / NR;
+    for (index_t s = tid; s < ns; s += nth) {
+      index_t j0 = s * NR;
+      int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
+      pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
+    }
+  }
+
+  static void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* dst,
+                     int tid, int nth) {
+    index_t ns = (mc + MR - 1) / MR;
+    for (index_t s = tid; s < ns; s += nth) {
+      index_t i0 = s * MR;
+      int mr_eff = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
+      pack_a_sliver(mr_eff, kc, a + i0 * rsa, rsa, csa, dst + s * MR * kc);
+    }
+  }
+
+  // The tiles [t0, t1) of an (ni x nj) grid, taken column-of-tiles first so that a thread keeps
+  // one B sliver in L1 while it walks down the rows.
+  static inline void chunk(index_t total, int tid, int nth, index_t* t0, index_t* t1) {
+    *t0 = total * tid / nth;
+    *t1 = total * (tid + 1) / nth;
+  }
+
+  // ---- blocked driver: jc (NC) -> pc (KC) -> pack B -> ic (MC) -> pack A -> jr -> ir ----
+  static void blocked_body(const GemmProblem<T>& p, T* ws, int tid, int nth) {
+    T* bbuf = ws;
+    T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
+    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    for (index_t jc = 0; jc < p.n; jc += NC) {
+      const index_t ncb = std::min<index_t>(NC, p.n - jc);
+      const index_t nj = (ncb + NR - 1) / NR;
+      for (index_t pc = 0; pc < p.k; pc += KC) {
+        const index_t kcb = std::min<index_t>(KC, p.k - pc);
+        const T beta = pc == 0 ? p.beta : T(1);
+        const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
+        pack_b(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, tid, nth);
+#pragma omp barrier
+        for (index_t ic = 0; ic < p.m; ic += MC) {
+          const index_t mcb = std::min<index_t>(MC, p.m - ic);
+          const index_t ni = (mcb + MR - 1) / MR;
+          pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, abuf, tid, nth);
+#pragma omp barrier
+          index_t t0, t1;
+          chunk(ni * nj, tid, nth, &t0, &t1);
+          for (index_t t = t0; t < t1; ++t) {
+            const index_t jr = t / ni, ir = t % ni;
+            const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
+            const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
+            const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+            tile<true, true>(kcb, abuf + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
+                             m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc, p.rsc,
+                             p.csc, ep, i0, j0);
+          }
+#pragma omp barrier
+        }
+      }
+    }
+  }
+
+  // ---- direct driver (small and medium problems): A read in place, B in place or packed ----
+  static void direct_body(const GemmProblem<T>& p, bool pack_b_operand, T* ws, int tid, int nth) {
+    const T* b = p.b;
+    index_t rsb = p.rsb;
+    if (pack_b_operand) {
+      pack_b(p.k, p.n, p.b, p.rsb, p.csb, ws, tid, nth);
+      if (nth > 1) {
+#pragma omp barrier
+      }
+    }
+    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    const Epilogue<T>* ep = has_ep ? &p.ep : nullptr;
+    const index_t ni = (p.m + MR - 1) / MR, nj = (p.n + NR - 1) / NR;
+    index_t t0, t1;
+    chunk(ni * nj, tid, nth, &t0, &t1);
+    const T* arow[MR];
+    for (index_t t = t0; t < t1; ++t) {
+      const index_t jr = t / ni, ir = t % ni;
+      const index_t i0 = ir * MR, j0 = jr * NR;
+      const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
+      const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+      // Rows past the edge repeat the last real row: computed, never stored.
+      for (int i = 0; i < MR; ++i) arow[i] = p.a + (i0 + (i < m_rem ? i : m_rem - 1)) * p.rsa;
+      T* c = p.c + i0 * p.rsc + j0 * p.csc;
+      if (pack_b_operand) {
+        tile<false, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
+                          p.alpha, p.beta, c, p.rsc, p.csc, ep, i0, j0);
+      } else if (n_rem == NR) {
+        tile<false, true>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha, p.beta,
+                          c, p.rsc, p.csc, ep, i0, j0);
+      } else {
+        tile<false, false>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
+                           p.beta, c, p.rsc, p.csc, ep, i0, j0);
+      }
+    }
+  }
+
+  static void run(const GemmProblem<T>& p, const GemmPlan& plan, T* ws) {
+    if (plan.nthreads <= 1) {
+      DenormalGuard guard;
+      if (plan.blocked) blocked_body(p, ws, 0, 1);
+      else direct_body(p, plan.pack_b, ws, 0, 1);
+      return;
+    }
+#pragma omp parallel num_threads(plan.nthreads)
+    {
+      DenormalGuard guard;
+      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+      if (plan.blocked) blocked_body(p, ws, tid, nth);
+      else direct_body(p, plan.pack_b, ws, tid, nth);
+    }
+  }
+
+  static Blocking blocking() { return Blocking{MR, NR, KC, MC, NC}; }
+};

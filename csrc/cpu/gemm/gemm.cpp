@@ -1,0 +1,93 @@
+// GEMM entry points: pick the ISA table, orient the problem, plan the run, provide workspace.
+#include "cpu/gemm/gemm.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "common/cpuid.h"
+#include "common/threading.h"
+#include "common/workspace.h"
+#include "cpu/gemm/dispatch.h"
+
+namespace fastnn {
+
+const IsaKernels& active_kernels() {
+#if defined(FASTNN_HAVE_X86_KERNELS)
+  switch (active_isa()) {
+    case Isa::avx512: return kAvx512Kernels;
+    case Isa::avx2: return kAvx2Kernels;
+    default: break;
+  }
+#endif
+  return kGenericKernels;
+}
+
+namespace {
+
+
+index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
+
+// Problems at least this big (multiply-adds) take the blocked path: packing both operands pays
+// for itself once each packed element is reused many times.
+constexpr double kBlockedVolume = 160.0 * 160.0 * 160.0;
+
+// C^T = B^T A^T: swap the operands and transpose every stride.
+template <class T>
+GemmProblem<T> transposed(const GemmProblem<T>& p) {
+  GemmProblem<T> q = p;
+  q.m = p.n;
+  q.n = p.m;
+  q.a = p.b; q.rsa = p.csb; q.csa = p.rsb;
+  q.b = p.a; q.rsb = p.csa; q.csb = p.rsa;
+  q.rsc = p.csc; q.csc = p.rsc;
+  q.ep.bias_axis = 1 - p.ep.bias_axis;
+  return q;
+}
+
+// Rough cycle estimate of the direct path for one orientation: padded tile work, plus packing B
+// when it is not unit-stride along n, plus scalar stores when C is not unit-stride along n.
+template <class T>
+double direct_cost(const GemmProblem<T>& p, const Blocking& b) {
+  const double lanes = 64.0 / sizeof(T);  // per-cycle FMA lanes, any ISA: only ratios matter
+  double mp = double(round_up(p.m, b.mr)), np = double(round_up(p.n, b.nr));
+  double cost = mp * np * double(p.k) / lanes;
+  if (p.csb != 1) cost += double(p.k) * np * 0.5;
+  if (p.csc != 1) cost += double(p.m) * double(p.n) * 1.0;
+  return cost;
+}
+
+template <class T>
+void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
+  const Blocking& b = K.blk;
+  GemmProblem<T> p = p0;
+  GemmPlan plan;
+  const double volume = double(p.m) * double(p.n) * double(p.k);
+  plan.nthreads = threads_for(volume, 1 << 17);
+
+  if (volume >= kBlockedVolume) {
+    plan.blocked = true;
+    // Keep C unit-stride along n when one orientation allows it.
+    if (p.csc != 1 && p.rsc == 1) p = transposed(p);
+  } else {
+    GemmProblem<T> q = transposed(p);
+    if (direct_cost(q, b) < direct_cost(p, b)) p = q;
+    plan.pack_b = p.csb != 1;
+  }
+
+  index_t ws_elems = 0;
+  if (plan.blocked) {
+    ws_elems = index_t(b.kc) * round_up(std::min<index_t>(b.nc, p.n), b.nr) +
+               round_up(std::min<index_t>(b.mc, p.m), b.mr) * b.kc;
+  } else if (plan.pack_b) {
+    ws_elems = p.k * round_up(p.n, b.nr);
+  }
+  T* ws = ws_elems ? static_cast<T*>(scratch(kScratchGemm, std::size_t(ws_elems) * sizeof(T))) : nullptr;
+  K.run(p, plan, ws);
+}
+
+}  // namespace
+
+void gemm(const GemmProblem<float>& p) { gemm_impl(p, active_kernels().f32); }
+void gemm(const GemmProblem<double>& p) { gemm_impl(p, active_kernels().f64); }
+
+}  // namespace fastnn

@@ -1,0 +1,75 @@
+// AVX-512 GEMM kernels (compiled with -mavx512f/dq/bw/vl only in this file; chosen at run time).
+//
+// Tile 12 x 32 (fp32) / 12 x 16 (fp64): 12 broadcast rows times 2 zmm vectors = 24 accumulators,
+// leaving 8 zmm for the two B vectors and broadcasts. Zen 4/5 and Skylake-X retire two 512-bit
+// FMAs a cycle with 4-cycle latency, so at least 8 independent chains are needed; 24 hides it with
+// room to spare. KC = 256: a 256 x 32 fp32 B micro-panel (32 KiB) stays in a 48 KiB L1 while the
+// micro-kernel walks down the A block; MC = 192 keeps the 192 x 256 A block (192 KiB) well inside a
+// 1 MiB L2; the B panel (KC x NC) lives in L3.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/activations.h"
+#include "common/fpenv.h"
+#include "common/omp_compat.h"
+#include "cpu/gemm/dispatch.h"
+
+namespace fastnn {
+namespace avx512 {
+
+struct VecF {
+  using T = float;
+  using V = __m512;
+  static constexpr int W = 16;
+  static inline V zero() { return _mm512_setzero_ps(); }
+  static inline V set1(T x) { return _mm512_set1_ps(x); }
+  static inline V load(const T* p) { return _mm512_loadu_ps(p); }
+  static inline V loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static inline __mmask16 mask(int n) {
+    return n >= W ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
+  }
+  static inline V loadn(const T* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static inline void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static inline void storen(T* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static inline V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static inline V max(V a, V b) { return _mm512_max_ps(a, b); }
+};
+
+struct VecD {
+  using T = double;
+  using V = __m512d;
+  static constexpr int W = 8;
+  static inline V zero() { return _mm512_setzero_pd(); }
+  static inline V set1(T x) { return _mm512_set1_pd(x); }
+  static inline V load(const T* p) { return _mm512_loadu_pd(p); }
+  static inline V loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static inline __mmask8 mask(int n) {
+    return n >= W ? __mmask8(0xff) : __mmask8((1u << n) - 1u);
+  }
+  static inline V loadn(const T* p, int n) { return _mm512_maskz_loadu_pd(mask(n), p); }
+  static inline void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static inline void storen(T* p, V v, int n) { _mm512_mask_storeu_pd(p, mask(n), v); }
+  static inline V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static inline V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static inline V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static inline V max(V a, V b) { return _mm512_max_pd(a, b); }
+};
+
+#include "cpu/gemm/driver_impl.h"
+
+using FrameF = Frame<VecF, 12, 2, 256, 192, 4096>;
+using FrameD = Frame<VecD, 12, 2, 256, 96, 2048>;
+
+}  // namespace avx512
+
+const IsaKernels kAvx512Kernels = {
+    "avx512",
+    {avx512::FrameF::blocking(), &avx512::FrameF::run},
+    {avx512::FrameD::blocking(), &avx512::FrameD::run},
+};
+
+}  // namespace fastnn

@@ -1,0 +1,17 @@
+"""fastnn: fast neural-network kernels with NumPy in, NumPy out, and a small training layer.
+
+``fastnn.ops`` holds the kernels (C++ by default, CUDA and Numba as other backends);
+``fastnn.reference`` the float64 NumPy references they are tested against.
+"""
+__version__ = "0.1.0"
+
+from . import backend, ops  # noqa: E402
+from .backend import (build_info, get_backend, get_isa, get_num_threads,  # noqa: E402,F401
+                      set_backend, set_isa, set_num_threads, available_backends)
+from . import cuda  # noqa: E402,F401
+
+backend._check_isa_env()
+
+__all__ = ["ops", "backend", "cuda", "build_info", "get_backend", "set_backend", "get_isa",
+           "set_isa", "get_num_threads", "set_num_threads", "available_backends",
+           "__version__"]

@@ -1,0 +1,193 @@
+"""Which backend runs a call: ``cpp`` (default), ``cuda`` or ``numba``.
+
+* ``cpp``: the compiled extension ``fastnn._C`` (default whenever it imports).
+* ``cuda``: ``fastnn._cuda``; chosen with :func:`set_backend`, or automatically for inputs that
+  expose ``__cuda_array_interface__``.
+* ``numba``: JIT fallbacks in :mod:`fastnn.numba_kernels`; used when ``_C`` is missing, or with
+  ``FASTNN_BACKEND=numba`` / ``set_backend("numba")``. Numba is imported on first use only.
+
+Every backend module offers the same kernel functions with the same signatures (outputs first,
+then inputs, then parameters); ``ops`` validates arguments and then calls ``kernels()``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from typing import Any, Optional
+
+BACKENDS = ("cpp", "cuda", "numba")
+
+try:  # the compiled extension is optional: without it, Numba runs everything
+    from . import _C  # type: ignore[attr-defined]
+except ImportError as _exc:  # pragma: no cover - exercised only on broken installs
+    _C = None
+    _C_ERROR: Optional[BaseException] = _exc
+else:
+    _C_ERROR = None
+
+_current: Optional[str] = None
+_modules: dict = {}
+
+
+def _default() -> str:
+    env = os.environ.get("FASTNN_BACKEND", "").strip().lower()
+    if env:
+        if env not in BACKENDS:
+            warnings.warn(f"FASTNN_BACKEND={env!r} is not one of {BACKENDS}; using the default",
+                          RuntimeWarning, stacklevel=3)
+        elif env == "cpp" and _C is None:
+            warnings.warn("FASTNN_BACKEND=cpp but fastnn._C failed to import; using numba",
+                          RuntimeWarning, stacklevel=3)
+            return "numba"
+        else:
+            return env
+    return "cpp" if _C is not None else "numba"
+
+
+def get_backend() -> str:
+    """The name of the backend that runs ops by default."""
+    global _current
+    if _current is None:
+        _current = _default()
+    return _current
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` ("cpp", "cuda" or "numba") the default backend.
+
+    Raises ValueError for an unknown name and RuntimeError when that backend cannot run here.
+    """
+    global _current
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    name = name.lower()
+    if name == "cpp" and _C is None:
+        raise RuntimeError(f"the C++ backend is not available: fastnn._C failed to import "
+                           f"({_C_ERROR})")
+    if name == "cuda":
+        from . import cuda
+        if not cuda.is_available():
+            raise RuntimeError("the CUDA backend needs fastnn._cuda and a CUDA device: "
+                               + cuda.unavailable_reason())
+    kernels(name)  # import now, so errors surface here rather than on the first op
+    _current = name
+
+
+class use_backend:
+    """Context manager: ``with fastnn.backend.use_backend("numba"): ...``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prev: Optional[str] = None
+
+    def __enter__(self) -> "use_backend":
+        self.prev = get_backend()
+        set_backend(self.name)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _current
+        _current = self.prev
+
+
+def available_backends() -> list:
+    """Backends that can run on this machine, default first."""
+    out = []
+    if _C is not None:
+        out.append("cpp")
+    out.append("numba")
+    from . import cuda
+    if cuda.is_available():
+        out.append("cuda")
+    return out
+
+
+def kernels(name: Optional[str] = None) -> Any:
+    """The kernel module of a backend (default: the current one)."""
+    name = name or get_backend()
+    mod = _modules.get(name)
+    if mod is None:
+        if name == "cpp":
+            if _C is None:
+                raise RuntimeError(f"fastnn._C failed to import ({_C_ERROR})")
+            mod = _C
+        elif name == "numba":
+            mod = importlib.import_module("fastnn.numba_kernels")
+        elif name == "cuda":
+            mod = importlib.import_module("fastnn.cuda")
+        else:
+            raise ValueError(f"unknown backend {name!r}")
+        _modules[name] = mod
+    return mod
+
+
+def kernels_for(*arrays: Any) -> Any:
+    """The kernel module for these inputs: CUDA for device arrays, else the current backend."""
+    for a in arrays:
+        if a is not None and hasattr(a, "__cuda_array_interface__"):
+            return kernels("cuda")
+    return kernels()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the C++ kernels may use (default: all cores, or OMP_NUM_THREADS)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"num_threads must be a positive int, got {n!r}")
+    if _C is not None:
+        _C.set_num_threads(n)
+    try:
+        import numba  # only if already imported elsewhere: keep import fastnn fast
+    except ImportError:  # pragma: no cover
+        return
+    if "numba" in _modules:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def get_num_threads() -> int:
+    """Threads the C++ kernels use."""
+    if _C is not None:
+        return int(_C.num_threads())
+    return os.cpu_count() or 1
+
+
+def set_isa(name: str) -> None:
+    """Force the CPU kernels onto one instruction set: "generic", "avx2" or "avx512".
+
+    Raises ValueError for an unknown name or one this CPU cannot run.
+    """
+    if _C is None:
+        raise RuntimeError("set_isa needs the C++ backend (fastnn._C)")
+    if name not in ("generic", "avx2", "avx512"):
+        raise ValueError(f"isa must be 'generic', 'avx2' or 'avx512', got {name!r}")
+    if not _C.set_isa(name):
+        raise ValueError(f"this CPU cannot run the {name} kernels")
+
+
+def get_isa() -> Optional[str]:
+    """The instruction set the C++ kernels use (None without the C++ backend)."""
+    return None if _C is None else str(_C.isa())
+
+
+def _check_isa_env() -> None:
+    want = os.environ.get("FASTNN_ISA", "").strip()
+    if want and _C is not None and want != _C.isa():
+        warnings.warn(f"FASTNN_ISA={want!r} cannot run here (or is unknown); using {_C.isa()}",
+                      RuntimeWarning, stacklevel=3)
+
+
+def build_info() -> dict:
+    """Version, ISA, threads, and what the build and this machine support."""
+    from . import __version__, cuda
+    info = {
+        "version": __version__,
+        "backend": get_backend(),
+        "cpp": _C is not None,
+        "isa": get_isa(),
+        "best_isa": None if _C is None else str(_C.best_isa()),
+        "num_threads": get_num_threads(),
+        "openmp": bool(getattr(_C, "openmp", False)),
+        "cuda_compiled": cuda.is_compiled(),
+        "cuda_available": cuda.is_available(),
+    }
+    return info

@@ -1,0 +1,81 @@
+"""Argument checks shared by every op: one place that turns bad input into a clear error.
+
+Kernels trust their arguments; everything they rely on (dtype, ndim, shapes, strides that are whole
+multiples of the item size) is established here, before any kernel runs.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_device_array(x: Any) -> bool:
+    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+
+
+def float_array(x: Any, name: str) -> Any:
+    """``x`` as a float32/float64 array (NumPy, or a CUDA device array left as is).
+
+    Array-likes are converted with ``np.asarray``; anything that is not floating point raises a
+    TypeError that names the argument (we never silently change precision).
+    """
+    if is_device_array(x):
+        if np.dtype(x.dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float32 or float64, got dtype {np.dtype(x.dtype)}")
+        return x
+    if not isinstance(x, np.ndarray):
+        if x is None:
+            raise TypeError(f"{name} must be an array, got None")
+        try:
+            x = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}"
+                        + ("" if x.dtype.kind in "fc" else
+                           f" (convert with {name}.astype(np.float32))"))
+    isz = x.itemsize
+    if any(s % isz for s in x.strides):  # e.g. a view into a packed structured array
+        x = np.ascontiguousarray(x)
+    return x
+
+
+def same_dtype(*pairs: Tuple[str, Any]) -> np.dtype:
+    """All named arrays share one dtype, or a TypeError lists them."""
+    dt = np.dtype(pairs[0][1].dtype)
+    for _, a in pairs[1:]:
+        if np.dtype(a.dtype) != dt:
+            desc = ", ".join(f"{n}: {np.dtype(a.dtype)}" for n, a in pairs)
+            raise TypeError(f"mixed dtypes ({desc}); cast them to one of float32/float64")
+    return dt
+
+
+def ndim(x: Any, name: str, *allowed: int) -> None:
+    if len(x.shape) not in allowed:
+        want = " or ".join(str(a) for a in allowed)
+        raise ValueError(f"{name} must be {want}-D, got shape {tuple(x.shape)}")
+
+
+def real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def contiguous(x: Any) -> Any:
+    """C-contiguous version of a host array (no copy when it already is)."""
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:
+        return np.ascontiguousarray(x)
+    return x
+
+
+def empty(shape: Tuple[int, ...], dtype: np.dtype, like: Optional[Any] = None) -> Any:
+    """An uninitialised output on the same device as ``like``."""
+    if like is not None and is_device_array(like):
+        from .. import cuda
+        return cuda.device_empty(shape, dtype)
+    return np.empty(shape, dtype)

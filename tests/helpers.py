@@ -1,0 +1,50 @@
+"""The one comparison helper every op test goes through, and a finite-difference gradient."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+# Per-dtype tolerances: |got - ref| <= atol + rtol * |ref|, scaled by the size of the reduction.
+TOL = {np.dtype(np.float32): (1e-5, 1e-4), np.dtype(np.float64): (1e-12, 1e-10)}
+
+
+def check_op(got, ref, dtype=None, *, reduction: int = 1, scale: float = 1.0) -> None:
+    """Compare a kernel's output with its float64 reference.
+
+    ``reduction`` is the length of the sums behind each element (k for GEMM): rounding error grows
+    like sqrt(reduction), so the tolerance does too. ``scale`` is a typical magnitude of the terms.
+    """
+    got = np.asarray(got)
+    ref = np.asarray(ref, dtype=np.float64)
+    dtype = np.dtype(dtype or got.dtype)
+    assert got.dtype == dtype, f"dtype {got.dtype}, expected {dtype}"
+    assert got.shape == ref.shape, f"shape {got.shape}, expected {ref.shape}"
+    atol, rtol = TOL[dtype]
+    grow = np.sqrt(max(reduction, 1)) * max(scale, 1.0)
+    err = np.abs(got.astype(np.float64) - ref)
+    bound = atol * grow + rtol * np.abs(ref) + rtol * grow
+    nan_ref, nan_got = np.isnan(ref), np.isnan(got)
+    assert np.array_equal(nan_ref, nan_got), "NaN pattern differs from the reference"
+    ok = np.where(nan_ref, True, (err <= bound) | (got.astype(np.float64) == ref))
+    if not ok.all():
+        i = np.unravel_index(np.argmax(np.where(ok, 0, err - bound)), err.shape)
+        raise AssertionError(f"max violation at {i}: got {got[i]!r}, ref {ref[i]!r}, "
+                             f"|err| {err[i]:.3e} > bound {bound[i]:.3e} "
+                             f"({(~ok).sum()} of {ok.size} elements off)")
+
+
+def numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar f() with respect to x (modified in place)."""
+    g = np.zeros_like(x, dtype=np.float64)
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
