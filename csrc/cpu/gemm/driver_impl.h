@@ -94,6 +94,12 @@ struct Frame {
   static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
                           index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
+    // Start pulling the C tile in now: it is read (beta != 0) or written only after the k loop,
+    // and a C that has fallen out of cache would otherwise stall the store for a memory latency.
+    for (int i = 0; i < m_rem; ++i) {
+      __builtin_prefetch(c + i * rsc, 1, 3);
+      __builtin_prefetch(c + i * rsc + (n_rem - 1) * csc, 1, 3);
+    }
     V acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)

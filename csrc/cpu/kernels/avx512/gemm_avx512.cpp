@@ -8,6 +8,12 @@
 // 1 MiB L2; the B panel (KC x NC) lives in L3.
 #include <immintrin.h>
 
+// GCC 12's _mm512_max_ps/pd pass an intentionally undefined vector internally, which
+// -Wmaybe-uninitialized reports as a false positive once inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <algorithm>
 #include <cstring>
 
