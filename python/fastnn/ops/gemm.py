@@ -156,10 +156,34 @@ def _linear_args(x: Any, w: Any, b: Any):
     return x, x2, w, b
 
 
+_resolved: dict = {}
+
+
+def _well_formed(x: Any, w: Any, b: Any) -> bool:
+    """The common case, checked in a few attribute reads: 2-D x and w, same float dtype,
+    aligned, matching features, and a contiguous bias of the right length (or none)."""
+    if type(x) is not _nd or type(w) is not _nd or x.ndim != 2 or w.ndim != 2:
+        return False
+    dt = x.dtype
+    if not ((dt is _check._F32 or dt is _check._F64) and w.dtype is dt and x.flags.aligned
+            and w.flags.aligned and x.shape[1] == w.shape[1]):
+        return False
+    return b is None or (type(b) is _nd and b.dtype is dt and b.shape == (w.shape[0],)
+                         and b.flags.c_contiguous)
+
+
 def _linear(x: Any, w: Any, b: Any, activation: Optional[str], alpha: Optional[float],
             keep: bool):
-    code, param = resolve(activation, alpha)
-    x, x2, w, b = _linear_args(x, w, b)
+    try:
+        code, param = _resolved[(activation, alpha)]
+    except (KeyError, TypeError):
+        code, param = resolve(activation, alpha)
+        if isinstance(activation, (str, type(None))) and len(_resolved) < 64:
+            _resolved[(activation, alpha)] = (code, param)
+    if _well_formed(x, w, b):
+        x2 = x
+    else:
+        x, x2, w, b = _linear_args(x, w, b)
     m, n = x2.shape[0], w.shape[0]
     y = _check.empty((m, n), x2.dtype, like=x2)
     z = None
