@@ -35,7 +35,7 @@ struct Frame {
 
   // Finished tile rows: dst row i := alpha*acc[i] (+ beta * dst row i) (+ bias), activated.
   // dst is C itself (unit-stride rows) or the L1 tile buffer of a transposed store.
-  static inline void finish_rows(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* dst,
+  __attribute__((always_inline)) static inline void finish_rows(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* dst,
                                  index_t ld, const Epilogue<T>* ep, index_t i0, index_t j0) {
     const V va = S::set1(alpha), vb = S::set1(beta);
     const bool inreg = ep && act_in_register(ep);
@@ -67,7 +67,7 @@ struct Frame {
     }
   }
 
-  static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
+  __attribute__((always_inline)) static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
                                 index_t rsc, index_t csc, const Epilogue<T>* ep, index_t i0,
                                 index_t j0) {
     if (csc == 1) {
@@ -246,11 +246,15 @@ struct Frame {
     T* bbuf = ws;
     T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    // Split k into equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): a thin last
+    // block would pay the full cost of a C pass for little work.
+    const index_t kblocks = (p.k + KC - 1) / KC;
+    const index_t kc_even = (p.k + kblocks - 1) / kblocks;
     for (index_t jc = 0; jc < p.n; jc += NC) {
       const index_t ncb = std::min<index_t>(NC, p.n - jc);
       const index_t nj = (ncb + NR - 1) / NR;
-      for (index_t pc = 0; pc < p.k; pc += KC) {
-        const index_t kcb = std::min<index_t>(KC, p.k - pc);
+      for (index_t pc = 0; pc < p.k; pc += kc_even) {
+        const index_t kcb = std::min<index_t>(kc_even, p.k - pc);
         const T beta = pc == 0 ? p.beta : T(1);
         const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
         pack_b(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, tid, nth);
