@@ -22,7 +22,8 @@ def host_float(x: Any, name: str, op: str) -> np.ndarray:
         return x
     if _check.is_device_array(x):
         raise TypeError(f"{op} runs on host (NumPy) arrays; {name} is a CUDA device array")
-    return np.ascontiguousarray(_check.float_array(x, name))
+    # order="C" rather than ascontiguousarray, which would turn a 0-d array into shape (1,)
+    return np.asarray(_check.float_array(x, name), order="C")
 
 
 def like(a: Any, name: str, ref: np.ndarray, op: str) -> np.ndarray:

@@ -103,7 +103,7 @@ def _target(target: Any, pred: np.ndarray, op: str) -> np.ndarray:
             raise ValueError(f"{op}: target must have the shape of the prediction {pred.shape}, "
                              f"got {target.shape}")
     if target.dtype != pred.dtype or not target.flags.c_contiguous:
-        target = np.ascontiguousarray(target, dtype=pred.dtype)
+        target = np.asarray(target, dtype=pred.dtype, order="C")
     return target
 
 
