@@ -205,3 +205,59 @@ def test_optimizer_bad_input(backend):
     with pytest.raises(ValueError, match="l1"):
         ops.regularizer_loss(p, l1=-1.0)
     assert not p.any()  # nothing was updated by a rejected call
+
+
+# ---- every ISA build of the streaming loops ------------------------------------------------------
+
+def _isas():
+    import fastnn
+    if fastnn.backend._C is None:
+        return []
+    return [i for i in ("generic", "avx2", "avx512") if fastnn.backend._C.cpu_supports(i)]
+
+
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_update_loops_on_every_isa(rng, isa, dtype):
+    import fastnn
+    shape = (1000, 37)  # not a multiple of any vector width
+    p, grads = _state(rng, shape, dtype)
+    prev = fastnn.get_isa()
+    fastnn.set_isa(isa)
+    try:
+        with fastnn.backend.use_backend("cpp"):
+            outs = {}
+            for name in ("sgd", "nesterov", "adamw", "rmsprop"):
+                q, s1, s2 = p.copy(), np.zeros_like(p), np.zeros_like(p)
+                rq, r1, r2 = p.astype(np.float64), np.zeros(shape), np.zeros(shape)
+                for t, g in enumerate(grads, start=1):
+                    if name == "sgd":
+                        ops.sgd_step(q, g, s1, lr=0.1, momentum=0.9, weight_decay=0.01)
+                        rq, r1 = ref.sgd_step(rq, g, r1, lr=0.1, momentum=0.9, weight_decay=0.01)
+                    elif name == "nesterov":
+                        ops.sgd_step(q, g, s1, lr=0.1, momentum=0.9, nesterov=True)
+                        rq, r1 = ref.sgd_step(rq, g, r1, lr=0.1, momentum=0.9, nesterov=True)
+                    elif name == "adamw":
+                        ops.adam_step(q, g, s1, s2, lr=0.01, step=t, weight_decay=0.1,
+                                      decoupled=True)
+                        rq, r1, r2 = ref.adam_step(rq, g, r1, r2, lr=0.01, step=t,
+                                                   weight_decay=0.1, decoupled=True)
+                    else:
+                        ops.rmsprop_step(q, g, s1, lr=0.01, momentum=0.5, velocity=s2)
+                        rq, r1, r2 = ref.rmsprop_step(rq, g, r1, lr=0.01, momentum=0.5,
+                                                      velocity=r2)
+                check_op(q, rq, dtype, scale=3.0)
+                outs[name] = q
+            check_op(np.array(ops.grad_norm(grads), dtype), np.array(ref.grad_norm(grads)),
+                     dtype, reduction=p.size)
+            check_op(np.array(ops.regularizer_loss(p, l1=0.1, l2=0.2), dtype),
+                     np.array(ref.regularizer_loss(p, 0.1, 0.2)), dtype, reduction=p.size)
+            g = grads[0].copy()
+            ops.regularizer_grad(g, p, l1=0.1, l2=0.2)
+            check_op(g, grads[0] + ref.regularizer_grad(p, 0.1, 0.2), dtype)
+            y, ctx = ops.dropout_forward(p, 0.25, seed=99)
+            np.testing.assert_array_equal(ctx.mask.astype(bool),
+                                          ref.dropout_keep_mask(shape, 0.25, 99))
+            check_op(y, ref.dropout(p, 0.25, 99), dtype)
+    finally:
+        fastnn.set_isa(prev)
