@@ -91,6 +91,30 @@ def test_softmax_cross_entropy_label_dtypes_and_leading_dims(backend, rng):
         ref.softmax_cross_entropy(logits[0, :1, :], labels[0, :1])[0], rel=1e-5)
 
 
+def test_softmax_cross_entropy_unusual_label_and_logit_dtypes(backend, rng):
+    logits = rng.standard_normal((6, 4))
+    labels = rng.integers(0, 4, 6)
+    want = ref.softmax_cross_entropy(logits, labels)[0]
+    for lab in (labels.astype(np.int8), labels.astype(np.uint64), labels.astype(">i8"),
+                labels.astype(np.uint16)[::1], np.repeat(labels, 2)[::2]):
+        assert ops.softmax_cross_entropy(logits, lab) == pytest.approx(want, rel=1e-13)
+    # byte-swapped floats are read as what they are, not as native bytes
+    assert ops.softmax_cross_entropy(logits.astype(">f8"), labels) == pytest.approx(want,
+                                                                                   rel=1e-13)
+    with pytest.raises(ValueError, match="got 255 at position 3"):
+        bad = labels.astype(np.uint8)
+        bad[3] = 255
+        ops.softmax_cross_entropy(logits, bad)
+    with pytest.raises(ValueError, match="got -2 at position 5"):
+        bad = labels.astype(np.int8)
+        bad[5] = -2
+        ops.softmax_cross_entropy(logits, bad)
+    with pytest.raises(ValueError, match=f"got {2**64 - 1} at position 0"):
+        bad = labels.astype(np.uint64)
+        bad[0] = 2**64 - 1
+        ops.softmax_cross_entropy(logits, bad)
+
+
 def test_softmax_cross_entropy_dloss_scales(backend, rng):
     logits = rng.standard_normal((4, 3))
     labels = np.array([0, 2, 1, 1])

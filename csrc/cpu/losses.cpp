@@ -82,14 +82,14 @@ double sum_over_elements(index_t n, double work_per_elem, F&& body) {
 
 }  // namespace
 
-template <class T>
-double softmax_xent_sparse(T* grad, const T* logits, const std::int64_t* labels, index_t rows,
+template <class T, class L>
+double softmax_xent_sparse(T* grad, const T* logits, const L* labels, index_t rows,
                            index_t cols) {
   if (rows == 0) return 0.0;
   const T inv_n = T(1) / T(rows);
   double s = sum_over_rows(rows, double(cols) * 20.0, [&](index_t i) {
     const T* x = logits + i * cols;
-    const index_t k = labels[i];
+    const index_t k = static_cast<index_t>(labels[i]);
     T* g = grad ? grad + i * cols : nullptr;
     // With a target of one class the loss is lse - x_k; the gradient is softmax - onehot.
     T sum;
@@ -131,14 +131,13 @@ double softmax_xent_dense(T* grad, const T* logits, const T* target, index_t row
   return s / double(rows);
 }
 
-template <class T>
-double cce_sparse(T* grad, const T* probs, const std::int64_t* labels, index_t rows, index_t cols,
-                  T eps) {
+template <class T, class L>
+double cce_sparse(T* grad, const T* probs, const L* labels, index_t rows, index_t cols, T eps) {
   if (rows == 0) return 0.0;
   const T inv_n = T(1) / T(rows);
   double s = sum_over_rows(rows, double(cols) * 2.0, [&](index_t i) {
     const T* q = probs + i * cols;
-    const index_t k = labels[i];
+    const index_t k = static_cast<index_t>(labels[i]);
     T S = row_sum(q, cols);
     T p = q[k] / S;
     T c = lmath::clip_prob(p, eps);
@@ -238,10 +237,23 @@ double mae(T* grad, const T* pred, const T* target, index_t n) {
   return s / double(n);
 }
 
+template <class L>
+index_t first_bad_label(const L* labels, index_t n, index_t classes) {
+  for (index_t i = 0; i < n; ++i) {
+    const index_t k = static_cast<index_t>(labels[i]);
+    if (k < 0 || k >= classes) return i;
+  }
+  return -1;
+}
+
+#define FASTNN_LOSSES_L(T, L)                                                                  \
+  template double softmax_xent_sparse<T, L>(T*, const T*, const L*, index_t, index_t);         \
+  template double cce_sparse<T, L>(T*, const T*, const L*, index_t, index_t, T);
 #define FASTNN_LOSSES(T)                                                                       \
-  template double softmax_xent_sparse<T>(T*, const T*, const std::int64_t*, index_t, index_t); \
+  FASTNN_LOSSES_L(T, std::int64_t)                                                             \
+  FASTNN_LOSSES_L(T, std::int32_t)                                                             \
+  FASTNN_LOSSES_L(T, std::uint8_t)                                                             \
   template double softmax_xent_dense<T>(T*, const T*, const T*, index_t, index_t);             \
-  template double cce_sparse<T>(T*, const T*, const std::int64_t*, index_t, index_t, T);       \
   template double cce_dense<T>(T*, const T*, const T*, index_t, index_t, T);                   \
   template double bce<T>(T*, const T*, const T*, index_t, bool, T);                            \
   template double mse<T>(T*, const T*, const T*, index_t);                                     \
@@ -249,5 +261,9 @@ double mae(T* grad, const T* pred, const T* target, index_t n) {
 FASTNN_LOSSES(float)
 FASTNN_LOSSES(double)
 #undef FASTNN_LOSSES
+#undef FASTNN_LOSSES_L
+template index_t first_bad_label<std::int64_t>(const std::int64_t*, index_t, index_t);
+template index_t first_bad_label<std::int32_t>(const std::int32_t*, index_t, index_t);
+template index_t first_bad_label<std::uint8_t>(const std::uint8_t*, index_t, index_t);
 
 }  // namespace fastnn

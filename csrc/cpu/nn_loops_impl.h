@@ -7,6 +7,8 @@
 // nothing here with external linkage from a library header (it could be resolved to this ISA's
 // copy and run on a CPU without it).
 
+// No __restrict on the updates: nothing stops a caller from passing one array in two roles, and
+// the compiler's run-time overlap check is cheap next to the loop.
 template <class T, bool MOM, bool NEST, bool WD>
 static void sgd_range(T* p, T* v, const T* g, index_t lo, index_t hi, T lr, T mu, T wd) {
   if (MOM) {
@@ -35,8 +37,8 @@ static void sgd_loop(T* p, T* v, const T* g, index_t lo, index_t hi, T lr, T mu,
 }
 
 template <class T, int DECAY>
-static void adam_range(T* __restrict p, T* __restrict m, T* __restrict v, const T* __restrict g,
-                       index_t lo, index_t hi, T alpha, T b1, T c1, T b2, T c2, T eps, T decay) {
+static void adam_range(T* p, T* m, T* v, const T* g, index_t lo, index_t hi, T alpha, T b1, T c1,
+                       T b2, T c2, T eps, T decay) {
   for (index_t i = lo; i < hi; ++i)
     optim::adam<T, DECAY>(p[i], m[i], v[i], g[i], alpha, b1, c1, b2, c2, eps, decay);
 }
@@ -57,9 +59,8 @@ static void adam_loop(T* p, T* m, T* v, const T* g, index_t lo, index_t hi, T al
 }
 
 template <class T>
-static void rmsprop_loop(T* __restrict p, T* __restrict sq, T* __restrict vel,
-                         const T* __restrict g, index_t lo, index_t hi, T lr, T rho, T c_rho,
-                         T eps, T mu, bool momentum) {
+static void rmsprop_loop(T* p, T* sq, T* vel, const T* g, index_t lo, index_t hi, T lr, T rho,
+                         T c_rho, T eps, T mu, bool momentum) {
   if (momentum) {
     for (index_t i = lo; i < hi; ++i)
       optim::rmsprop<T, true>(p[i], sq[i], vel[i], g[i], lr, rho, c_rho, eps, mu);
@@ -142,8 +143,7 @@ static void abs_square_sums_loop(const T* w, index_t lo, index_t hi, double* out
 }
 
 template <class T>
-static void reg_grad_loop(T* __restrict g, const T* __restrict w, index_t lo, index_t hi, T a,
-                          T b) {
+static void reg_grad_loop(T* g, const T* w, index_t lo, index_t hi, T a, T b) {
   for (index_t i = lo; i < hi; ++i) g[i] += a * lmath::sign0(w[i]) + b * w[i];
 }
 
