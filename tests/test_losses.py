@@ -316,3 +316,24 @@ def test_softmax_cross_entropy_property(backend, n, c, f32, scale, seed, strided
     assert np.isfinite(loss) and np.isfinite(grad).all()
     _check_loss(loss, want, dtype, scale)
     check_op(grad, want_grad, dtype, reduction=c)
+
+
+def test_losses_do_not_depend_on_thread_count(rng):
+    import fastnn
+    if fastnn.backend._C is None:
+        pytest.skip("thread count only applies to the C++ backend")
+    logits = rng.standard_normal((3000, 40)).astype(np.float32)
+    labels = rng.integers(0, 40, 3000)
+    pred = rng.standard_normal(400_000).astype(np.float32)
+    target = rng.standard_normal(400_000).astype(np.float32)
+    prev = fastnn.get_num_threads()
+    out = []
+    try:
+        with fastnn.backend.use_backend("cpp"):
+            for nt in (1, 2, 3):
+                fastnn.set_num_threads(nt)
+                out.append((ops.softmax_cross_entropy(logits, labels), ops.mse(pred, target),
+                            ops.binary_cross_entropy(pred, target > 0, from_logits=True)))
+    finally:
+        fastnn.set_num_threads(prev)
+    assert out[0] == out[1] == out[2]

@@ -11,27 +11,30 @@
 namespace fastnn {
 namespace {
 
-// Rows are split across threads in fixed contiguous blocks and the per-block sums are added in
-// block order, so the returned loss does not depend on the thread count's scheduling.
+// Row losses are summed in fixed blocks of rows and the block sums added in block order, so the
+// returned loss is the same for any thread count.
+constexpr index_t kRowBlock = 256;
+
 template <class F>
 double sum_over_rows(index_t rows, double work_per_row, F&& body) {
-  const int nt = rows > 1 ? threads_for(double(rows) * work_per_row) : 1;
-  if (nt <= 1) {
-    DenormalGuard guard;
-    double s = 0.0;
-    for (index_t i = 0; i < rows; ++i) s += body(i);
-    return s;
-  }
-  std::vector<double> part(static_cast<std::size_t>(nt), 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    DenormalGuard guard;
-    const int t = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
-    const index_t lo = rows * t / nth, hi = rows * (t + 1) / nth;
+  const index_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  auto block_sum = [&](index_t b) {
+    const index_t lo = b * kRowBlock, hi = lo + kRowBlock < rows ? lo + kRowBlock : rows;
     double s = 0.0;
     for (index_t i = lo; i < hi; ++i) s += body(i);
-    part[static_cast<std::size_t>(t)] = s;
+    return s;
+  };
+  if (blocks <= 1) {
+    DenormalGuard guard;
+    return blocks ? block_sum(0) : 0.0;
+  }
+  std::vector<double> part(static_cast<std::size_t>(blocks), 0.0);
+  const int nt = threads_for(double(rows) * work_per_row);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < blocks; ++b) part[static_cast<std::size_t>(b)] = block_sum(b);
   }
   double s = 0.0;
   for (double p : part) s += p;
@@ -68,14 +71,14 @@ inline T row_sum(const T* x, index_t n) {
   return s;
 }
 
-// Elementwise mean losses: blocks of this many elements make one unit of threaded work.
-constexpr index_t kBlock = 4096;
+// Elementwise mean losses: each "row" handed to sum_over_rows is a run of this many elements.
+constexpr index_t kRun = 1024;
 
 template <class T, class F>
 double sum_over_elements(index_t n, double work_per_elem, F&& body) {
-  const index_t blocks = (n + kBlock - 1) / kBlock;
-  return sum_over_rows(blocks, double(kBlock) * work_per_elem, [&](index_t b) {
-    const index_t lo = b * kBlock, hi = lo + kBlock < n ? lo + kBlock : n;
+  const index_t runs = (n + kRun - 1) / kRun;
+  return sum_over_rows(runs, double(kRun) * work_per_elem, [&](index_t b) {
+    const index_t lo = b * kRun, hi = lo + kRun < n ? lo + kRun : n;
     return body(lo, hi);
   });
 }
