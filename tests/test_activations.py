@@ -28,7 +28,7 @@ def _away_from_kinks(x):
     return np.where(np.abs(x) < 0.05, x + 0.1 * np.sign(x + 1e-12), x)
 
 
-# ---- elementwise --------------------------------------------------------------------------------
+# ---- elementwise ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ELEMENTWISE)
@@ -102,7 +102,7 @@ def test_activation_non_contiguous_input(act_backend, rng):
     check_op(ops.activation(x, "tanh"), ref.activation_fn(x, "tanh"))
 
 
-# ---- softmax / log_softmax ---------------------------------------------------------------------
+# ---- softmax / log_softmax -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,axis", [((1, 1), -1), ((7, 17), -1), ((33, 10), 1),
@@ -178,7 +178,7 @@ def test_softmax_bad_input(backend):
         ops.log_softmax_backward(ctx, x)
 
 
-# ---- threshold --------------------------------------------------------------------------------
+# ---- threshold -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("value", [0.0, 0.5, -1.0])
@@ -198,7 +198,7 @@ def test_threshold_backward_refuses(backend):
         ops.threshold_backward(ctx, np.ones(2))
 
 
-# ---- maxout ---------------------------------------------------------------------------------------
+# ---- maxout --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,pieces", [((1, 2), 2), ((7, 12), 3), ((33, 17), 1),

@@ -30,7 +30,7 @@ def _onehot(labels, c, dtype):
     return t
 
 
-# ---- softmax cross-entropy -------------------------------------------------------------------
+# ---- softmax cross-entropy -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
@@ -160,7 +160,7 @@ def test_softmax_cross_entropy_bad_labels(backend):
         ops.softmax_cross_entropy_backward(ctx)
 
 
-# ---- categorical cross-entropy from probabilities ---------------------------------------------
+# ---- categorical cross-entropy from probabilities ------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
@@ -202,7 +202,7 @@ def test_categorical_cross_entropy_clips(backend):
         ops.categorical_cross_entropy(probs, np.array([0, 2]))
 
 
-# ---- binary cross-entropy ---------------------------------------------------------------------
+# ---- binary cross-entropy ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7, 1), (17, 3), (33,)])
@@ -258,7 +258,7 @@ def test_binary_cross_entropy_target_shapes(backend):
         ops.binary_cross_entropy(np.zeros(0), np.zeros(0))
 
 
-# ---- mse / mae --------------------------------------------------------------------------------------
+# ---- mse / mae -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (17, 3), (33, 2, 2), (5000,)])
@@ -299,7 +299,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 40), c=st.integers(1, 40), f32=st.booleans(), scale=st.sampled_from(
     [1e-3, 1.0, 30.0, 1e4]), seed=st.integers(0, 2**32 - 1), strided=st.booleans())
 def test_softmax_cross_entropy_property(backend, n, c, f32, scale, seed, strided):

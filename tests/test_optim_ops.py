@@ -164,7 +164,7 @@ def test_regularizer_grad_finite_differences(backend, rng):
     np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
 
 
-# ---- bad input ----------------------------------------------------------------------------------------
+# ---- bad input -----------------------------------------------------------------------------------
 
 def test_optimizer_bad_input(backend):
     p = np.zeros((3, 4), np.float32)

@@ -27,8 +27,9 @@ FASTNN_HD void sgd(T& p, T& v, T g, T lr, T mu, T wd) {
 }
 
 // Adam as Keras writes it: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) is computed once per step
-// by the caller, and eps is added to sqrt(v) itself (the paper's "epsilon hat"). L2 adds wd*p to the gradient (Adam's weight_decay in PyTorch); decoupled shrinks p
-// by lr*wd before the step (AdamW).
+// by the caller, and eps is added to sqrt(v) itself (the paper's "epsilon hat"). L2 adds wd*p
+// to the gradient (Adam's weight_decay in PyTorch); decoupled shrinks p by lr*wd before the
+// step (AdamW).
 template <class T, int DECAY>
 FASTNN_HD void adam(T& p, T& m, T& v, T g, T alpha, T b1, T c1, T b2, T c2, T eps, T decay) {
   if (DECAY == kL2) g += decay * p;

@@ -54,7 +54,12 @@ extern const NnIsaLoops kNnLoopsAvx512;
 // The table of the active ISA.
 const NnIsaLoops& nn_loops();
 
+// The active table's loops for T (float or double).
 template <class T>
 const NnLoops<T>& nn_loops_for();
+template <>
+const NnLoops<float>& nn_loops_for<float>();
+template <>
+const NnLoops<double>& nn_loops_for<double>();
 
 }  // namespace fastnn

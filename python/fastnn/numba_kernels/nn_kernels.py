@@ -17,8 +17,8 @@ from numba import njit
 __all__ = [
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "threshold", "maxout",
     "maxout_backward", "softmax_cross_entropy", "categorical_cross_entropy",
-    "binary_cross_entropy", "mse", "mae", "label_error", "dropout", "dropout_backward", "sgd_step", "adam_step",
-    "rmsprop_step", "sum_squares", "regularizer_loss", "regularizer_grad",
+    "binary_cross_entropy", "mse", "mae", "label_error", "dropout", "dropout_backward",
+    "sgd_step", "adam_step", "rmsprop_step", "sum_squares", "regularizer_loss", "regularizer_grad",
 ]
 
 _JIT = dict(cache=True, nogil=True)
