@@ -1,0 +1,58 @@
+#include "cpu/dropout.h"
+
+#include "common/fpenv.h"
+#include "common/omp_compat.h"
+#include "common/rng.h"
+#include "common/threading.h"
+#include "cpu/nn_dispatch.h"
+
+namespace fastnn {
+namespace {
+
+// Chunks divide 2^32, so none straddles a change of the counter's upper half.
+constexpr index_t kChunk = index_t(1) << 16;
+
+}  // namespace
+
+template <class T>
+void dropout_forward(T* y, std::uint8_t* mask, const T* x, index_t n, double rate,
+                     std::uint64_t seed) {
+  if (n == 0) return;
+  const NnLoops<T>& k = nn_loops_for<T>();
+  const rng::Key key = rng::key_from_seed(seed);
+  const std::uint32_t thr = rng::drop_threshold(rate);
+  const T scale = T(1.0 / (1.0 - rate));
+  const index_t chunks = (n + kChunk - 1) / kChunk;
+  const int nt = chunks > 1 ? threads_for(double(n) * 0.5) : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;  // denormal inputs would make every multiply a microcode assist
+#pragma omp for schedule(static)
+    for (index_t c = 0; c < chunks; ++c) {
+      const index_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;
+      k.dropout(y, mask, x, lo, hi, key, thr, scale);
+    }
+  }
+}
+
+template <class T>
+void dropout_backward(T* dx, const std::uint8_t* mask, const T* dy, index_t n, double rate) {
+  const T scale = T(1.0 / (1.0 - rate));
+  const int nt = threads_for(double(n) * 0.25);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+  }
+}
+
+template void dropout_forward<float>(float*, std::uint8_t*, const float*, index_t, double,
+                                     std::uint64_t);
+template void dropout_forward<double>(double*, std::uint8_t*, const double*, index_t, double,
+                                      std::uint64_t);
+template void dropout_backward<float>(float*, const std::uint8_t*, const float*, index_t, double);
+template void dropout_backward<double>(double*, const std::uint8_t*, const double*, index_t,
+                                       double);
+
+}  // namespace fastnn
