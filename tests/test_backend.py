@@ -226,9 +226,6 @@ def test_cpp_ops_never_import_numba():
     assert out == [False, True]
 
 
-@pytest.mark.xfail(strict=True, reason="backend bug: set_num_threads runs `import numba` "
-                   "unconditionally (its comment says 'only if already imported'), which costs "
-                   "the Numba import (~0.6 s) to users of the C++ backend")
 def test_set_num_threads_does_not_import_numba():
     out = run_json(
         "import json, sys, fastnn\n"

@@ -314,10 +314,6 @@ def test_linear_leaky_relu_zero_slope_at_minus_inf(backend, request, dtype, m, n
     # reference and the Numba backend all say so; the result must not depend on the GEMM path.
     # In C++, (2, 2, 2) stores through the vector (in-register) epilogue; (13, 2, 64) is run
     # transposed, and its strided C goes through the scalar act::forward.
-    if backend == "cpp" and cpp_path == "in_register":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="C++ bug: the in-register epilogue computes leaky_relu as "
-            "max(slope*z, z), which gives -inf (not NaN) for slope 0 at z = -inf"))
     x = np.ones((m, k), dtype)
     x[0, 0] = -np.inf
     w = np.zeros((n, k), dtype)
@@ -689,9 +685,6 @@ def test_linear_activation_names_are_case_insensitive(backend, rng):
     np.testing.assert_array_equal(ops.linear(x, w, None, "ReLU"), ops.linear(x, w, None, "relu"))
 
 
-@pytest.mark.xfail(strict=True, reason="ops bug: linear's alpha goes through a bare float() in "
-                   "ops/_activations.resolve, so strings are accepted and other types raise a "
-                   "TypeError that does not name alpha")
 @pytest.mark.parametrize("value", ["0.1", [0.1], 1j, True])
 def test_linear_rejects_bad_alpha_type(backend, value):
     with pytest.raises((TypeError, ValueError), match="alpha"):

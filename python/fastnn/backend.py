@@ -148,11 +148,8 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"num_threads must be a positive int, got {n!r}")
     if _C is not None:
         _C.set_num_threads(n)
-    try:
-        import numba  # only if already imported elsewhere: keep import fastnn fast
-    except ImportError:  # pragma: no cover
-        return
-    if "numba" in _modules:
+    if "numba" in _modules:  # only once the Numba backend is in use: keep import fastnn fast
+        import numba
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 

@@ -175,12 +175,16 @@ def _well_formed(x: Any, w: Any, b: Any) -> bool:
 
 def _linear(x: Any, w: Any, b: Any, activation: Optional[str], alpha: Optional[float],
             keep: bool):
-    try:
-        code, param = _resolved[(activation, alpha)]
-    except (KeyError, TypeError):
-        code, param = resolve(activation, alpha)
-        if isinstance(activation, (str, type(None))) and len(_resolved) < 64:
-            _resolved[(activation, alpha)] = (code, param)
+    key = (activation, alpha)
+    # Cache only exact types: True == 1.0 as a dict key, and True must be rejected, not reused.
+    cached = _resolved.get(key) if alpha is None or type(alpha) is float else None
+    if cached is None:
+        cached = resolve(activation, alpha)
+        if (alpha is None or type(alpha) is float) and (activation is None
+                                                        or type(activation) is str):
+            if len(_resolved) < 64:
+                _resolved[key] = cached
+    code, param = cached
     if _well_formed(x, w, b):
         x2 = x
     else:
