@@ -66,7 +66,7 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   GemmProblem<T> p = p0;
   GemmPlan plan;
   const double volume = double(p.m) * double(p.n) * double(p.k);
-  plan.nthreads = threads_for(volume, 1 << 17);
+  plan.nthreads = threads_for(volume, 1 << 18);  // below ~2 us of work, one thread
 
   GemmProblem<T> q = transposed(p);
   if (direct_cost(q, b) < direct_cost(p, b)) p = q;
