@@ -9,6 +9,10 @@ namespace py = pybind11;
 namespace fastnn {
 void bind_gemm(py::module_& m);
 void bind_elementwise(py::module_& m);
+void bind_nn_activations(py::module_& m);
+void bind_losses(py::module_& m);
+void bind_dropout(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace fastnn
 
 PYBIND11_MODULE(_C, m) {
@@ -42,4 +46,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &fastnn::set_num_threads, py::arg("n"));
   fastnn::bind_gemm(m);
   fastnn::bind_elementwise(m);
+  fastnn::bind_nn_activations(m);
+  fastnn::bind_losses(m);
+  fastnn::bind_dropout(m);
+  fastnn::bind_optim(m);
 }

@@ -1,0 +1,101 @@
+#include "cpu/softmax.h"
+
+#include "common/activations.h"
+#include "common/fpenv.h"
+#include "common/loss_math.h"
+#include "common/omp_compat.h"
+#include "common/threading.h"
+
+namespace fastnn {
+namespace {
+
+// Subtracting the row maximum keeps every exp argument <= 0: no overflow for any finite input.
+template <class T>
+inline T row_max(const T* x, index_t n) {
+  T m = x[0];
+  for (index_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+template <class T>
+void softmax_row(T* y, const T* x, index_t n) {
+  T m = row_max(x, n);
+  T s = T(0);
+  for (index_t j = 0; j < n; ++j) {
+    T e = act::m_exp(x[j] - m);
+    y[j] = e;
+    s += e;
+  }
+  T inv = T(1) / s;
+  for (index_t j = 0; j < n; ++j) y[j] *= inv;
+}
+
+template <class T>
+void log_softmax_row(T* y, const T* x, index_t n) {
+  T m = row_max(x, n);
+  T s = T(0);
+  for (index_t j = 0; j < n; ++j) s += act::m_exp(x[j] - m);
+  T lse = m + lmath::m_log(s);
+  for (index_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+}
+
+template <class T>
+void softmax_row_backward(T* dx, const T* y, const T* dy, index_t n) {
+  T dot = T(0);
+  for (index_t j = 0; j < n; ++j) dot += dy[j] * y[j];
+  for (index_t j = 0; j < n; ++j) dx[j] = y[j] * (dy[j] - dot);
+}
+
+template <class T>
+void log_softmax_row_backward(T* dx, const T* y, const T* dy, index_t n) {
+  T s = T(0);
+  for (index_t j = 0; j < n; ++j) s += dy[j];
+  for (index_t j = 0; j < n; ++j) dx[j] = dy[j] - act::m_exp(y[j]) * s;
+}
+
+// exp dominates: about 20 flop-equivalents per element.
+inline int row_threads(index_t rows, index_t cols) {
+  return rows > 1 ? threads_for(double(rows) * double(cols) * 20.0) : 1;
+}
+
+}  // namespace
+
+template <class T>
+void softmax_rows(T* y, const T* x, index_t rows, index_t cols, bool log) {
+  if (rows == 0 || cols == 0) return;
+  const int nt = row_threads(rows, cols);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;  // per thread: MXCSR is thread state
+#pragma omp for schedule(static)
+    for (index_t i = 0; i < rows; ++i) {
+      if (log) log_softmax_row(y + i * cols, x + i * cols, cols);
+      else softmax_row(y + i * cols, x + i * cols, cols);
+    }
+  }
+}
+
+template <class T>
+void softmax_rows_backward(T* dx, const T* y, const T* dy, index_t rows, index_t cols, bool log) {
+  if (rows == 0 || cols == 0) return;
+  const int nt = row_threads(rows, cols);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t o = i * cols;
+      if (log) log_softmax_row_backward(dx + o, y + o, dy + o, cols);
+      else softmax_row_backward(dx + o, y + o, dy + o, cols);
+    }
+  }
+}
+
+template void softmax_rows<float>(float*, const float*, index_t, index_t, bool);
+template void softmax_rows<double>(double*, const double*, index_t, index_t, bool);
+template void softmax_rows_backward<float>(float*, const float*, const float*, index_t, index_t,
+                                           bool);
+template void softmax_rows_backward<double>(double*, const double*, const double*, index_t,
+                                            index_t, bool);
+
+}  // namespace fastnn

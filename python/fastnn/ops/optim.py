@@ -1,0 +1,197 @@
+"""Optimizer updates, each one fused kernel pass that updates the parameter and its state in
+place, plus the reductions a training loop needs around them (global gradient norm, L1/L2
+penalties).
+
+The arrays must be C-contiguous float32/float64 NumPy arrays of one shape and dtype; the updated
+ones (parameter, state) must be writeable. Nothing is allocated and nothing is returned by the
+updates: the training layer owns its buffers.
+
+Formulations: SGD as PyTorch (momentum buffer ``v = mu*v + g``, Nesterov ``g + mu*v``, L2
+``weight_decay`` added to the gradient); Adam and RMSprop as Keras (Adam's eps is added to
+``sqrt(v)`` and the bias correction goes into the step size; RMSprop's eps is inside the sqrt),
+with ``decoupled=True`` giving AdamW (``p -= lr*wd*p`` before the step).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .. import backend as _backend
+from . import _nncheck as _c
+
+__all__ = ["sgd_step", "adam_step", "rmsprop_step", "grad_norm", "clip_grad_norm",
+           "regularizer_loss", "regularizer_grad"]
+
+
+def _param(a: Any, name: str, op: str) -> None:
+    if type(a) is not np.ndarray:
+        raise TypeError(f"{op}: {name} must be a NumPy array, got {type(a).__name__}")
+    if a.dtype.char not in "fd":
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
+    fl = a.flags
+    if not (fl.c_contiguous and fl.writeable):
+        raise ValueError(f"{op}: {name} is updated in place and must be C-contiguous and "
+                         f"writeable (c_contiguous={fl.c_contiguous}, writeable={fl.writeable})")
+
+
+def _like(a: Any, name: str, p: np.ndarray, op: str, writeable: bool) -> None:
+    if type(a) is not np.ndarray:
+        raise TypeError(f"{op}: {name} must be a NumPy array, got {type(a).__name__}")
+    if a.shape != p.shape:
+        raise ValueError(f"{op}: {name} must have the parameter's shape {p.shape}, got {a.shape}")
+    if a.dtype != p.dtype:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype} but the parameter is {p.dtype}")
+    fl = a.flags
+    if not fl.c_contiguous or (writeable and not fl.writeable):
+        raise ValueError(f"{op}: {name} must be C-contiguous" + (" and writeable" if writeable
+                                                                  else ""))
+
+
+def _lr(lr: Any) -> float:
+    lr = _c.real(lr, "lr")
+    if not (lr >= 0.0 and lr != math.inf):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr}")
+    return lr
+
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray] = None, *,
+             lr: float, momentum: float = 0.0, nesterov: bool = False,
+             weight_decay: float = 0.0) -> None:
+    """One SGD step in place: ``g = grad + wd*param``; with momentum ``v = mu*v + g`` and the step
+    along ``v`` (or ``g + mu*v`` with Nesterov); ``param -= lr * step``. ``velocity`` (zeros at
+    the start) is required when ``momentum > 0``."""
+    op = "sgd_step"
+    _param(param, "param", op)
+    _like(grad, "grad", param, op, False)
+    lr = _lr(lr)
+    momentum = _c.in_range(_c.real(momentum, "momentum"), "momentum", 0.0, 1.0, hi_open=False)
+    weight_decay = _c.in_range(_c.real(weight_decay, "weight_decay"), "weight_decay", 0.0,
+                               math.inf)
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if momentum != 0.0:
+        if velocity is None:
+            raise ValueError("sgd_step with momentum > 0 needs a velocity array (zeros at the "
+                             "start, the parameter's shape and dtype)")
+        _like(velocity, "velocity", param, op, True)
+    else:
+        velocity = None
+    if param.size:
+        _backend.kernels().sgd_step(param, velocity, grad, lr, momentum, bool(nesterov),
+                                    weight_decay)
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: float,
+              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, step: int,
+              weight_decay: float = 0.0, decoupled: bool = False) -> None:
+    """One Adam step in place (Keras's formulation): ``m = b1*m + (1-b1)*g``,
+    ``v = b2*v + (1-b2)*g^2``, ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``, with
+    ``t = step`` (1 for the first update). ``weight_decay`` is L2 on the gradient, or AdamW's
+    decoupled ``param -= lr*wd*param`` with ``decoupled=True``."""
+    op = "adam_step"
+    _param(param, "param", op)
+    _like(grad, "grad", param, op, False)
+    _like(m, "m", param, op, True)
+    _like(v, "v", param, op, True)
+    lr = _lr(lr)
+    beta1 = _c.in_range(_c.real(beta1, "beta1"), "beta1", 0.0, 1.0)
+    beta2 = _c.in_range(_c.real(beta2, "beta2"), "beta2", 0.0, 1.0)
+    eps = _c.in_range(_c.real(eps, "eps"), "eps", 0.0, math.inf)
+    weight_decay = _c.in_range(_c.real(weight_decay, "weight_decay"), "weight_decay", 0.0,
+                               math.inf)
+    if type(step) is not int:
+        step = _c.int_arg(step, "step", minimum=1)
+    elif step < 1:
+        raise ValueError(f"step is the 1-based update count, got {step}")
+    if param.size:
+        _backend.kernels().adam_step(param, m, v, grad, lr, beta1, beta2, eps, step,
+                                     weight_decay, bool(decoupled))
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, *, lr: float,
+                 rho: float = 0.9, eps: float = 1e-7, momentum: float = 0.0,
+                 velocity: Optional[np.ndarray] = None) -> None:
+    """One RMSprop step in place (Keras's formulation): ``sq = rho*sq + (1-rho)*g^2``,
+    ``inc = lr*g / sqrt(sq + eps)``; with momentum ``velocity = mu*velocity + inc`` is the step.
+    ``velocity`` is required when ``momentum > 0``."""
+    op = "rmsprop_step"
+    _param(param, "param", op)
+    _like(grad, "grad", param, op, False)
+    _like(sq, "sq", param, op, True)
+    lr = _lr(lr)
+    rho = _c.in_range(_c.real(rho, "rho"), "rho", 0.0, 1.0)
+    eps = _c.in_range(_c.real(eps, "eps"), "eps", 0.0, math.inf)
+    momentum = _c.in_range(_c.real(momentum, "momentum"), "momentum", 0.0, 1.0, hi_open=False)
+    if momentum != 0.0:
+        if velocity is None:
+            raise ValueError("rmsprop_step with momentum > 0 needs a velocity array (zeros at "
+                             "the start, the parameter's shape and dtype)")
+        _like(velocity, "velocity", param, op, True)
+    else:
+        velocity = None
+    if param.size:
+        _backend.kernels().rmsprop_step(param, sq, velocity, grad, lr, rho, eps, momentum)
+
+
+def _grads(grads: Any) -> list:
+    if isinstance(grads, np.ndarray):
+        grads = [grads]
+    try:
+        items = list(grads)
+    except TypeError:
+        raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}") from None
+    return [_c.host_float(g, f"grads[{i}]", "grad_norm") for i, g in enumerate(items)]
+
+
+def grad_norm(grads: Sequence[Any]) -> float:
+    """The global L2 norm ``sqrt(sum_i sum(g_i**2))`` over a list of arrays (float64 sums)."""
+    k = _backend.kernels()
+    total = 0.0
+    for g in _grads(grads):
+        if g.size:
+            total += float(k.sum_squares(g))
+    return math.sqrt(total)
+
+
+def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
+    """Scale every array in place by ``max_norm / norm`` when the global norm exceeds
+    ``max_norm``; returns the norm before clipping (NaN or inf norms leave the arrays as they
+    are, so the caller can see and handle them)."""
+    max_norm = _c.in_range(_c.real(max_norm, "max_norm"), "max_norm", 0.0, math.inf,
+                           lo_open=True)
+    items = list(grads) if not isinstance(grads, np.ndarray) else [grads]
+    for i, g in enumerate(items):
+        _param(g, f"grads[{i}]", "clip_grad_norm")
+    norm = grad_norm(items)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for g in items:
+            np.multiply(g, g.dtype.type(scale), out=g)
+    return norm
+
+
+def _l1l2(l1: Any, l2: Any):
+    l1 = _c.in_range(_c.real(l1, "l1"), "l1", 0.0, math.inf)
+    l2 = _c.in_range(_c.real(l2, "l2"), "l2", 0.0, math.inf)
+    return l1, l2
+
+
+def regularizer_loss(w: Any, *, l1: float = 0.0, l2: float = 0.0) -> float:
+    """``l1 * sum|w| + l2 * sum(w**2)`` (Keras's L1, L2 and L1L2 penalties), in float64."""
+    l1, l2 = _l1l2(l1, l2)
+    w = _c.host_float(w, "w", "regularizer_loss")
+    if w.size == 0 or (l1 == 0.0 and l2 == 0.0):
+        return 0.0
+    return float(_backend.kernels().regularizer_loss(w, l1, l2))
+
+
+def regularizer_grad(grad: np.ndarray, w: Any, *, l1: float = 0.0, l2: float = 0.0) -> None:
+    """Add the penalty's gradient ``l1 * sign(w) + 2 * l2 * w`` into ``grad`` in place."""
+    op = "regularizer_grad"
+    l1, l2 = _l1l2(l1, l2)
+    _param(grad, "grad", op)
+    _like(w, "w", grad, op, False)
+    if w.size and (l1 != 0.0 or l2 != 0.0):
+        _backend.kernels().regularizer_grad(grad, w, l1, l2)
