@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+
+import numpy as np
 from typing import Any, Optional
 
 BACKENDS = ("cpp", "cuda", "numba")
@@ -27,6 +29,7 @@ else:
     _C_ERROR = None
 
 _current: Optional[str] = None
+_ndarray = np.ndarray
 _modules: dict = {}
 
 
@@ -125,9 +128,10 @@ def kernels(name: Optional[str] = None) -> Any:
 def kernels_for(*arrays: Any) -> Any:
     """The kernel module for these inputs: CUDA for device arrays, else the current backend."""
     for a in arrays:
-        if a is not None and hasattr(a, "__cuda_array_interface__"):
+        if a is not None and type(a) is not _ndarray and hasattr(a, "__cuda_array_interface__"):
             return kernels("cuda")
-    return kernels()
+    mod = _modules.get(_current) if _current is not None else None
+    return mod if mod is not None else kernels()
 
 
 def set_num_threads(n: int) -> None:

@@ -33,42 +33,60 @@ struct Frame {
     return x;
   }
 
-  static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
+  // Finished tile rows: dst row i := alpha*acc[i] (+ beta * dst row i) (+ bias), activated.
+  // dst is C itself (unit-stride rows) or the L1 tile buffer of a transposed store.
+  __attribute__((always_inline)) static inline void finish_rows(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* dst,
+                                 index_t ld, const Epilogue<T>* ep, index_t i0, index_t j0) {
+    const V va = S::set1(alpha), vb = S::set1(beta);
+    const bool inreg = ep && act_in_register(ep);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m_rem) break;
+      T* row = dst + i * ld;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        int nv = n_rem - v * W;
+        if (nv <= 0) break;
+        V x = alpha == T(1) ? acc[i][v] : S::mul(va, acc[i][v]);
+        if (beta != T(0)) x = S::fma(vb, S::loadn(row + v * W, nv), x);
+        if (ep) {
+          if (ep->bias) {
+            x = S::add(x, ep->bias_axis == 1 ? S::loadn(ep->bias + j0 + v * W, nv)
+                                             : S::set1(ep->bias[i0 + i]));
+          }
+          if (inreg) x = act_vec(ep->act, x, ep->act_param);
+        }
+        S::storen(row + v * W, x, nv);
+      }
+    }
+    if (ep && !inreg) {
+      for (int i = 0; i < m_rem; ++i) {
+        T* row = dst + i * ld;
+        for (int j = 0; j < n_rem; ++j) row[j] = act::forward<T>(ep->act, row[j], ep->act_param);
+      }
+    }
+  }
+
+  __attribute__((always_inline)) static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
                                 index_t rsc, index_t csc, const Epilogue<T>* ep, index_t i0,
                                 index_t j0) {
     if (csc == 1) {
-      const V va = S::set1(alpha), vb = S::set1(beta);
-      const bool inreg = ep && act_in_register(ep);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        if (i >= m_rem) break;
-        T* crow = c + i * rsc;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          int nv = n_rem - v * W;
-          if (nv <= 0) break;
-          V x = alpha == T(1) ? acc[i][v] : S::mul(va, acc[i][v]);
-          if (beta != T(0)) x = S::fma(vb, S::loadn(crow + v * W, nv), x);
-          if (ep) {
-            if (ep->bias) {
-              x = S::add(x, ep->bias_axis == 1 ? S::loadn(ep->bias + j0 + v * W, nv)
-                                               : S::set1(ep->bias[i0 + i]));
-            }
-            if (inreg) x = act_vec(ep->act, x, ep->act_param);
-          }
-          S::storen(crow + v * W, x, nv);
-        }
-      }
-      if (ep && !inreg) {
-        for (int i = 0; i < m_rem; ++i) {
-          T* crow = c + i * rsc;
-          for (int j = 0; j < n_rem; ++j) crow[j] = act::forward<T>(ep->act, crow[j], ep->act_param);
-        }
-      }
+      finish_rows(acc, m_rem, n_rem, alpha, beta, c, rsc, ep, i0, j0);
       return;
     }
-    // C not unit-stride along n (a transposed orientation): go through a tile buffer in L1.
-    alignas(64) T t[MR * NR];
+    // C not unit-stride along n (a transposed orientation): finish the tile in an L1 buffer,
+    // then write it out column by column. Rows past MR are padding the transpose may read.
+    alignas(64) T t[(MR > W ? MR : W) * NR];
+    if constexpr (S::kTranspose) {
+      if (rsc == 1 && beta == T(0)) {
+        finish_rows(acc, m_rem, n_rem, alpha, T(0), t, NR, ep, i0, j0);
+        for (int j = 0; j < n_rem; j += W) {
+          int cols = n_rem - j < W ? n_rem - j : W;
+          S::transpose(t + j, NR, m_rem, cols, c + j * csc, csc, m_rem);
+        }
+        return;
+      }
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -94,6 +112,12 @@ struct Frame {
   static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
                           index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
+    // Start pulling the C tile in now: it is read (beta != 0) or written only after the k loop,
+    // and a C that has fallen out of cache would otherwise stall the store for a memory latency.
+    for (int i = 0; i < m_rem; ++i) {
+      __builtin_prefetch(c + i * rsc, 1, 3);
+      __builtin_prefetch(c + i * rsc + (n_rem - 1) * csc, 1, 3);
+    }
     V acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
@@ -122,6 +146,15 @@ struct Frame {
   // A block (mc x kc) into slivers of MR rows: dst[s][p][i].
   static void pack_a_sliver(int mr_eff, index_t kc, const T* a, index_t rsa, index_t csa,
                             T* dst) {
+    if constexpr (S::kTranspose) {
+      if (csa == 1 && MR <= W) {  // rows along k: transpose W-wide column blocks
+        for (index_t p = 0; p < kc; p += W) {
+          int cols = static_cast<int>(kc - p < W ? kc - p : W);
+          S::transpose(a + p, rsa, mr_eff, cols, dst + p * MR, MR, MR);
+        }
+        return;
+      }
+    }
     if (rsa == 1) {
       for (index_t p = 0; p < kc; ++p) {
         const T* src = a + p * csa;
@@ -159,6 +192,19 @@ struct Frame {
         }
       }
       return;
+    }
+    if constexpr (S::kTranspose) {
+      if (rsb == 1) {  // columns along k: transpose W x W blocks
+        for (int jb = 0; jb < NR; jb += W) {
+          int rows = nr_eff - jb;
+          rows = rows < 0 ? 0 : (rows > W ? W : rows);
+          for (index_t p = 0; p < kc; p += W) {
+            int cols = static_cast<int>(kc - p < W ? kc - p : W);
+            S::transpose(b + jb * csb + p, csb, rows, cols, dst + p * NR + jb, NR, W);
+          }
+        }
+        return;
+      }
     }
     for (int j = 0; j < nr_eff; ++j) {
       const T* src = b + j * csb;
@@ -200,11 +246,15 @@ struct Frame {
     T* bbuf = ws;
     T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    // Split k into equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): a thin last
+    // block would pay the full cost of a C pass for little work.
+    const index_t kblocks = (p.k + KC - 1) / KC;
+    const index_t kc_even = (p.k + kblocks - 1) / kblocks;
     for (index_t jc = 0; jc < p.n; jc += NC) {
       const index_t ncb = std::min<index_t>(NC, p.n - jc);
       const index_t nj = (ncb + NR - 1) / NR;
-      for (index_t pc = 0; pc < p.k; pc += KC) {
-        const index_t kcb = std::min<index_t>(KC, p.k - pc);
+      for (index_t pc = 0; pc < p.k; pc += kc_even) {
+        const index_t kcb = std::min<index_t>(kc_even, p.k - pc);
         const T beta = pc == 0 ? p.beta : T(1);
         const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
         pack_b(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, tid, nth);

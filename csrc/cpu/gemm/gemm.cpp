@@ -45,16 +45,20 @@ GemmProblem<T> transposed(const GemmProblem<T>& p) {
 }
 
 // Rough cycle estimate of the direct path for one orientation: padded tile work, plus packing B
-// when it is not unit-stride along n, plus scalar stores when C is not unit-stride along n.
+// when it is not unit-stride along n, plus slower stores when C is not unit-stride along n.
 template <class T>
 double direct_cost(const GemmProblem<T>& p, const Blocking& b) {
   const double lanes = 64.0 / sizeof(T);  // per-cycle FMA lanes, any ISA: only ratios matter
   double mp = double(round_up(p.m, b.mr)), np = double(round_up(p.n, b.nr));
   double cost = mp * np * double(p.k) / lanes;
-  if (p.csb != 1) cost += double(p.k) * np * 0.5;
-  if (p.csc != 1) cost += double(p.m) * double(p.n) * 1.0;
+  if (p.csb != 1) cost += double(p.k) * np * 0.25;
+  if (p.csc != 1) cost += double(p.m) * double(p.n) * 0.5;
   return cost;
 }
+
+// The direct path keeps the whole (packed or in-place) B operand in L2 while it walks over A's
+// rows in place, and stores each C tile once; it wins while B fits there.
+constexpr double kDirectMaxBBytes = 384.0 * 1024.0;
 
 template <class T>
 void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
@@ -64,13 +68,15 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   const double volume = double(p.m) * double(p.n) * double(p.k);
   plan.nthreads = threads_for(volume, 1 << 17);
 
-  if (volume >= kBlockedVolume) {
+  GemmProblem<T> q = transposed(p);
+  if (direct_cost(q, b) < direct_cost(p, b)) p = q;
+  const double b_bytes = double(p.k) * double(round_up(p.n, b.nr)) * sizeof(T);
+  if (volume >= kBlockedVolume && b_bytes > kDirectMaxBBytes) {
     plan.blocked = true;
+    p = p0;
     // Keep C unit-stride along n when one orientation allows it.
     if (p.csc != 1 && p.rsc == 1) p = transposed(p);
   } else {
-    GemmProblem<T> q = transposed(p);
-    if (direct_cost(q, b) < direct_cost(p, b)) p = q;
     plan.pack_b = p.csb != 1;
   }
 

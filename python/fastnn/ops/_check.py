@@ -17,38 +17,49 @@ def is_device_array(x: Any) -> bool:
     return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
 
 
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_ndarray = np.ndarray
+
+
 def float_array(x: Any, name: str) -> Any:
     """``x`` as a float32/float64 array (NumPy, or a CUDA device array left as is).
 
     Array-likes are converted with ``np.asarray``; anything that is not floating point raises a
-    TypeError that names the argument (we never silently change precision).
+    TypeError that names the argument (we never silently change precision). Non-native byte order
+    and misaligned views are copied into a native, aligned array.
     """
-    if is_device_array(x):
+    if type(x) is _ndarray:  # the hot path: a few attribute reads, no allocation
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and x.flags.aligned:
+            return x
+    elif is_device_array(x):
         if np.dtype(x.dtype) not in FLOAT_DTYPES:
             raise TypeError(f"{name} must be float32 or float64, got dtype {np.dtype(x.dtype)}")
         return x
+    elif x is None:
+        raise TypeError(f"{name} must be an array, got None")
     if not isinstance(x, np.ndarray):
-        if x is None:
-            raise TypeError(f"{name} must be an array, got None")
         try:
             x = np.asarray(x)
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{name} could not be converted to an array: {exc}") from None
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype}"
-                        + ("" if x.dtype.kind in "fc" else
-                           f" (convert with {name}.astype(np.float32))"))
-    isz = x.itemsize
-    if any(s % isz for s in x.strides):  # e.g. a view into a packed structured array
+    dt = x.dtype
+    if dt.kind != "f" or dt.itemsize not in (4, 8):
+        hint = f" (convert with {name}.astype(np.float32))" if dt.kind in "iub" else ""
+        raise TypeError(f"{name} must be float32 or float64, got dtype {dt}{hint}")
+    if not dt.isnative:
+        x = x.astype(dt.newbyteorder("="))
+    if not x.flags.aligned:  # e.g. a view into a packed structured array
         x = np.ascontiguousarray(x)
     return x
 
 
 def same_dtype(*pairs: Tuple[str, Any]) -> np.dtype:
     """All named arrays share one dtype, or a TypeError lists them."""
-    dt = np.dtype(pairs[0][1].dtype)
+    dt = pairs[0][1].dtype
     for _, a in pairs[1:]:
-        if np.dtype(a.dtype) != dt:
+        if a.dtype is not dt and np.dtype(a.dtype) != np.dtype(dt):
             desc = ", ".join(f"{n}: {np.dtype(a.dtype)}" for n, a in pairs)
             raise TypeError(f"mixed dtypes ({desc}); cast them to one of float32/float64")
     return dt
@@ -61,6 +72,8 @@ def ndim(x: Any, name: str, *allowed: int) -> None:
 
 
 def real(value: Any, name: str) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
@@ -75,7 +88,7 @@ def contiguous(x: Any) -> Any:
 
 def empty(shape: Tuple[int, ...], dtype: np.dtype, like: Optional[Any] = None) -> Any:
     """An uninitialised output on the same device as ``like``."""
-    if like is not None and is_device_array(like):
+    if like is not None and type(like) is not _ndarray and is_device_array(like):
         from .. import cuda
         return cuda.device_empty(shape, dtype)
     return np.empty(shape, dtype)

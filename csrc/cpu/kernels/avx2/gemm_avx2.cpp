@@ -45,6 +45,8 @@ struct VecF {
   static inline V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static constexpr bool kTranspose = false;
+  static void transpose(const T*, index_t, int, int, T*, index_t, int) {}
 };
 
 struct VecD {
@@ -72,6 +74,8 @@ struct VecD {
   static inline V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static inline V add(V a, V b) { return _mm256_add_pd(a, b); }
   static inline V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static constexpr bool kTranspose = false;
+  static void transpose(const T*, index_t, int, int, T*, index_t, int) {}
 };
 
 #include "cpu/gemm/driver_impl.h"

@@ -8,6 +8,12 @@
 // 1 MiB L2; the B panel (KC x NC) lives in L3.
 #include <immintrin.h>
 
+// GCC 12's _mm512_max_ps/pd pass an intentionally undefined vector internally, which
+// -Wmaybe-uninitialized reports as a false positive once inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <algorithm>
 #include <cstring>
 
@@ -37,6 +43,47 @@ struct VecF {
   static inline V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
   static inline V max(V a, V b) { return _mm512_max_ps(a, b); }
+
+  // dst[c*ldd + r] = src[r*ld + c] for r < nstore, c < ncols; source rows r >= nrows read as 0.
+  // A 16x16 in-register transpose: unpack pairs of rows, shuffle 4x4 blocks within 128-bit
+  // lanes, then transpose the 4x4 grid of lanes; 64 shuffles for 256 elements.
+  static constexpr bool kTranspose = true;
+  static inline void transpose(const T* src, index_t ld, int nrows, int ncols, T* dst,
+                               index_t ldd, int nstore) {
+    const __mmask16 lm = mask(ncols);
+    V r[16], t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < nrows ? _mm512_maskz_loadu_ps(lm, src + i * ld) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+      r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+      r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    // r[4i + j], lane L now holds column 4L + j of rows 4i..4i+3.
+    const __mmask16 sm = mask(nstore);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      V v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+      V v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+      V v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+      V v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+      V out[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
+                  _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
+#pragma GCC unroll 4
+      for (int l = 0; l < 4; ++l) {
+        int col = 4 * l + j;
+        if (col < ncols) _mm512_mask_storeu_ps(dst + col * ldd, sm, out[l]);
+      }
+    }
+  }
 };
 
 struct VecD {
@@ -57,6 +104,8 @@ struct VecD {
   static inline V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   static inline V add(V a, V b) { return _mm512_add_pd(a, b); }
   static inline V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static constexpr bool kTranspose = false;  // fp64 is the checking path, not the fast one
+  static void transpose(const T*, index_t, int, int, T*, index_t, int) {}
 };
 
 #include "cpu/gemm/driver_impl.h"

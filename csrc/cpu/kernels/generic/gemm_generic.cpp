@@ -63,6 +63,8 @@ struct VecG {
     for (int l = 0; l < W; ++l) a.x[l] = a.x[l] > b.x[l] ? a.x[l] : b.x[l];
     return a;
   }
+  static constexpr bool kTranspose = false;
+  static void transpose(const T*, index_t, int, int, T*, index_t, int) {}
 };
 
 using VecF = VecG<float, 8>;
