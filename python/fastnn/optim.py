@@ -8,7 +8,7 @@ place, so a model's ``params`` qualify). ``opt.reset()`` forgets all state and t
 
 ``learning_rate`` is a float or a schedule (any callable of the step count, such as
 :class:`ExponentialDecay`), evaluated once per step with the number of steps taken so far.
-``clipnorm`` rescales all gradients together when their global L2 norm exceeds it. ``lr`` is
+``clipnorm`` rescales all gradients together, in place, when their global L2 norm exceeds it. ``lr`` is
 accepted as an alias of ``learning_rate``.
 """
 from __future__ import annotations
@@ -193,13 +193,9 @@ class Optimizer:
                 state[id(p)] = s
             update(p, g, s, lr)
 
-    def _clip(self, grads: Sequence[Any]) -> List[Any]:
-        live = [g for g in grads if g is not None]
-        norm = ops.grad_norm(live)
-        if norm > self.clipnorm:
-            scale = self.clipnorm / (norm + 1e-12)
-            grads = [None if g is None else g * g.dtype.type(scale) for g in grads]
-        return list(grads)
+    def _clip(self, grads: Sequence[Any]) -> Sequence[Any]:
+        ops.clip_grad_norm([g for g in grads if g is not None], self.clipnorm)
+        return grads
 
     def _new_state(self, p: Any) -> tuple:
         return ()
