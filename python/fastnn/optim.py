@@ -8,13 +8,13 @@ place, so a model's ``params`` qualify). ``opt.reset()`` forgets all state and t
 
 ``learning_rate`` is a float or a schedule (any callable of the step count, such as
 :class:`ExponentialDecay`), evaluated once per step with the number of steps taken so far.
-``clipnorm`` rescales all gradients together, in place, when their global L2 norm exceeds it. ``lr`` is
-accepted as an alias of ``learning_rate``.
+``clipnorm`` rescales all gradients together, in place, when their global L2 norm exceeds it.
+``lr`` is accepted as an alias of ``learning_rate``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Losses: objects (``SparseCategoricalCrossentropy()``) or names (``"sparse_categorical_crossentropy"``).
+"""Losses: objects (``SparseCategoricalCrossentropy()``) or names (``"mse"``, ...).
 
 Every loss is the mean over the batch (and over elements, for mse/mae/binary crossentropy) and
 runs as one fused op forward and one backward:
