@@ -11,27 +11,30 @@
 namespace fastnn {
 namespace {
 
-// Rows are split across threads in fixed contiguous blocks and the per-block sums are added in
-// block order, so the returned loss does not depend on the thread count's scheduling.
+// Row losses are summed in fixed blocks of rows and the block sums added in block order, so the
+// returned loss is the same for any thread count.
+constexpr index_t kRowBlock = 256;
+
 template <class F>
 double sum_over_rows(index_t rows, double work_per_row, F&& body) {
-  const int nt = rows > 1 ? threads_for(double(rows) * work_per_row) : 1;
-  if (nt <= 1) {
-    DenormalGuard guard;
-    double s = 0.0;
-    for (index_t i = 0; i < rows; ++i) s += body(i);
-    return s;
-  }
-  std::vector<double> part(static_cast<std::size_t>(nt), 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    DenormalGuard guard;
-    const int t = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
-    const index_t lo = rows * t / nth, hi = rows * (t + 1) / nth;
+  const index_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  auto block_sum = [&](index_t b) {
+    const index_t lo = b * kRowBlock, hi = lo + kRowBlock < rows ? lo + kRowBlock : rows;
     double s = 0.0;
     for (index_t i = lo; i < hi; ++i) s += body(i);
-    part[static_cast<std::size_t>(t)] = s;
+    return s;
+  };
+  if (blocks <= 1) {
+    DenormalGuard guard;
+    return blocks ? block_sum(0) : 0.0;
+  }
+  std::vector<double> part(static_cast<std::size_t>(blocks), 0.0);
+  const int nt = threads_for(double(rows) * work_per_row);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    DenormalGuard guard;
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < blocks; ++b) part[static_cast<std::size_t>(b)] = block_sum(b);
   }
   double s = 0.0;
   for (double p : part) s += p;
@@ -68,28 +71,28 @@ inline T row_sum(const T* x, index_t n) {
   return s;
 }
 
-// Elementwise mean losses: blocks of this many elements make one unit of threaded work.
-constexpr index_t kBlock = 4096;
+// Elementwise mean losses: each "row" handed to sum_over_rows is a run of this many elements.
+constexpr index_t kRun = 1024;
 
 template <class T, class F>
 double sum_over_elements(index_t n, double work_per_elem, F&& body) {
-  const index_t blocks = (n + kBlock - 1) / kBlock;
-  return sum_over_rows(blocks, double(kBlock) * work_per_elem, [&](index_t b) {
-    const index_t lo = b * kBlock, hi = lo + kBlock < n ? lo + kBlock : n;
+  const index_t runs = (n + kRun - 1) / kRun;
+  return sum_over_rows(runs, double(kRun) * work_per_elem, [&](index_t b) {
+    const index_t lo = b * kRun, hi = lo + kRun < n ? lo + kRun : n;
     return body(lo, hi);
   });
 }
 
 }  // namespace
 
-template <class T>
-double softmax_xent_sparse(T* grad, const T* logits, const std::int64_t* labels, index_t rows,
+template <class T, class L>
+double softmax_xent_sparse(T* grad, const T* logits, const L* labels, index_t rows,
                            index_t cols) {
   if (rows == 0) return 0.0;
   const T inv_n = T(1) / T(rows);
   double s = sum_over_rows(rows, double(cols) * 20.0, [&](index_t i) {
     const T* x = logits + i * cols;
-    const index_t k = labels[i];
+    const index_t k = static_cast<index_t>(labels[i]);
     T* g = grad ? grad + i * cols : nullptr;
     // With a target of one class the loss is lse - x_k; the gradient is softmax - onehot.
     T sum;
@@ -131,14 +134,13 @@ double softmax_xent_dense(T* grad, const T* logits, const T* target, index_t row
   return s / double(rows);
 }
 
-template <class T>
-double cce_sparse(T* grad, const T* probs, const std::int64_t* labels, index_t rows, index_t cols,
-                  T eps) {
+template <class T, class L>
+double cce_sparse(T* grad, const T* probs, const L* labels, index_t rows, index_t cols, T eps) {
   if (rows == 0) return 0.0;
   const T inv_n = T(1) / T(rows);
   double s = sum_over_rows(rows, double(cols) * 2.0, [&](index_t i) {
     const T* q = probs + i * cols;
-    const index_t k = labels[i];
+    const index_t k = static_cast<index_t>(labels[i]);
     T S = row_sum(q, cols);
     T p = q[k] / S;
     T c = lmath::clip_prob(p, eps);
@@ -238,10 +240,23 @@ double mae(T* grad, const T* pred, const T* target, index_t n) {
   return s / double(n);
 }
 
+template <class L>
+index_t first_bad_label(const L* labels, index_t n, index_t classes) {
+  for (index_t i = 0; i < n; ++i) {
+    const index_t k = static_cast<index_t>(labels[i]);
+    if (k < 0 || k >= classes) return i;
+  }
+  return -1;
+}
+
+#define FASTNN_LOSSES_L(T, L)                                                                  \
+  template double softmax_xent_sparse<T, L>(T*, const T*, const L*, index_t, index_t);         \
+  template double cce_sparse<T, L>(T*, const T*, const L*, index_t, index_t, T);
 #define FASTNN_LOSSES(T)                                                                       \
-  template double softmax_xent_sparse<T>(T*, const T*, const std::int64_t*, index_t, index_t); \
+  FASTNN_LOSSES_L(T, std::int64_t)                                                             \
+  FASTNN_LOSSES_L(T, std::int32_t)                                                             \
+  FASTNN_LOSSES_L(T, std::uint8_t)                                                             \
   template double softmax_xent_dense<T>(T*, const T*, const T*, index_t, index_t);             \
-  template double cce_sparse<T>(T*, const T*, const std::int64_t*, index_t, index_t, T);       \
   template double cce_dense<T>(T*, const T*, const T*, index_t, index_t, T);                   \
   template double bce<T>(T*, const T*, const T*, index_t, bool, T);                            \
   template double mse<T>(T*, const T*, const T*, index_t);                                     \
@@ -249,5 +264,9 @@ double mae(T* grad, const T* pred, const T* target, index_t n) {
 FASTNN_LOSSES(float)
 FASTNN_LOSSES(double)
 #undef FASTNN_LOSSES
+#undef FASTNN_LOSSES_L
+template index_t first_bad_label<std::int64_t>(const std::int64_t*, index_t, index_t);
+template index_t first_bad_label<std::int32_t>(const std::int32_t*, index_t, index_t);
+template index_t first_bad_label<std::uint8_t>(const std::uint8_t*, index_t, index_t);
 
 }  // namespace fastnn

@@ -1,6 +1,7 @@
 // Bindings of the loss family. Each kernel returns the mean loss as a float and, when the first
 // argument is an array rather than None, writes the gradient of that mean into it in the same
-// pass. Arrays are C-contiguous; integer labels are int64 (ops converted them).
+// pass. Arrays are C-contiguous; integer labels are int64, int32 or uint8 (ops converted any
+// other integer dtype to int64).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -23,16 +24,30 @@ const T* rptr(const py::array& a) {
   return static_cast<const T*>(a.data());
 }
 
-// labels: int64 (rows,) class indices, or a (rows, cols) target of the input's dtype.
+template <class L>
+bool label_is(const py::array& a) {
+  return a.dtype().is(py::dtype::of<L>());
+}
+
+// Calls f(const L*) with the labels' element type.
+template <class F>
+auto with_labels(const py::array& labels, F&& f) -> decltype(f((const std::int64_t*)nullptr)) {
+  if (label_is<std::int32_t>(labels)) return f(static_cast<const std::int32_t*>(labels.data()));
+  if (label_is<std::uint8_t>(labels)) return f(static_cast<const std::uint8_t*>(labels.data()));
+  return f(static_cast<const std::int64_t*>(labels.data()));
+}
+
+// labels: integer (rows,) class indices, or a (rows, cols) target of the input's dtype.
 template <class T>
 double softmax_xent_t(py::object grad, py::array logits, py::array labels) {
   T* G = grad_ptr<T>(grad);
   const T* X = rptr<T>(logits);
   index_t rows = logits.shape(0), cols = logits.shape(1);
   if (labels.ndim() == 1) {
-    const std::int64_t* L = rptr<std::int64_t>(labels);
-    py::gil_scoped_release nogil;
-    return softmax_xent_sparse<T>(G, X, L, rows, cols);
+    return with_labels(labels, [&](auto* L) {
+      py::gil_scoped_release nogil;
+      return softmax_xent_sparse<T>(G, X, L, rows, cols);
+    });
   }
   const T* Tg = rptr<T>(labels);
   py::gil_scoped_release nogil;
@@ -45,9 +60,10 @@ double cce_t(py::object grad, py::array probs, py::array labels, double eps) {
   const T* P = rptr<T>(probs);
   index_t rows = probs.shape(0), cols = probs.shape(1);
   if (labels.ndim() == 1) {
-    const std::int64_t* L = rptr<std::int64_t>(labels);
-    py::gil_scoped_release nogil;
-    return cce_sparse<T>(G, P, L, rows, cols, T(eps));
+    return with_labels(labels, [&](auto* L) {
+      py::gil_scoped_release nogil;
+      return cce_sparse<T>(G, P, L, rows, cols, T(eps));
+    });
   }
   const T* Tg = rptr<T>(labels);
   py::gil_scoped_release nogil;
@@ -75,6 +91,14 @@ double pointwise_t(py::object grad, py::array pred, py::array target, bool abs) 
 }  // namespace
 
 void bind_losses(py::module_& m) {
+  m.def(
+      "label_error",
+      [](py::array labels, index_t classes) -> index_t {
+        index_t n = labels.size();
+        return with_labels(labels, [&](auto* L) { return first_bad_label(L, n, classes); });
+      },
+      py::arg("labels"), py::arg("classes"),
+      "Position of the first label outside [0, classes) (int64/int32/uint8, contiguous), or -1.");
   m.def(
       "softmax_cross_entropy",
       [](py::object grad, py::array logits, py::array labels) {

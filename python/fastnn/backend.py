@@ -29,6 +29,7 @@ else:
     _C_ERROR = None
 
 _current: Optional[str] = None
+_kernels_now: Any = None  # the current backend's kernel module, once resolved (hot-path cache)
 _ndarray = np.ndarray
 _modules: dict = {}
 
@@ -73,7 +74,8 @@ def set_backend(name: str) -> None:
         if not cuda.is_available():
             raise RuntimeError("the CUDA backend needs fastnn._cuda and a CUDA device: "
                                + cuda.unavailable_reason())
-    kernels(name)  # import now, so errors surface here rather than on the first op
+    global _kernels_now
+    _kernels_now = kernels(name)  # import now, so errors surface here, not on the first op
     _current = name
 
 
@@ -90,8 +92,9 @@ class use_backend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        global _current
+        global _current, _kernels_now
         _current = self.prev
+        _kernels_now = kernels(self.prev) if self.prev else None
 
 
 def available_backends() -> list:
@@ -108,7 +111,13 @@ def available_backends() -> list:
 
 def kernels(name: Optional[str] = None) -> Any:
     """The kernel module of a backend (default: the current one)."""
-    name = name or get_backend()
+    global _kernels_now
+    if name is None:
+        name = get_backend()
+        if _kernels_now is not None:
+            return _kernels_now
+        _kernels_now = kernels(name)
+        return _kernels_now
     mod = _modules.get(name)
     if mod is None:
         if name == "cpp":
@@ -130,8 +139,7 @@ def kernels_for(*arrays: Any) -> Any:
     for a in arrays:
         if a is not None and type(a) is not _ndarray and hasattr(a, "__cuda_array_interface__"):
             return kernels("cuda")
-    mod = _modules.get(_current) if _current is not None else None
-    return mod if mod is not None else kernels()
+    return _kernels_now or kernels()
 
 
 def set_num_threads(n: int) -> None:
@@ -140,11 +148,8 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"num_threads must be a positive int, got {n!r}")
     if _C is not None:
         _C.set_num_threads(n)
-    try:
-        import numba  # only if already imported elsewhere: keep import fastnn fast
-    except ImportError:  # pragma: no cover
-        return
-    if "numba" in _modules:
+    if "numba" in _modules:  # only once the Numba backend is in use: keep import fastnn fast
+        import numba
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 

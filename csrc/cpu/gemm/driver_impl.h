@@ -22,13 +22,14 @@ struct Frame {
 
   static inline bool act_in_register(const Epilogue<T>* ep) {
     return ep->act == act::NONE || ep->act == act::RELU ||
-           (ep->act == act::LEAKY_RELU && ep->act_param >= T(0) && ep->act_param <= T(1));
+           (ep->act == act::LEAKY_RELU && ep->act_param > T(0) && ep->act_param <= T(1));
   }
 
   static inline V act_vec(int kind, V x, T param) {
     // max(0, x) keeps a NaN x (the second operand wins on unordered compares).
     if (kind == act::RELU) return S::max(S::zero(), x);
-    // For 0 <= slope <= 1, leaky_relu(x) = max(x*slope, x); NaN x again wins.
+    // For 0 < slope <= 1, leaky_relu(x) = max(x*slope, x); NaN x again wins. (Slope 0 goes the
+    // scalar way: 0 * -inf is NaN there, and max() would turn it into -inf.)
     if (kind == act::LEAKY_RELU) return S::max(S::mul(S::set1(param), x), x);
     return x;
   }

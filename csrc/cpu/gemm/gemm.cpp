@@ -58,7 +58,7 @@ double direct_cost(const GemmProblem<T>& p, const Blocking& b) {
 
 // The direct path keeps the whole (packed or in-place) B operand in L2 while it walks over A's
 // rows in place, and stores each C tile once; it wins while B fits there.
-constexpr double kDirectMaxBBytes = 384.0 * 1024.0;
+constexpr double kDirectMaxBBytes = 512.0 * 1024.0;
 
 template <class T>
 void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {

@@ -17,8 +17,8 @@ from numba import njit
 __all__ = [
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "threshold", "maxout",
     "maxout_backward", "softmax_cross_entropy", "categorical_cross_entropy",
-    "binary_cross_entropy", "mse", "mae", "dropout", "dropout_backward", "sgd_step", "adam_step",
-    "rmsprop_step", "sum_squares", "regularizer_loss", "regularizer_grad",
+    "binary_cross_entropy", "mse", "mae", "label_error", "dropout", "dropout_backward",
+    "sgd_step", "adam_step", "rmsprop_step", "sum_squares", "regularizer_loss", "regularizer_grad",
 ]
 
 _JIT = dict(cache=True, nogil=True)
@@ -305,6 +305,19 @@ def _pointwise(g, has_g, x, t, absolute):
             if has_g:
                 g[i] = d * two
     return total / n
+
+
+@njit(**_JIT)
+def _first_bad_label(labels, classes):
+    for i in range(labels.size):
+        k = labels[i]
+        if k < 0 or k >= classes:
+            return i
+    return -1
+
+
+def label_error(labels, classes):
+    return int(_first_bad_label(labels.reshape(-1), int(classes)))
 
 
 def _grad_arg(grad, like, ndim):

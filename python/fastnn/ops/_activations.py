@@ -1,6 +1,7 @@
 """Activation names and their kernel codes (kept in sync with csrc/common/activations.h)."""
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Tuple
 
 # name -> (kernel code, default parameter)
@@ -28,6 +29,8 @@ def resolve(activation: Optional[str], alpha: Optional[float] = None) -> Tuple[i
         raise ValueError(f"unknown activation {activation!r}; expected one of {NAMES}")
     code, param = ACTIVATIONS[key]
     if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+            raise TypeError(f"alpha must be a real number or None, got {type(alpha).__name__}")
         param = float(alpha)
         if code == 2 and not param >= 0.0:
             raise ValueError(f"leaky_relu slope must be >= 0, got {alpha}")

@@ -13,16 +13,30 @@ import numpy as np
 
 from . import _check
 
-_FLOAT_CHARS = "fd"
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+ND = np.ndarray
 
 
 def host_float(x: Any, name: str, op: str) -> np.ndarray:
-    """``x`` as a C-contiguous float32/float64 NumPy array (no copy when it already is one)."""
-    if type(x) is np.ndarray and x.dtype.char in _FLOAT_CHARS and x.flags.c_contiguous:
-        return x
+    """``x`` as a C-contiguous, native-endian float32/float64 NumPy array (no copy when it
+    already is one)."""
+    # Identity with the canonical dtypes: cheaper than ==, and a byte-swapped '>f4' (whose .char
+    # is also 'f') is not mistaken for a native one.
+    if type(x) is ND:
+        dt = x.dtype
+        if (dt is F32 or dt is F64) and x.flags.c_contiguous:
+            return x
+    return _host_float_slow(x, name, op)
+
+
+def _host_float_slow(x: Any, name: str, op: str) -> np.ndarray:
     if _check.is_device_array(x):
         raise TypeError(f"{op} runs on host (NumPy) arrays; {name} is a CUDA device array")
-    return np.ascontiguousarray(_check.float_array(x, name))
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    # order="C" rather than ascontiguousarray, which would turn a 0-d array into shape (1,)
+    return np.asarray(_check.float_array(x, name), order="C")
 
 
 def like(a: Any, name: str, ref: np.ndarray, op: str) -> np.ndarray:

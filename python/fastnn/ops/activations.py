@@ -25,7 +25,7 @@ __all__ = ["activation", "activation_forward", "activation_backward", "softmax",
 _EXTRA = ("softmax", "threshold")
 
 
-# ---- elementwise activations ------------------------------------------------------------------
+# ---- elementwise activations ---------------------------------------------------------------------
 
 class ActivationCtx:
     __slots__ = ("y", "z", "code", "param")
@@ -89,7 +89,7 @@ def activation_backward(ctx: Any, dy: Any) -> Tuple[np.ndarray]:
     return (dx,)
 
 
-# ---- softmax / log_softmax ----------------------------------------------------------------------
+# ---- softmax / log_softmax -----------------------------------------------------------------------
 
 class SoftmaxCtx:
     __slots__ = ("y2", "axis", "shape", "log")
@@ -213,7 +213,7 @@ def threshold_backward(ctx: Any, dy: Any) -> Tuple[np.ndarray]:
         "must be trained through.")
 
 
-# ---- maxout ---------------------------------------------------------------------------------------
+# ---- maxout --------------------------------------------------------------------------------------
 
 class MaxoutCtx:
     __slots__ = ("arg", "pieces", "x_shape", "dtype")

@@ -24,11 +24,12 @@ class DropoutCtx:
 
 
 def _args(x: Any, rate: Any, seed: Any):
-    rate = _c.in_range(_c.real(rate, "rate"), "rate", 0.0, 1.0)
-    if type(seed) is not int:
+    if not (type(rate) is float and 0.0 <= rate < 1.0):
+        rate = _c.in_range(_c.real(rate, "rate"), "rate", 0.0, 1.0)
+    if not (type(seed) is int and 0 <= seed < _SEED_LIMIT):
         seed = _c.int_arg(seed, "seed")
-    if not 0 <= seed < _SEED_LIMIT:
-        raise ValueError(f"seed must be a non-negative int below 2**64, got {seed}")
+        if seed >= _SEED_LIMIT:
+            raise ValueError(f"seed must be a non-negative int below 2**64, got {seed}")
     return _c.host_float(x, "x", "dropout"), rate, seed
 
 

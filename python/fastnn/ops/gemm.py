@@ -14,6 +14,8 @@ from . import _check
 from ._activations import GELU, resolve
 
 _nd = np.ndarray
+_empty = np.empty
+_F32, _F64 = _check._F32, _check._F64
 
 __all__ = ["gemm", "gemm_forward", "gemm_backward", "linear", "linear_forward",
            "linear_backward", "LinearCtx", "GemmCtx"]
@@ -52,17 +54,16 @@ def gemm(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: Optional[fl
     otherwise; with ``beta == 0``, ``c`` is not read (BLAS semantics: NaN in ``c`` is ignored).
     float32 is the fast path; float64 is supported; any strides are accepted.
     """
-    if (c is None and type(a) is _nd and type(b) is _nd and beta is None and alpha == 1.0
-            and not trans_a and not trans_b):
+    if c is None and beta is None and alpha == 1.0 and not (trans_a or trans_b):
         # Fast path for the plain product of two well-formed arrays: small products are
         # dominated by per-call overhead. Anything unusual falls through to the full checks.
-        dt = a.dtype
-        if ((dt is _check._F32 or dt is _check._F64) and b.dtype is dt and a.ndim == 2
-                and b.ndim == 2 and a.flags.aligned and b.flags.aligned):
+        dt = getattr(a, "dtype", None)
+        if ((dt is _F32 or dt is _F64) and type(a) is _nd and type(b) is _nd and b.dtype is dt
+                and a.ndim == 2 and b.ndim == 2 and a.flags.aligned and b.flags.aligned):
             (m, k), (k2, n) = a.shape, b.shape
             if k == k2 and m and n and k:
-                out = np.empty((m, n), dt)
-                _backend.kernels_for().gemm(out, a, b, None, 1.0, 0.0)
+                out = _empty((m, n), dt)
+                (_backend._kernels_now or _backend.kernels()).gemm(out, a, b, None, 1.0, 0.0)
                 return out
     a, b, c, dt = _operands(a, b, c, trans_a, trans_b)
     alpha = _check.real(alpha, "alpha")
@@ -174,12 +175,16 @@ def _well_formed(x: Any, w: Any, b: Any) -> bool:
 
 def _linear(x: Any, w: Any, b: Any, activation: Optional[str], alpha: Optional[float],
             keep: bool):
-    try:
-        code, param = _resolved[(activation, alpha)]
-    except (KeyError, TypeError):
-        code, param = resolve(activation, alpha)
-        if isinstance(activation, (str, type(None))) and len(_resolved) < 64:
-            _resolved[(activation, alpha)] = (code, param)
+    key = (activation, alpha)
+    # Cache only exact types: True == 1.0 as a dict key, and True must be rejected, not reused.
+    cached = _resolved.get(key) if alpha is None or type(alpha) is float else None
+    if cached is None:
+        cached = resolve(activation, alpha)
+        if (alpha is None or type(alpha) is float) and (activation is None
+                                                        or type(activation) is str):
+            if len(_resolved) < 64:
+                _resolved[key] = cached
+    code, param = cached
     if _well_formed(x, w, b):
         x2 = x
     else:

@@ -51,9 +51,13 @@ def _rows(x: np.ndarray, op: str, name: str) -> np.ndarray:
     return x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
 
 
+_LABEL_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.uint8))
+
+
 def _class_labels(labels: Any, x: np.ndarray, op: str) -> np.ndarray:
-    """Integer class indices of shape x.shape[:-1] (as int64, range-checked) or a target
-    distribution of x's shape (as x's dtype), flattened to match the 2-D view of x."""
+    """Integer class indices of shape x.shape[:-1] (flattened, range-checked; int64, int32 and
+    uint8 go to the kernels as they are, other integer dtypes become int64) or a target
+    distribution of x's shape (as x's dtype, 2-D)."""
     if type(labels) is not np.ndarray:
         if labels is None:
             raise TypeError(f"{op}: labels must be an array, got None")
@@ -64,24 +68,27 @@ def _class_labels(labels: Any, x: np.ndarray, op: str) -> np.ndarray:
         if kind not in "iu":
             raise TypeError(
                 f"{op}: labels of shape {labels.shape} are class indices and must be integers, "
-                f"got dtype {labels.dtype}" + (f" (use labels.astype(np.int64))"
+                f"got dtype {labels.dtype}" + (" (use labels.astype(np.int64))"
                                               if kind == "f" else ""))
         flat = labels.reshape(-1)
-        lo, hi = flat.min(), flat.max()
-        if lo < 0 or hi >= classes:
-            bad = lo if lo < 0 else hi
-            where = int(np.flatnonzero(flat == bad)[0])
+        if flat.dtype in _LABEL_DTYPES and flat.dtype.isnative and flat.flags.c_contiguous:
+            bad = _backend.kernels().label_error(flat, classes)
+        else:
+            # Checked before the conversion: a huge uint64 would wrap to a negative int64.
+            hits = np.flatnonzero((flat < 0) | (flat >= classes))
+            bad = int(hits[0]) if hits.size else -1
+            if bad < 0:
+                flat = np.asarray(flat, dtype=np.int64, order="C")
+        if bad >= 0:
             raise ValueError(f"{op}: labels must be class indices in [0, {classes}); got "
-                             f"{int(bad)} at position {where}")
-        if flat.dtype != np.int64 or not flat.flags.c_contiguous:
-            flat = np.ascontiguousarray(flat, dtype=np.int64)
+                             f"{int(flat[bad])} at position {bad}")
         return flat
     if labels.shape == x.shape:
         if kind not in "fiub":
             raise TypeError(f"{op}: labels must be numeric, got dtype {labels.dtype}")
         t = labels if labels.ndim == 2 else labels.reshape(-1, x.shape[-1])
-        if t.dtype != x.dtype or not t.flags.c_contiguous:
-            t = np.ascontiguousarray(t, dtype=x.dtype)
+        if t.dtype is not x.dtype or not t.flags.c_contiguous:
+            t = np.asarray(t, dtype=x.dtype, order="C")
         return t
     raise ValueError(f"{op}: labels must be class indices of shape {x.shape[:-1]} or a target "
                      f"of shape {x.shape} (one-hot or probabilities), got {labels.shape}")
@@ -102,8 +109,8 @@ def _target(target: Any, pred: np.ndarray, op: str) -> np.ndarray:
         else:
             raise ValueError(f"{op}: target must have the shape of the prediction {pred.shape}, "
                              f"got {target.shape}")
-    if target.dtype != pred.dtype or not target.flags.c_contiguous:
-        target = np.ascontiguousarray(target, dtype=pred.dtype)
+    if target.dtype is not pred.dtype or not target.flags.c_contiguous:
+        target = np.asarray(target, dtype=pred.dtype, order="C")
     return target
 
 

@@ -25,11 +25,39 @@ __all__ = ["sgd_step", "adam_step", "rmsprop_step", "grad_norm", "clip_grad_norm
            "regularizer_loss", "regularizer_grad"]
 
 
+_INF = math.inf
+F32, F64, ND = _c.F32, _c.F64, _c.ND
+
+
+def _fast_ok(p: Any, ro: tuple, rw: tuple) -> bool:
+    """True when every array is a C-contiguous NumPy array of p's shape and (canonical float)
+    dtype and p and the ``rw`` ones are writeable: the common case, checked in ~1 us."""
+    if type(p) is not ND:
+        return False
+    dt = p.dtype
+    if not (dt is F32 or dt is F64):
+        return False
+    f = p.flags
+    if not (f.c_contiguous and f.writeable):
+        return False
+    shape = p.shape
+    for a in ro:
+        if type(a) is not ND or a.dtype is not dt or a.shape != shape or not a.flags.c_contiguous:
+            return False
+    for a in rw:
+        if type(a) is not ND or a.dtype is not dt or a.shape != shape:
+            return False
+        f = a.flags
+        if not (f.c_contiguous and f.writeable):
+            return False
+    return True
+
+
 def _param(a: Any, name: str, op: str) -> None:
     if type(a) is not np.ndarray:
         raise TypeError(f"{op}: {name} must be a NumPy array, got {type(a).__name__}")
-    if a.dtype.char not in "fd":
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
+    if a.dtype not in (F32, F64):
+        raise TypeError(f"{op}: {name} must be (native) float32 or float64, got {a.dtype}")
     fl = a.flags
     if not (fl.c_contiguous and fl.writeable):
         raise ValueError(f"{op}: {name} is updated in place and must be C-contiguous and "
@@ -49,11 +77,29 @@ def _like(a: Any, name: str, p: np.ndarray, op: str, writeable: bool) -> None:
                                                                   else ""))
 
 
+def _slow_check(op: str, p: Any, ro: tuple, rw: tuple) -> None:
+    """The same conditions as _fast_ok, raising an error that names the first one broken."""
+    _param(p, "param", op)
+    for name, a in ro:
+        _like(a, name, p, op, False)
+    for name, a in rw:
+        _like(a, name, p, op, True)
+
+
 def _lr(lr: Any) -> float:
     lr = _c.real(lr, "lr")
     if not (lr >= 0.0 and lr != math.inf):
         raise ValueError(f"lr must be a finite number >= 0, got {lr}")
     return lr
+
+
+def _unit(v: Any, name: str, closed: bool = False) -> float:
+    """v in [0, 1) (or [0, 1] when closed)."""
+    return _c.in_range(_c.real(v, name), name, 0.0, 1.0, hi_open=not closed)
+
+
+def _nonneg(v: Any, name: str) -> float:
+    return _c.in_range(_c.real(v, name), name, 0.0, _INF)
 
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray] = None, *,
@@ -62,21 +108,24 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray]
     """One SGD step in place: ``g = grad + wd*param``; with momentum ``v = mu*v + g`` and the step
     along ``v`` (or ``g + mu*v`` with Nesterov); ``param -= lr * step``. ``velocity`` (zeros at
     the start) is required when ``momentum > 0``."""
-    op = "sgd_step"
-    _param(param, "param", op)
-    _like(grad, "grad", param, op, False)
-    lr = _lr(lr)
-    momentum = _c.in_range(_c.real(momentum, "momentum"), "momentum", 0.0, 1.0, hi_open=False)
-    weight_decay = _c.in_range(_c.real(weight_decay, "weight_decay"), "weight_decay", 0.0,
-                               math.inf)
-    if nesterov and momentum == 0.0:
-        raise ValueError("nesterov=True needs momentum > 0")
+    if not _fast_ok(param, (grad,), ()):
+        _slow_check("sgd_step", param, (("grad", grad),), ())
+    if not (type(lr) is float and 0.0 <= lr < _INF):
+        lr = _lr(lr)
+    if not (type(momentum) is float and 0.0 <= momentum <= 1.0):
+        momentum = _unit(momentum, "momentum", closed=True)
+    if not (type(weight_decay) is float and 0.0 <= weight_decay < _INF):
+        weight_decay = _nonneg(weight_decay, "weight_decay")
     if momentum != 0.0:
         if velocity is None:
             raise ValueError("sgd_step with momentum > 0 needs a velocity array (zeros at the "
                              "start, the parameter's shape and dtype)")
-        _like(velocity, "velocity", param, op, True)
+        if not _fast_ok(velocity, (), ()) or velocity.shape != param.shape \
+                or velocity.dtype is not param.dtype:
+            _like(velocity, "velocity", param, "sgd_step", True)
     else:
+        if nesterov:
+            raise ValueError("nesterov=True needs momentum > 0")
         velocity = None
     if param.size:
         _backend.kernels().sgd_step(param, velocity, grad, lr, momentum, bool(nesterov),
@@ -90,17 +139,18 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     ``v = b2*v + (1-b2)*g^2``, ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``, with
     ``t = step`` (1 for the first update). ``weight_decay`` is L2 on the gradient, or AdamW's
     decoupled ``param -= lr*wd*param`` with ``decoupled=True``."""
-    op = "adam_step"
-    _param(param, "param", op)
-    _like(grad, "grad", param, op, False)
-    _like(m, "m", param, op, True)
-    _like(v, "v", param, op, True)
-    lr = _lr(lr)
-    beta1 = _c.in_range(_c.real(beta1, "beta1"), "beta1", 0.0, 1.0)
-    beta2 = _c.in_range(_c.real(beta2, "beta2"), "beta2", 0.0, 1.0)
-    eps = _c.in_range(_c.real(eps, "eps"), "eps", 0.0, math.inf)
-    weight_decay = _c.in_range(_c.real(weight_decay, "weight_decay"), "weight_decay", 0.0,
-                               math.inf)
+    if not _fast_ok(param, (grad,), (m, v)):
+        _slow_check("adam_step", param, (("grad", grad),), (("m", m), ("v", v)))
+    if not (type(lr) is float and 0.0 <= lr < _INF):
+        lr = _lr(lr)
+    if not (type(beta1) is float and 0.0 <= beta1 < 1.0):
+        beta1 = _unit(beta1, "beta1")
+    if not (type(beta2) is float and 0.0 <= beta2 < 1.0):
+        beta2 = _unit(beta2, "beta2")
+    if not (type(eps) is float and 0.0 <= eps < _INF):
+        eps = _nonneg(eps, "eps")
+    if not (type(weight_decay) is float and 0.0 <= weight_decay < _INF):
+        weight_decay = _nonneg(weight_decay, "weight_decay")
     if type(step) is not int:
         step = _c.int_arg(step, "step", minimum=1)
     elif step < 1:
@@ -116,19 +166,23 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, *, lr: flo
     """One RMSprop step in place (Keras's formulation): ``sq = rho*sq + (1-rho)*g^2``,
     ``inc = lr*g / sqrt(sq + eps)``; with momentum ``velocity = mu*velocity + inc`` is the step.
     ``velocity`` is required when ``momentum > 0``."""
-    op = "rmsprop_step"
-    _param(param, "param", op)
-    _like(grad, "grad", param, op, False)
-    _like(sq, "sq", param, op, True)
-    lr = _lr(lr)
-    rho = _c.in_range(_c.real(rho, "rho"), "rho", 0.0, 1.0)
-    eps = _c.in_range(_c.real(eps, "eps"), "eps", 0.0, math.inf)
-    momentum = _c.in_range(_c.real(momentum, "momentum"), "momentum", 0.0, 1.0, hi_open=False)
+    if not _fast_ok(param, (grad,), (sq,)):
+        _slow_check("rmsprop_step", param, (("grad", grad),), (("sq", sq),))
+    if not (type(lr) is float and 0.0 <= lr < _INF):
+        lr = _lr(lr)
+    if not (type(rho) is float and 0.0 <= rho < 1.0):
+        rho = _unit(rho, "rho")
+    if not (type(eps) is float and 0.0 <= eps < _INF):
+        eps = _nonneg(eps, "eps")
+    if not (type(momentum) is float and 0.0 <= momentum <= 1.0):
+        momentum = _unit(momentum, "momentum", closed=True)
     if momentum != 0.0:
         if velocity is None:
             raise ValueError("rmsprop_step with momentum > 0 needs a velocity array (zeros at "
                              "the start, the parameter's shape and dtype)")
-        _like(velocity, "velocity", param, op, True)
+        if not _fast_ok(velocity, (), ()) or velocity.shape != param.shape \
+                or velocity.dtype is not param.dtype:
+            _like(velocity, "velocity", param, "rmsprop_step", True)
     else:
         velocity = None
     if param.size:
@@ -173,9 +227,7 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
 
 
 def _l1l2(l1: Any, l2: Any):
-    l1 = _c.in_range(_c.real(l1, "l1"), "l1", 0.0, math.inf)
-    l2 = _c.in_range(_c.real(l2, "l2"), "l2", 0.0, math.inf)
-    return l1, l2
+    return _nonneg(l1, "l1"), _nonneg(l2, "l2")
 
 
 def regularizer_loss(w: Any, *, l1: float = 0.0, l2: float = 0.0) -> float:
