@@ -1,0 +1,69 @@
+// The host-side entry points of fastnn._cuda, in plain C++ types so that the pybind11 bindings
+// compile with the host compiler alone (pybind11 headers never go through nvcc).
+//
+// Every pointer is a device address (numba or our own DeviceBuffer), strides are in elements and
+// may have any sign. The arguments are trusted: fastnn.ops validated shapes and dtypes, and
+// fastnn.cuda translated the arrays. Kernels run on the legacy default stream, asynchronously;
+// launch errors are thrown as std::runtime_error.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastnn {
+namespace cuda {
+
+using index_t = std::int64_t;
+
+// A 2-D strided view; ptr == 0 means "absent" (an optional argument given as None).
+struct MatArg {
+  std::uintptr_t ptr = 0;
+  index_t rs = 0, cs = 0;
+};
+
+// A 1-D strided view (bias, bias gradient).
+struct VecArg {
+  std::uintptr_t ptr = 0;
+  index_t stride = 0;
+};
+
+// An N-d strided view over a shape given separately (elementwise kernels).
+constexpr int kMaxDims = 8;
+struct NdArg {
+  std::uintptr_t ptr = 0;
+  index_t strides[kMaxDims] = {};
+};
+
+// out (m x n) := alpha * a (m x k) @ b (k x n) + beta * c; c is not read when absent.
+void gemm(bool dbl, index_t m, index_t n, index_t k, MatArg out, MatArg a, MatArg b, MatArg c,
+          double alpha, double beta);
+
+// y := act(x @ w^T + bias); z (if present) receives x @ w^T + bias. x: m x k, w: n x k.
+void linear(bool dbl, index_t m, index_t n, index_t k, MatArg y, MatArg z, MatArg x, MatArg w,
+            VecArg bias, int act, double param);
+
+// dz := dy * act'(z, y); db := column sums of dz; dw := dz^T x; dx := dz w (each if present).
+void linear_backward(bool dbl, index_t m, index_t n, index_t k, MatArg dx, MatArg dw, VecArg db,
+                     MatArg dy, MatArg x, MatArg w, MatArg y, MatArg z, int act, double param);
+
+// y := act(x) elementwise over shape (at most kMaxDims dimensions).
+void activation(bool dbl, const std::vector<index_t>& shape, NdArg y, NdArg x, int kind,
+                double param);
+
+// dx := dy * act'(z, y); z may be absent (then y stands in for it).
+void activation_backward(bool dbl, const std::vector<index_t>& shape, NdArg dx, NdArg dy, NdArg z,
+                         NdArg y, int kind, double param);
+
+// Runtime services for the Python front.
+int device_count(std::string* error);  // 0 (and the reason in *error) when none can be used
+void use_device_of(std::uintptr_t ptr);  // make the device that owns ptr current (host: no-op)
+void stream_synchronize(std::uintptr_t stream);
+void synchronize();
+std::uintptr_t device_malloc(std::size_t nbytes);
+void device_free(std::uintptr_t ptr) noexcept;
+void copy_to_device(std::uintptr_t dst, const void* src, std::size_t nbytes);
+void copy_to_host(void* dst, std::uintptr_t src, std::size_t nbytes);
+
+}  // namespace cuda
+}  // namespace fastnn
