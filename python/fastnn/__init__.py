@@ -9,9 +9,20 @@ from . import backend, ops  # noqa: E402
 from .backend import (build_info, get_backend, get_isa, get_num_threads,  # noqa: E402,F401
                       set_backend, set_isa, set_num_threads, available_backends)
 from . import cuda  # noqa: E402,F401
+from . import nn, optim, random  # noqa: E402,F401
+from .nn import Sequential  # noqa: E402,F401
 
 backend._check_isa_env()
 
+
+def __getattr__(name):
+    # fastnn.datasets is imported on first use: it is optional and keeps `import fastnn` fast.
+    if name == "datasets":
+        import importlib
+        return importlib.import_module(".datasets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["ops", "backend", "cuda", "build_info", "get_backend", "set_backend", "get_isa",
            "set_isa", "get_num_threads", "set_num_threads", "available_backends",
-           "__version__"]
+           "nn", "optim", "random", "Sequential", "__version__"]

@@ -1,0 +1,64 @@
+"""The seed model: a one-hidden-layer MLP on Fashion-MNIST, as in the Keras tutorial.
+
+    Dense(128, relu, input 784) -> Dropout(0.2) -> Dense(10, softmax)
+    Adam(1e-3), sparse categorical crossentropy, batch 32, 5 epochs
+
+Run:  python examples/fashion_mnist_mlp.py [--epochs 5] [--seed 0] [--verbose 1]
+Prints the test accuracy (the tutorial's Keras run reaches 0.8736) and the time per epoch.
+
+The accuracy after 5 epochs depends on the seed (initial weights, dropout masks, shuffling):
+over seeds 0-19 it ranged from 0.859 to 0.8746, mean 0.8695, the same spread PyTorch gives for
+this model and these settings. The default seed, 0, reaches 0.8742 with 1 or 2 threads; any
+change to the kernels' rounding gives another draw from that spread.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.datasets import fashion_mnist, normalize
+
+
+def build_model() -> nn.Sequential:
+    return nn.Sequential([
+        nn.Dense(128, activation="relu", input_shape=(784,)),
+        nn.Dropout(0.2),
+        nn.Dense(10, activation="softmax"),
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    args = ap.parse_args()
+
+    fastnn.random.seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+    x_train = normalize(x_train, 0, 255).reshape(len(x_train), 784)
+    x_test = normalize(x_test, 0, 255).reshape(len(x_test), 784)
+
+    model = build_model()
+    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if args.verbose:
+        model.summary()
+    times = []
+    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
+                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+              callbacks=[timer], verbose=args.verbose)
+    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
+    loss, acc = model.evaluate(x_test, y_test, batch_size=256)
+    print(f"epoch time: best {min(epoch_s):.3f} s, mean {sum(epoch_s) / len(epoch_s):.3f} s "
+          f"({fastnn.get_num_threads()} threads, {fastnn.get_backend()} backend)")
+    print(f"test loss: {loss:.4f}")
+    print(f"test accuracy: {acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()
