@@ -89,9 +89,11 @@ struct Frame {
       }
     }
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m_rem) break;
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) S::store(t + i * NR + v * W, acc[i][v]);
+    }
     for (int i = 0; i < m_rem; ++i) {
       for (int j = 0; j < n_rem; ++j) {
         T* cp = c + i * rsc + j * csc;
@@ -109,8 +111,10 @@ struct Frame {
   // ---- micro-kernel ----
   // A packed: a[p*MR + i]. A direct: row i at arow[i], element p at arow[i][p*csa].
   // B: row p at b + p*rsb, unit-stride along n; FULL_N=false masks loads beyond n_rem.
-  template <bool PACKED_A, bool FULL_N>
-  static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
+  // R <= MR rows are computed (the others of acc stay unused): a partial tile at the bottom edge
+  // runs a shorter kernel instead of multiplying padding.
+  template <int R, bool PACKED_A, bool FULL_N>
+  static inline void tile_rows(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
                           index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
     // Start pulling the C tile in now: it is read (beta != 0) or written only after the k loop,
@@ -121,7 +125,7 @@ struct Frame {
     }
     V acc[MR][NV];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)  // rows >= R are never stored (m_rem <= R); zeroed for clarity
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
 
@@ -131,7 +135,7 @@ struct Frame {
       for (int v = 0; v < NV; ++v)
         bv[v] = FULL_N ? S::load(b + v * W) : S::loadn(b + v * W, n_rem - v * W);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
+      for (int i = 0; i < R; ++i) {
         V ai = S::set1(PACKED_A ? a[i] : arow[i][p * csa]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
@@ -140,6 +144,25 @@ struct Frame {
       b += rsb;
     }
     store_tile(acc, m_rem, n_rem, alpha, beta, c, rsc, csc, ep, i0, j0);
+  }
+
+  static constexpr int kR2 = MR > 8 ? 8 : MR;  // row counts of the shorter edge kernels
+  static constexpr int kR3 = MR > 4 ? 4 : MR;
+
+  template <bool PACKED_A, bool FULL_N>
+  static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
+                          index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
+                          index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
+    if (m_rem > kR2) {
+      tile_rows<MR, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c, rsc,
+                                      csc, ep, i0, j0);
+    } else if (m_rem > kR3) {
+      tile_rows<kR2, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
+                                       rsc, csc, ep, i0, j0);
+    } else {
+      tile_rows<kR3, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
+                                       rsc, csc, ep, i0, j0);
+    }
   }
 
   // ---- packing (zero-padded to whole slivers, so the micro-kernel never reads past them) ----
