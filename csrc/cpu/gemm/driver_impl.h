@@ -274,6 +274,12 @@ struct Frame {
     // block would pay the full cost of a C pass for little work.
     const index_t kblocks = (p.k + KC - 1) / KC;
     const index_t kc_even = (p.k + kblocks - 1) / kblocks;
+    // Tall problems: split the rows across threads (bands of whole MR slivers).
+    const index_t a_block = index_t(MC) * KC;
+    const bool split_m = nth > 1 && p.m >= index_t(nth) * MC;
+    const index_t slivers = (p.m + MR - 1) / MR;
+    const index_t m_lo = std::min<index_t>(p.m, slivers * tid / nth * MR);
+    const index_t m_hi = std::min<index_t>(p.m, slivers * (tid + 1) / nth * MR);
     for (index_t jc = 0; jc < p.n; jc += NC) {
       const index_t ncb = std::min<index_t>(NC, p.n - jc);
       const index_t nj = (ncb + NR - 1) / NR;
@@ -283,6 +289,28 @@ struct Frame {
         const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
         pack_b(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, tid, nth);
 #pragma omp barrier
+        if (split_m) {
+          // Each thread owns a band of rows and packs its own A blocks (into its own buffer):
+          // no barrier until the next B panel. DESIGN.md: share B, split the IC loop.
+          T* my_a = abuf + tid * a_block;
+          for (index_t ic = m_lo; ic < m_hi; ic += MC) {
+            const index_t mcb = std::min<index_t>(MC, m_hi - ic);
+            const index_t ni = (mcb + MR - 1) / MR;
+            pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, my_a, 0, 1);
+            for (index_t jr = 0; jr < nj; ++jr) {
+              for (index_t ir = 0; ir < ni; ++ir) {
+                const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
+                const int m_rem = static_cast<int>(std::min<index_t>(MR, m_hi - i0));
+                const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+                tile<true, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
+                                 m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc,
+                                 p.rsc, p.csc, ep, i0, j0);
+              }
+            }
+          }
+#pragma omp barrier
+          continue;
+        }
         for (index_t ic = 0; ic < p.m; ic += MC) {
           const index_t mcb = std::min<index_t>(MC, p.m - ic);
           const index_t ni = (mcb + MR - 1) / MR;

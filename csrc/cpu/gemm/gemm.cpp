@@ -83,7 +83,7 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   index_t ws_elems = 0;
   if (plan.blocked) {
     ws_elems = index_t(b.kc) * round_up(std::min<index_t>(b.nc, p.n), b.nr) +
-               round_up(std::min<index_t>(b.mc, p.m), b.mr) * b.kc;
+               index_t(plan.nthreads) * b.mc * b.kc;  // one A block per thread
   } else if (plan.pack_b) {
     ws_elems = p.k * round_up(p.n, b.nr);
   }
