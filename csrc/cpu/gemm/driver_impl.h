@@ -349,8 +349,11 @@ struct Frame {
     index_t t0, t1;
     chunk(ni * nj, tid, nth, &t0, &t1);
     const T* arow[MR];
+    // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
+    // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
+    const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
     for (index_t t = t0; t < t1; ++t) {
-      const index_t jr = t / ni, ir = t % ni;
+      const index_t jr = rows_outer ? t % nj : t / ni, ir = rows_outer ? t / nj : t % ni;
       const index_t i0 = ir * MR, j0 = jr * NR;
       const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
       const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));

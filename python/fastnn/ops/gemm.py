@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import backend as _backend
 from . import _check
-from ._activations import GELU, resolve
+from ._activations import ACTIVATIONS, GELU, resolve
 
 _nd = np.ndarray
 _empty = np.empty
@@ -214,6 +214,17 @@ def linear(x: Any, w: Any, b: Any = None, activation: Optional[str] = None, *,
     ``activation``: None/"linear", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu",
     "gelu"; ``alpha`` is the negative slope of leaky_relu (0.01) or the alpha of elu (1.0).
     """
+    if alpha is None and (activation is None or type(activation) is str):
+        # Fast path (inference on well-formed arrays): per-call overhead is most of the cost of
+        # a small layer. Anything unusual goes through the full checks below.
+        code = ACTIVATIONS.get(activation)
+        if code is not None and _well_formed(x, w, b):
+            (m, k), n = x.shape, w.shape[0]
+            if m and n and k:
+                y = _empty((m, n), x.dtype)
+                (_backend._kernels_now or _backend.kernels()).linear(y, None, x, w, b, code[0],
+                                                                     code[1])
+                return y
     return _linear(x, w, b, activation, alpha, keep=False)[0]
 
 
