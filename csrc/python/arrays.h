@@ -13,6 +13,10 @@ inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float
 
 template <class T>
 inline Mat<T> mat(const py::array& a) {
+  // ops/ never passes a view whose strides are not whole elements (it copies those first); this
+  // one comparison keeps a direct caller of _C from getting silently wrong strides.
+  if ((a.strides(0) | a.strides(1)) % static_cast<py::ssize_t>(sizeof(T)) != 0)
+    throw py::value_error("fastnn._C: strides must be whole multiples of the item size");
   Mat<T> m;
   m.p = const_cast<T*>(static_cast<const T*>(a.data()));
   m.rows = a.shape(0);

@@ -54,17 +54,21 @@ def gemm(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: Optional[fl
     otherwise; with ``beta == 0``, ``c`` is not read (BLAS semantics: NaN in ``c`` is ignored).
     float32 is the fast path; float64 is supported; any strides are accepted.
     """
-    if c is None and beta is None and alpha == 1.0 and not (trans_a or trans_b):
+    if (type(a) is _nd and type(b) is _nd and c is None and beta is None and alpha == 1.0
+            and not (trans_a or trans_b)):
         # Fast path for the plain product of two well-formed arrays: small products are
-        # dominated by per-call overhead. Anything unusual falls through to the full checks.
-        dt = getattr(a, "dtype", None)
-        if ((dt is _F32 or dt is _F64) and type(a) is _nd and type(b) is _nd and b.dtype is dt
-                and a.ndim == 2 and b.ndim == 2 and a.flags.aligned and b.flags.aligned):
+        # dominated by per-call overhead. Anything unusual falls through to the full checks
+        # (the C++ binding itself refuses strides that are not whole elements).
+        dt = a.dtype
+        if (dt is _F32 or dt is _F64) and b.dtype is dt and a.ndim == 2 and b.ndim == 2:
             (m, k), (k2, n) = a.shape, b.shape
             if k == k2 and m and n and k:
                 out = _empty((m, n), dt)
-                (_backend._kernels_now or _backend.kernels()).gemm(out, a, b, None, 1.0, 0.0)
-                return out
+                try:
+                    (_backend._kernels_now or _backend.kernels()).gemm(out, a, b, None, 1.0, 0.0)
+                    return out
+                except ValueError:
+                    pass
     a, b, c, dt = _operands(a, b, c, trans_a, trans_b)
     alpha = _check.real(alpha, "alpha")
     beta = (1.0 if c is not None else 0.0) if beta is None else _check.real(beta, "beta")
