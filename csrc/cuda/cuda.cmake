@@ -11,7 +11,15 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
   set(CMAKE_CUDA_ARCHITECTURES "80;90")
 endif()
 enable_language(CUDA)
-find_package(CUDAToolkit REQUIRED)
+find_package(CUDAToolkit)
+if(NOT CUDAToolkit_FOUND)
+  # A compiler without its runtime library: AUTO builds the CPU module alone, ON is an error.
+  if(FASTNN_CUDA_MODE STREQUAL "ON")
+    message(FATAL_ERROR "FASTNN_CUDA=ON but the CUDA toolkit (cudart) was not found")
+  endif()
+  message(WARNING "fastnn: nvcc found but not the CUDA toolkit; building without fastnn._cuda")
+  return()
+endif()
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 
@@ -25,14 +33,15 @@ set_target_properties(fastnn_cuda_kernels PROPERTIES
 if(NOT MSVC)
   # Warnings are errors in CUDA code, both nvcc's own and the host compiler's on the host side.
   target_compile_options(fastnn_cuda_kernels PRIVATE
-                         $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
+                         $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings>
+                         $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror>)
 endif()
 
 pybind11_add_module(_cuda MODULE ${CMAKE_SOURCE_DIR}/csrc/cuda/bind_cuda.cpp)
 target_include_directories(_cuda PRIVATE ${CMAKE_SOURCE_DIR}/csrc)
 target_link_libraries(_cuda PRIVATE fastnn_cuda_kernels CUDA::cudart_static)
 if(NOT MSVC)
-  target_compile_options(_cuda PRIVATE -O3 -Wall -Wextra -Werror)
+  target_compile_options(_cuda PRIVATE -Wall -Wextra -Werror)
 endif()
 
 if(FASTNN_INPLACE)

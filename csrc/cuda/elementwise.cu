@@ -3,7 +3,7 @@
 #include "common/activations.h"
 #include "cuda/check.cuh"
 #include "cuda/kernel_launch.cuh"
-#include "cuda/launch.cuh"
+#include "cuda/launchers.cuh"
 
 namespace fastnn {
 namespace cuda {

@@ -1,10 +1,10 @@
-// launch_gemm for double (see gemm_launch.cuh).
-#include "cuda/gemm_launch.cuh"
+// GEMM kernels for float64 (64x64 tiles only) (see gemm_tiles.cuh).
+#include "cuda/gemm_tiles.cuh"
 
 namespace fastnn {
 namespace cuda {
 
-template void launch_gemm<double>(GemmParams<double>);
+template void run_tiles<double, SmallTile>(const GemmParams<double>&, bool, bool);
 
 }  // namespace cuda
 }  // namespace fastnn

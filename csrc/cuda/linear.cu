@@ -4,7 +4,7 @@
 #include "common/activations.h"
 #include "cuda/check.cuh"
 #include "cuda/kernel_launch.cuh"
-#include "cuda/launch.cuh"
+#include "cuda/launchers.cuh"
 
 namespace fastnn {
 namespace cuda {
@@ -33,15 +33,11 @@ __global__ void column_sums_kernel(T* out, index_t out_stride, const T* x, index
   }
 }
 
-// Stream-ordered scratch memory: no device-wide synchronization, unlike cudaMalloc/cudaFree.
+// Scratch memory from the stream-ordered allocator of runtime.cu, released on every exit path.
 struct Scratch {
   void* p = nullptr;
-  explicit Scratch(std::size_t nbytes) {
-    if (nbytes) check(cudaMallocAsync(&p, nbytes, 0), "cudaMallocAsync (linear_backward)");
-  }
-  ~Scratch() {
-    if (p) cudaFreeAsync(p, 0);
-  }
+  explicit Scratch(std::size_t nbytes) : p(reinterpret_cast<void*>(device_malloc(nbytes))) {}
+  ~Scratch() { device_free(reinterpret_cast<std::uintptr_t>(p)); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 };

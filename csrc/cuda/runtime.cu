@@ -42,17 +42,38 @@ void stream_synchronize(std::uintptr_t stream) {
 
 void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
-// Staging buffers are stream-ordered on the legacy default stream, like every kernel and copy
-// here: allocation and release never synchronize the device (cudaFree would).
+namespace {
+
+// Whether the stream-ordered allocator works here (decided once: some virtualized setups lack it).
+bool use_pools() {
+  static const bool pools = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMemoryPoolsSupported, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return v != 0;
+  }();
+  return pools;
+}
+
+}  // namespace
+
+// Staging and scratch buffers are stream-ordered on the legacy default stream, like every kernel
+// and copy here: allocation and release never synchronize the device (cudaFree would).
 std::uintptr_t device_malloc(std::size_t nbytes) {
   if (nbytes == 0) return 0;
   void* p = nullptr;
-  check(cudaMallocAsync(&p, nbytes, 0), "cudaMallocAsync");
+  if (use_pools()) check(cudaMallocAsync(&p, nbytes, 0), "cudaMallocAsync");
+  else check(cudaMalloc(&p, nbytes), "cudaMalloc");
   return reinterpret_cast<std::uintptr_t>(p);
 }
 
 void device_free(std::uintptr_t ptr) noexcept {
-  if (ptr && cudaFreeAsync(reinterpret_cast<void*>(ptr), 0) != cudaSuccess) cudaGetLastError();
+  if (!ptr) return;
+  void* p = reinterpret_cast<void*>(ptr);
+  if ((use_pools() ? cudaFreeAsync(p, 0) : cudaFree(p)) != cudaSuccess) cudaGetLastError();
 }
 
 void copy_to_device(std::uintptr_t dst, const void* src, std::size_t nbytes) {

@@ -12,6 +12,10 @@ namespace cuda {
 template <class T>
 void launch_gemm(GemmParams<T> p);
 
+// Launches gemm_kernel with configuration Cfg; p's strides are final (see launch_gemm).
+template <class T, class Cfg>
+void run_tiles(const GemmParams<T>& p, bool a_kmajor, bool b_kmajor);
+
 // An N-d strided operand of an elementwise kernel.
 template <class T>
 struct Strided {

@@ -1,0 +1,10 @@
+// GEMM kernels for float32, 128x128 tiles (see gemm_tiles.cuh).
+#include "cuda/gemm_tiles.cuh"
+
+namespace fastnn {
+namespace cuda {
+
+template void run_tiles<float, LargeTile>(const GemmParams<float>&, bool, bool);
+
+}  // namespace cuda
+}  // namespace fastnn
