@@ -714,12 +714,12 @@ def isa(request):
 
 
 # (m, n, k): the direct path (m*n*k < 160**3, or the packed B within 512 KiB), with edges in m
-# and n and the 12/8/4-row edge kernels; the blocked path (larger B) crossing the MC (<= 192
-# rows) and KC (256) blocks with threads sharing the A block (200, 700, 300), with threads
+# and n and the 12/8/4-row edge kernels; the blocked path (larger B) crossing the MC (96 rows for
+# AVX-512) and KC (256) blocks with threads sharing the A block (150, 700, 300), with threads
 # splitting the rows (401, 161, 900), and the NC block (4096 f32 / 2048 f64 columns) with few
 # rows.
 ISA_SHAPES = [(1, 1, 1), (13, 31, 7), (127, 129, 65), (1000, 3, 17), (3, 1000, 17),
-              (200, 190, 170), (257, 129, 513), (200, 700, 300), (401, 161, 900),
+              (200, 190, 170), (257, 129, 513), (150, 700, 300), (401, 161, 900),
               (4, 4200, 300)]
 
 

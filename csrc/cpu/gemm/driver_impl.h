@@ -275,7 +275,7 @@ struct Frame {
     const index_t kblocks = (p.k + KC - 1) / KC;
     const index_t kc_even = (p.k + kblocks - 1) / kblocks;
     // Tall problems: split the rows across threads (bands of whole MR slivers).
-    const index_t a_block = index_t(MC) * KC;
+    const index_t a_block = index_t((MC + MR - 1) / MR * MR) * KC;  // packed A: whole slivers
     const bool split_m = nth > 1 && p.m >= index_t(nth) * MC;
     const index_t slivers = (p.m + MR - 1) / MR;
     const index_t m_lo = std::min<index_t>(p.m, slivers * tid / nth * MR);

@@ -85,7 +85,7 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   index_t ws_elems = 0;
   if (plan.blocked) {
     ws_elems = index_t(b.kc) * round_up(std::min<index_t>(b.nc, p.n), b.nr) +
-               index_t(plan.nthreads) * b.mc * b.kc;  // one A block per thread
+               index_t(plan.nthreads) * round_up(b.mc, b.mr) * b.kc;  // an A block a thread
   } else if (plan.pack_b) {
     ws_elems = p.k * round_up(p.n, b.nr);
   }
