@@ -10,8 +10,8 @@
 // fetches runs along K (row-major A, or B = w^T in linear), otherwise runs along R (transposed
 // views). 4-wide vector loads are used where the run is unit-stride and 16/32-byte aligned, and
 // element loads with bounds checks everywhere else, so any strides and any sizes work without a
-// separate packing pass. Shared tiles are stored K-major ([BK][BR + PAD]); the padding keeps the
-// transposing stores of the KMAJOR loader free of bank conflicts and preserves vector alignment.
+// separate packing pass. Shared tiles are stored K-major ([BK][BR + PAD]); the padding spreads the
+// transposing stores of the KMAJOR loader over the banks and preserves vector alignment.
 #pragma once
 #include <cstdint>
 
