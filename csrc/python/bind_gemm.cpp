@@ -14,7 +14,7 @@ template <class T>
 void gemm_t(py::array out, py::array a, py::array b, py::object c, double alpha, double beta) {
   Mat<T> o = mat<T>(out);
   Mat<const T> A = cmat<T>(a), B = cmat<T>(b), C = cmat_or_empty<T>(c);
-  py::gil_scoped_release nogil;
+  GilRelease nogil(double(o.rows) * double(o.cols) * double(A.cols));
   if (C.p && beta != 0.0) {
     for (index_t i = 0; i < o.rows; ++i)
       for (index_t j = 0; j < o.cols; ++j) o.p[i * o.rs + j * o.cs] = C.p[i * C.rs + j * C.cs];
@@ -35,7 +35,7 @@ void linear_t(py::array y, py::object z, py::array x, py::array w, py::object b,
   Mat<T> Y = mat<T>(y), Z = mat_or_empty<T>(z);
   Mat<const T> X = cmat<T>(x), Wm = cmat<T>(w);
   const T* B = cptr_or_null<T>(b);
-  py::gil_scoped_release nogil;
+  GilRelease nogil(double(X.rows) * double(X.cols) * double(Wm.rows));
   linear_forward<T>(Y, Z, X, Wm, B, act, T(param));
 }
 
@@ -46,7 +46,7 @@ void linear_backward_t(py::object dx, py::array dw, py::object db, py::array dy,
   T* DB = ptr_or_null<T>(db);
   Mat<const T> DY = cmat<T>(dy), X = cmat<T>(x), Wm = cmat<T>(w);
   Mat<const T> Y = cmat_or_empty<T>(y), Z = cmat_or_empty<T>(z);
-  py::gil_scoped_release nogil;
+  GilRelease nogil(2.0 * double(X.rows) * double(X.cols) * double(Wm.rows));
   linear_backward<T>(DX, DW, DB, DY, X, Wm, Y, Z, act, T(param));
 }
 

@@ -57,18 +57,18 @@ def gemm(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: Optional[fl
     if (type(a) is _nd and type(b) is _nd and c is None and beta is None and alpha == 1.0
             and not (trans_a or trans_b)):
         # Fast path for the plain product of two well-formed arrays: small products are
-        # dominated by per-call overhead. Anything unusual falls through to the full checks
-        # (the C++ binding itself refuses strides that are not whole elements).
+        # dominated by per-call overhead. Anything unusual (not 2-D, other dtypes, strides that
+        # are not whole elements, which the C++ binding refuses) falls through to the full checks.
         dt = a.dtype
-        if (dt is _F32 or dt is _F64) and b.dtype is dt and a.ndim == 2 and b.ndim == 2:
-            (m, k), (k2, n) = a.shape, b.shape
-            if k == k2 and m and n and k:
-                out = _empty((m, n), dt)
-                try:
+        if (dt is _F32 or dt is _F64) and b.dtype is dt:
+            try:
+                (m, k), (k2, n) = a.shape, b.shape
+                if k == k2 and m and n and k:
+                    out = _empty((m, n), dt)
                     (_backend._kernels_now or _backend.kernels()).gemm(out, a, b, None, 1.0, 0.0)
                     return out
-                except ValueError:
-                    pass
+            except ValueError:
+                pass
     a, b, c, dt = _operands(a, b, c, trans_a, trans_b)
     alpha = _check.real(alpha, "alpha")
     beta = (1.0 if c is not None else 0.0) if beta is None else _check.real(beta, "beta")
