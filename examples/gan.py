@@ -115,7 +115,8 @@ def main() -> None:
               f"G loss {np.mean(g_losses):.3f}", flush=True)
 
     samples = (G.predict(fixed_noise) + 1.0) / 2.0
-    save_grid(samples, args.out, f"GAN samples after {args.epochs} epochs")
+    save_grid(samples, args.out,
+              f"GAN samples after {args.epochs} epoch{'' if args.epochs == 1 else 's'}")
 
 
 if __name__ == "__main__":
