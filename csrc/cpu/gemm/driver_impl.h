@@ -72,6 +72,18 @@ struct Frame {
                                 index_t rsc, index_t csc, const Epilogue<T>* ep, index_t i0,
                                 index_t j0) {
     if (csc == 1) {
+      if (alpha == T(1) && beta == T(0) && !ep) {  // the plain product: stores only
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) {
+          if (i >= m_rem) break;
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            if (n_rem - v * W <= 0) break;
+            S::storen(c + i * rsc + v * W, acc[i][v], n_rem - v * W);
+          }
+        }
+        return;
+      }
       finish_rows(acc, m_rem, n_rem, alpha, beta, c, rsc, ep, i0, j0);
       return;
     }
