@@ -16,6 +16,31 @@ FASTNN_HD double m_log1p(double x) { return log1p(x); }
 FASTNN_HD float m_abs(float x) { return fabsf(x); }
 FASTNN_HD double m_abs(double x) { return fabs(x); }
 
+// The largest of x[0..n); n >= 1.
+template <class T>
+FASTNN_HD T row_max(const T* x, long long n) {
+  T m = x[0];
+  for (long long j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// Log-sum-exp of a row, stable for any finite input: subtracting the row maximum keeps every exp
+// argument <= 0. Also returns the sum of exp(x - max) in s and, when e is non-null, the exps.
+template <class T>
+FASTNN_HD T row_lse(T* e, T& s, const T* x, long long n) {
+  T m = row_max(x, n);
+  s = T(0);
+  if (e) {
+    for (long long j = 0; j < n; ++j) {
+      e[j] = act::m_exp(x[j] - m);
+      s += e[j];
+    }
+  } else {
+    for (long long j = 0; j < n; ++j) s += act::m_exp(x[j] - m);
+  }
+  return m + m_log(s);
+}
+
 // Binary cross-entropy of a logit z against target t: max(z, 0) - z*t + log(1 + exp(-|z|)).
 // Equal to -(t log s + (1-t) log(1-s)) with s = sigmoid(z), without ever forming log(0).
 template <class T>

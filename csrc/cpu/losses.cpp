@@ -42,29 +42,6 @@ double sum_over_rows(index_t rows, double work_per_row, F&& body) {
 }
 
 template <class T>
-inline T row_max(const T* x, index_t n) {
-  T m = x[0];
-  for (index_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
-  return m;
-}
-
-// exp(x - max) into e (when given), the sum of those exps into s, and the log-sum-exp of the row.
-template <class T>
-inline T row_lse(T* e, T& s, const T* x, index_t n) {
-  T m = row_max(x, n);
-  s = T(0);
-  if (e) {
-    for (index_t j = 0; j < n; ++j) {
-      e[j] = act::m_exp(x[j] - m);
-      s += e[j];
-    }
-  } else {
-    for (index_t j = 0; j < n; ++j) s += act::m_exp(x[j] - m);
-  }
-  return m + lmath::m_log(s);
-}
-
-template <class T>
 inline T row_sum(const T* x, index_t n) {
   T s = T(0);
   for (index_t j = 0; j < n; ++j) s += x[j];
@@ -96,7 +73,7 @@ double softmax_xent_sparse(T* grad, const T* logits, const L* labels, index_t ro
     T* g = grad ? grad + i * cols : nullptr;
     // With a target of one class the loss is lse - x_k; the gradient is softmax - onehot.
     T sum;
-    T lse = row_lse(g, sum, x, cols);
+    T lse = lmath::row_lse(g, sum, x, cols);
     if (g) {
       T sc = inv_n / sum;
       for (index_t j = 0; j < cols; ++j) g[j] *= sc;
@@ -117,7 +94,7 @@ double softmax_xent_dense(T* grad, const T* logits, const T* target, index_t row
     const T* t = target + i * cols;
     T* g = grad ? grad + i * cols : nullptr;
     T sum;
-    T lse = row_lse(g, sum, x, cols);
+    T lse = lmath::row_lse(g, sum, x, cols);
     // sum_j t_j * (lse - x_j), written per term: lse*sum(t) - <t, x> cancels badly at |x| ~ 1e4.
     T loss = T(0), tsum = T(0);
     for (index_t j = 0; j < cols; ++j) {

@@ -9,33 +9,18 @@
 namespace fastnn {
 namespace {
 
-// Subtracting the row maximum keeps every exp argument <= 0: no overflow for any finite input.
-template <class T>
-inline T row_max(const T* x, index_t n) {
-  T m = x[0];
-  for (index_t j = 1; j < n; ++j) m = x[j] > m ? x[j] : m;
-  return m;
-}
-
 template <class T>
 void softmax_row(T* y, const T* x, index_t n) {
-  T m = row_max(x, n);
-  T s = T(0);
-  for (index_t j = 0; j < n; ++j) {
-    T e = act::m_exp(x[j] - m);
-    y[j] = e;
-    s += e;
-  }
+  T s;
+  lmath::row_lse(y, s, x, n);
   T inv = T(1) / s;
   for (index_t j = 0; j < n; ++j) y[j] *= inv;
 }
 
 template <class T>
 void log_softmax_row(T* y, const T* x, index_t n) {
-  T m = row_max(x, n);
-  T s = T(0);
-  for (index_t j = 0; j < n; ++j) s += act::m_exp(x[j] - m);
-  T lse = m + lmath::m_log(s);
+  T s;
+  T lse = lmath::row_lse<T>(nullptr, s, x, n);
   for (index_t j = 0; j < n; ++j) y[j] = x[j] - lse;
 }
 
