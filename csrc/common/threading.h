@@ -1,10 +1,11 @@
-// Thread-count control shared by every kernel family (OpenMP underneath).
+// Thread-count control shared by every kernel family (the pool of common/parallel.h runs them).
 #pragma once
 #include <cstdint>
 
 namespace fastnn {
 
-// Threads a kernel may use: set_num_threads() if called, else OMP_NUM_THREADS / all cores.
+// Threads a kernel may use: set_num_threads() if called, else OMP_NUM_THREADS, else the cores
+// this process may run on.
 int num_threads();
 void set_num_threads(int n);
 

@@ -1,7 +1,7 @@
 #include "cpu/dropout.h"
 
 #include "common/fpenv.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "common/rng.h"
 #include "common/threading.h"
 #include "cpu/nn_dispatch.h"
@@ -24,27 +24,20 @@ void dropout_forward(T* y, std::uint8_t* mask, const T* x, index_t n, double rat
   const T scale = T(1.0 / (1.0 - rate));
   const index_t chunks = (n + kChunk - 1) / kChunk;
   const int nt = chunks > 1 ? threads_for(double(n) * 0.5) : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;  // denormal inputs would make every multiply a microcode assist
-#pragma omp for schedule(static)
-    for (index_t c = 0; c < chunks; ++c) {
-      const index_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;
-      k.dropout(y, mask, x, lo, hi, key, thr, scale);
-    }
-  }
+  // The pool flushes denormals in every chunk: denormal inputs would make every multiply a
+  // microcode assist.
+  parallel_range(n, kChunk, nt, [&](index_t lo, index_t hi) {
+    k.dropout(y, mask, x, lo, hi, key, thr, scale);
+  });
 }
 
 template <class T>
 void dropout_backward(T* dx, const std::uint8_t* mask, const T* dy, index_t n, double rate) {
   const T scale = T(1.0 / (1.0 - rate));
   const int nt = threads_for(double(n) * 0.25);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < n; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
-  }
+  parallel_range(n, nt > 1 ? (n + 4 * nt - 1) / (4 * nt) : n, nt, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+  });
 }
 
 template void dropout_forward<float>(float*, std::uint8_t*, const float*, index_t, double,

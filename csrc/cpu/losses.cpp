@@ -5,7 +5,7 @@
 #include "common/activations.h"
 #include "common/fpenv.h"
 #include "common/loss_math.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "common/threading.h"
 
 namespace fastnn {
@@ -30,12 +30,7 @@ double sum_over_rows(index_t rows, double work_per_row, F&& body) {
   }
   std::vector<double> part(static_cast<std::size_t>(blocks), 0.0);
   const int nt = threads_for(double(rows) * work_per_row);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;
-#pragma omp for schedule(static)
-    for (index_t b = 0; b < blocks; ++b) part[static_cast<std::size_t>(b)] = block_sum(b);
-  }
+  parallel_for(blocks, nt, [&](index_t b, int) { part[static_cast<std::size_t>(b)] = block_sum(b); });
   double s = 0.0;
   for (double p : part) s += p;
   return s;

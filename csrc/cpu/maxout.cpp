@@ -1,6 +1,7 @@
 #include "cpu/maxout.h"
 
-#include "common/omp_compat.h"
+#include "common/fpenv.h"
+#include "common/parallel.h"
 #include "common/threading.h"
 
 namespace fastnn {
@@ -10,8 +11,8 @@ void maxout_forward(T* y, std::int32_t* arg, const T* x, index_t rows, index_t u
                     index_t pieces) {
   const index_t n = rows * units;
   const int nt = threads_for(double(n) * double(pieces));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (index_t o = 0; o < n; ++o) {
+  parallel_range(n, nt > 1 ? (n + 4 * nt - 1) / (4 * nt) : n, nt, [&](index_t lo, index_t hi) {
+  for (index_t o = lo; o < hi; ++o) {
     const T* xs = x + o * pieces;
     T best = xs[0];
     std::int32_t k = 0;
@@ -26,6 +27,7 @@ void maxout_forward(T* y, std::int32_t* arg, const T* x, index_t rows, index_t u
     y[o] = best;
     if (arg) arg[o] = k;
   }
+  });
 }
 
 template <class T>
@@ -33,12 +35,13 @@ void maxout_backward(T* dx, const std::int32_t* arg, const T* dy, index_t rows, 
                      index_t pieces) {
   const index_t n = rows * units;
   const int nt = threads_for(double(n) * double(pieces));
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (index_t o = 0; o < n; ++o) {
-    T* d = dx + o * pieces;
-    for (index_t p = 0; p < pieces; ++p) d[p] = T(0);
-    d[arg[o]] = dy[o];
-  }
+  parallel_range(n, nt > 1 ? (n + 4 * nt - 1) / (4 * nt) : n, nt, [&](index_t lo, index_t hi) {
+    for (index_t o = lo; o < hi; ++o) {
+      T* d = dx + o * pieces;
+      for (index_t p = 0; p < pieces; ++p) d[p] = T(0);
+      d[arg[o]] = dy[o];
+    }
+  });
 }
 
 template void maxout_forward<float>(float*, std::int32_t*, const float*, index_t, index_t,

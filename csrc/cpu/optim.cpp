@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "common/fpenv.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "common/optim_math.h"
 #include "common/threading.h"
 #include "cpu/nn_dispatch.h"
@@ -16,8 +16,8 @@ namespace {
 // (a fork/join of a few microseconds, far more on a busy machine) pays off from ~256K elements.
 constexpr double kUpdateWork = 0.25;
 
-// Runs body(lo, hi) over [0, n) in one contiguous block per thread, each under its own
-// denormal guard (MXCSR is per-thread state).
+// Runs body(lo, hi) over [0, n) in about four blocks a thread (a worker that starts late still
+// finds some); the pool flushes denormals in each (MXCSR is per-thread state).
 template <class F>
 void for_blocks(index_t n, double work_per_elem, F&& body) {
   const int nt = threads_for(double(n) * work_per_elem);
@@ -26,16 +26,9 @@ void for_blocks(index_t n, double work_per_elem, F&& body) {
     body(index_t(0), n);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    DenormalGuard guard;
-    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    // Block edges on multiples of 64 elements: whole cache lines and vectors per thread.
-    const index_t per = ((n + nth - 1) / nth + 63) / 64 * 64;
-    const index_t lo = per * t < n ? per * t : n;
-    const index_t hi = lo + per < n ? lo + per : n;
-    if (lo < hi) body(lo, hi);
-  }
+  // Block edges on multiples of 64 elements: whole cache lines and vectors per block.
+  const index_t per = ((n + 4 * nt - 1) / (4 * nt) + 63) / 64 * 64;
+  parallel_range(n, per, nt, body);
 }
 
 // Sums body(lo, hi) over fixed blocks, added in block order: the same result for any thread
@@ -54,15 +47,10 @@ void sum_blocks(index_t n, int parts, double* out, F&& body) {
   }
   std::vector<double> part(static_cast<std::size_t>(blocks * parts), 0.0);
   const int nt = threads_for(double(n) * kUpdateWork);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;
-#pragma omp for schedule(static)
-    for (index_t b = 0; b < blocks; ++b) {
-      const index_t lo = b * kSumBlock, hi = lo + kSumBlock < n ? lo + kSumBlock : n;
-      body(lo, hi, part.data() + b * parts);
-    }
-  }
+  parallel_for(blocks, nt, [&](index_t b, int) {
+    const index_t lo = b * kSumBlock, hi = lo + kSumBlock < n ? lo + kSumBlock : n;
+    body(lo, hi, part.data() + b * parts);
+  });
   for (index_t b = 0; b < blocks; ++b)
     for (int k = 0; k < parts; ++k) out[k] += part[static_cast<std::size_t>(b * parts + k)];
 }

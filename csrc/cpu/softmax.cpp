@@ -3,7 +3,7 @@
 #include "common/activations.h"
 #include "common/fpenv.h"
 #include "common/loss_math.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "common/threading.h"
 
 namespace fastnn {
@@ -43,37 +43,36 @@ inline int row_threads(index_t rows, index_t cols) {
   return rows > 1 ? threads_for(double(rows) * double(cols) * 20.0) : 1;
 }
 
+// Rows per chunk: about four chunks a thread, so a late worker still finds some.
+inline index_t row_grain(index_t rows, int nt) {
+  return nt > 1 ? (rows + 4 * nt - 1) / (4 * nt) : rows;
+}
+
 }  // namespace
 
 template <class T>
 void softmax_rows(T* y, const T* x, index_t rows, index_t cols, bool log) {
   if (rows == 0 || cols == 0) return;
   const int nt = row_threads(rows, cols);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;  // per thread: MXCSR is thread state
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < rows; ++i) {
+  parallel_range(rows, row_grain(rows, nt), nt, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) {
       if (log) log_softmax_row(y + i * cols, x + i * cols, cols);
       else softmax_row(y + i * cols, x + i * cols, cols);
     }
-  }
+  });
 }
 
 template <class T>
 void softmax_rows_backward(T* dx, const T* y, const T* dy, index_t rows, index_t cols, bool log) {
   if (rows == 0 || cols == 0) return;
   const int nt = row_threads(rows, cols);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    DenormalGuard guard;
-#pragma omp for schedule(static)
-    for (index_t i = 0; i < rows; ++i) {
+  parallel_range(rows, row_grain(rows, nt), nt, [&](index_t lo, index_t hi) {
+    for (index_t i = lo; i < hi; ++i) {
       const index_t o = i * cols;
       if (log) log_softmax_row_backward(dx + o, y + o, dy + o, cols);
       else softmax_row_backward(dx + o, y + o, dy + o, cols);
     }
-  }
+  });
 }
 
 template void softmax_rows<float>(float*, const float*, index_t, index_t, bool);

@@ -1,7 +1,12 @@
 // fastnn._C: the C++ kernels. One bind_<family>.cpp per op family registers its functions here.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <vector>
 
 #include "common/cpuid.h"
+#include "common/parallel.h"
 #include "common/threading.h"
 
 namespace py = pybind11;
@@ -18,11 +23,7 @@ void bind_optim(py::module_& m);
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastnn C++ kernels (use fastnn.ops; these functions trust their arguments)";
   m.attr("__version__") = FASTNN_VERSION;
-#ifdef _OPENMP
-  m.attr("openmp") = true;
-#else
-  m.attr("openmp") = false;
-#endif
+  m.attr("threading") = "fastnn pool";  // common/parallel.h: no OpenMP runtime is linked
   m.def("isa", [] { return std::string(fastnn::isa_name(fastnn::active_isa())); },
         "The instruction set the kernels use now.");
   m.def("best_isa", [] { return std::string(fastnn::isa_name(fastnn::best_isa())); });
@@ -44,6 +45,31 @@ PYBIND11_MODULE(_C, m) {
       py::arg("isa"), "Force an ISA; returns False if this CPU cannot run it.");
   m.def("num_threads", &fastnn::num_threads);
   m.def("set_num_threads", &fastnn::set_num_threads, py::arg("n"));
+  m.def("pool_workers", &fastnn::pool_workers, "Worker threads alive in the pool.");
+  // Runtime self-check for the tests: runs a job of n_chunks chunks that each busy-wait
+  // `chunk_us` microseconds and returns, per chunk, how many times it ran and on which slot.
+  m.def(
+      "_parallel_probe",
+      [](std::int64_t n_chunks, int nthreads, bool hold_workers, double chunk_us) {
+        std::vector<int> runs(static_cast<std::size_t>(n_chunks), 0);
+        std::vector<int> slots(static_cast<std::size_t>(n_chunks), -1);
+        {
+          py::gil_scoped_release nogil;
+          fastnn::testing::hold_workers(hold_workers);
+          fastnn::parallel_for(n_chunks, nthreads, [&](std::int64_t c, int slot) {
+            const auto t0 = std::chrono::steady_clock::now();
+            while (std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                       .count() < chunk_us) {
+            }
+            __atomic_add_fetch(&runs[static_cast<std::size_t>(c)], 1, __ATOMIC_RELAXED);
+            slots[static_cast<std::size_t>(c)] = slot;
+          });
+          fastnn::testing::hold_workers(false);
+        }
+        return py::make_tuple(runs, slots);
+      },
+      py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false,
+      py::arg("chunk_us") = 0.0);
   fastnn::bind_gemm(m);
   fastnn::bind_elementwise(m);
   fastnn::bind_nn_activations(m);

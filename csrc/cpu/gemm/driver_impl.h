@@ -2,7 +2,7 @@
 //
 // Included once by each kernels/<isa>/gemm_<isa>.cpp *inside* its own namespace, after that file
 // has defined the vector wrappers `VecF` and `VecD` (load/store/fma/... of one SIMD register) and
-// included <cstring> and <omp.h>. Compiling the same frame per ISA lets the compiler inline the
+// included <cstring>, <vector> and common/parallel.h. Compiling the same frame per ISA lets the compiler inline the
 // micro-kernel and vectorize the packing with that ISA; the per-ISA namespace keeps the linker from
 // mixing instantiations built with different flags.
 //
@@ -250,35 +250,46 @@ struct Frame {
       for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = T(0);
   }
 
-  static void pack_b(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb, T* dst,
-                     int tid, int nth) {
-    index_t ns = (nc + NR - 1) / NR;
-    for (index_t s = tid; s < ns; s += nth) {
-      index_t j0 = s * NR;
-      int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
-      pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
-    }
-  }
-
-  static void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* dst,
-                     int tid, int nth) {
+  static void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* dst) {
     index_t ns = (mc + MR - 1) / MR;
-    for (index_t s = tid; s < ns; s += nth) {
+    for (index_t s = 0; s < ns; ++s) {
       index_t i0 = s * MR;
       int mr_eff = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
       pack_a_sliver(mr_eff, kc, a + i0 * rsa, rsa, csa, dst + s * MR * kc);
     }
   }
 
-  // The tiles [t0, t1) of an (ni x nj) grid, taken column-of-tiles first so that a thread keeps
-  // one B sliver in L1 while it walks down the rows.
-  static inline void chunk(index_t total, int tid, int nth, index_t* t0, index_t* t1) {
-    *t0 = total * tid / nth;
-    *t1 = total * (tid + 1) / nth;
+  // Runs fn(chunk, slot) for chunk in [0, count): inline on one thread, else on the pool.
+  template <class F>
+  static inline void for_chunks(index_t count, int nth, F&& fn) {
+    if (nth <= 1 || count <= 1) {
+      for (index_t c = 0; c < count; ++c) fn(c, 0);
+    } else {
+      parallel_for(count, nth, fn);
+    }
   }
 
-  // ---- blocked driver: jc (NC) -> pc (KC) -> pack B -> ic (MC) -> pack A -> jr -> ir ----
-  static void blocked_body(const GemmProblem<T>& p, T* ws, int tid, int nth) {
+  // Packs the B panel (kc x nc) in chunks of whole slivers; returns when all are packed.
+  static void pack_b_parallel(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb,
+                              T* dst, int nth) {
+    const index_t ns = (nc + NR - 1) / NR;
+    // About four chunks a thread: a worker that starts late still finds some, and a claim costs
+    // ~0.1 us next to a sliver's kc x NR copy.
+    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(ns, index_t(nth) * 4);
+    for_chunks(chunks, nth, [&](index_t c, int) {
+      for (index_t s = ns * c / chunks; s < ns * (c + 1) / chunks; ++s) {
+        const index_t j0 = s * NR;
+        const int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
+        pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
+      }
+    });
+  }
+
+  // ---- blocked driver: jc (NC) -> pc (KC) -> pack B -> tasks of (MC rows x column group) ----
+  // Each task packs its A block into its thread's private buffer (skipped when that thread packed
+  // the same block last), so the only waits are the two per B panel: after packing it, and
+  // before overwriting it.
+  static void blocked(const GemmProblem<T>& p, T* ws, int nth) {
     T* bbuf = ws;
     T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
@@ -286,119 +297,90 @@ struct Frame {
     // block would pay the full cost of a C pass for little work.
     const index_t kblocks = (p.k + KC - 1) / KC;
     const index_t kc_even = (p.k + kblocks - 1) / kblocks;
-    // Tall problems: split the rows across threads (bands of whole MR slivers).
     const index_t a_block = index_t((MC + MR - 1) / MR * MR) * KC;  // packed A: whole slivers
-    const bool split_m = nth > 1 && p.m >= index_t(nth) * MC;
-    const index_t slivers = (p.m + MR - 1) / MR;
-    const index_t m_lo = std::min<index_t>(p.m, slivers * tid / nth * MR);
-    const index_t m_hi = std::min<index_t>(p.m, slivers * (tid + 1) / nth * MR);
+    const index_t mblocks = (p.m + MC - 1) / MC;
+    // Enough tasks for every thread to get several: column groups only when the rows are few
+    // (each group repacks its A block, a cost of ~NR/width of the group's work).
+    const index_t want = nth <= 1 ? 1 : index_t(nth) * 2;
+    const index_t groups_wanted = mblocks >= want ? 1 : (want + mblocks - 1) / mblocks;
+    struct Packed { index_t ic = -1, pc = -1, jc = -1; };
+    std::vector<Packed> packed(static_cast<std::size_t>(nth));
     for (index_t jc = 0; jc < p.n; jc += NC) {
       const index_t ncb = std::min<index_t>(NC, p.n - jc);
       const index_t nj = (ncb + NR - 1) / NR;
+      const index_t groups = std::min<index_t>(groups_wanted, nj);
       for (index_t pc = 0; pc < p.k; pc += kc_even) {
         const index_t kcb = std::min<index_t>(kc_even, p.k - pc);
         const T beta = pc == 0 ? p.beta : T(1);
         const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
-        pack_b(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, tid, nth);
-#pragma omp barrier
-        if (split_m) {
-          // Each thread owns a band of rows and packs its own A blocks (into its own buffer):
-          // no barrier until the next B panel. DESIGN.md: share B, split the IC loop.
-          T* my_a = abuf + tid * a_block;
-          for (index_t ic = m_lo; ic < m_hi; ic += MC) {
-            const index_t mcb = std::min<index_t>(MC, m_hi - ic);
-            const index_t ni = (mcb + MR - 1) / MR;
-            pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, my_a, 0, 1);
-            for (index_t jr = 0; jr < nj; ++jr) {
-              for (index_t ir = 0; ir < ni; ++ir) {
-                const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
-                const int m_rem = static_cast<int>(std::min<index_t>(MR, m_hi - i0));
-                const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
-                tile<true, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
-                                 m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc,
-                                 p.rsc, p.csc, ep, i0, j0);
-              }
-            }
-          }
-#pragma omp barrier
-          continue;
-        }
-        for (index_t ic = 0; ic < p.m; ic += MC) {
+        pack_b_parallel(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, nth);
+        for_chunks(mblocks * groups, nth, [&](index_t task, int slot) {
+          const index_t ic = task / groups * MC, g = task % groups;
           const index_t mcb = std::min<index_t>(MC, p.m - ic);
           const index_t ni = (mcb + MR - 1) / MR;
-          pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, abuf, tid, nth);
-#pragma omp barrier
-          index_t t0, t1;
-          chunk(ni * nj, tid, nth, &t0, &t1);
-          for (index_t t = t0; t < t1; ++t) {
-            const index_t jr = t / ni, ir = t % ni;
-            const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
-            const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
-            const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
-            tile<true, true>(kcb, abuf + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
-                             m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc, p.rsc,
-                             p.csc, ep, i0, j0);
+          T* my_a = abuf + slot * a_block;
+          Packed& mine = packed[static_cast<std::size_t>(slot)];
+          if (mine.ic != ic || mine.pc != pc || mine.jc != jc) {
+            pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, my_a);
+            mine = Packed{ic, pc, jc};
           }
-#pragma omp barrier
-        }
+          for (index_t jr = nj * g / groups; jr < nj * (g + 1) / groups; ++jr) {
+            for (index_t ir = 0; ir < ni; ++ir) {
+              const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
+              const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
+              const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+              tile<true, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
+                               m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc,
+                               p.rsc, p.csc, ep, i0, j0);
+            }
+          }
+        });
       }
     }
   }
 
   // ---- direct driver (small and medium problems): A read in place, B in place or packed ----
-  static void direct_body(const GemmProblem<T>& p, bool pack_b_operand, T* ws, int tid, int nth) {
+  static void direct(const GemmProblem<T>& p, bool pack_b_operand, T* ws, int nth) {
     const T* b = p.b;
     index_t rsb = p.rsb;
-    if (pack_b_operand) {
-      pack_b(p.k, p.n, p.b, p.rsb, p.csb, ws, tid, nth);
-      if (nth > 1) {
-#pragma omp barrier
-      }
-    }
+    if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
     const Epilogue<T>* ep = has_ep ? &p.ep : nullptr;
     const index_t ni = (p.m + MR - 1) / MR, nj = (p.n + NR - 1) / NR;
-    index_t t0, t1;
-    chunk(ni * nj, tid, nth, &t0, &t1);
-    const T* arow[MR];
+    const index_t total = ni * nj;
     // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
     // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
     const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
-    for (index_t t = t0; t < t1; ++t) {
-      const index_t jr = rows_outer ? t % nj : t / ni, ir = rows_outer ? t / nj : t % ni;
-      const index_t i0 = ir * MR, j0 = jr * NR;
-      const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
-      const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
-      // Rows past the edge repeat the last real row: computed, never stored.
-      for (int i = 0; i < MR; ++i) arow[i] = p.a + (i0 + (i < m_rem ? i : m_rem - 1)) * p.rsa;
-      T* c = p.c + i0 * p.rsc + j0 * p.csc;
-      if (pack_b_operand) {
-        tile<false, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
-                          p.alpha, p.beta, c, p.rsc, p.csc, ep, i0, j0);
-      } else if (n_rem == NR) {
-        tile<false, true>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha, p.beta,
-                          c, p.rsc, p.csc, ep, i0, j0);
-      } else {
-        tile<false, false>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
-                           p.beta, c, p.rsc, p.csc, ep, i0, j0);
+    // Contiguous runs of tiles, about four a thread (see pack_b_parallel).
+    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(total, index_t(nth) * 4);
+    for_chunks(chunks, nth, [&](index_t c, int) {
+      const T* arow[MR];
+      for (index_t t = total * c / chunks; t < total * (c + 1) / chunks; ++t) {
+        const index_t jr = rows_outer ? t % nj : t / ni, ir = rows_outer ? t / nj : t % ni;
+        const index_t i0 = ir * MR, j0 = jr * NR;
+        const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
+        const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+        // Rows past the edge repeat the last real row: computed, never stored.
+        for (int i = 0; i < MR; ++i) arow[i] = p.a + (i0 + (i < m_rem ? i : m_rem - 1)) * p.rsa;
+        T* cp = p.c + i0 * p.rsc + j0 * p.csc;
+        if (pack_b_operand) {
+          tile<false, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
+                            p.alpha, p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+        } else if (n_rem == NR) {
+          tile<false, true>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
+                            p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+        } else {
+          tile<false, false>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
+                             p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+        }
       }
-    }
+    });
   }
 
   static void run(const GemmProblem<T>& p, const GemmPlan& plan, T* ws) {
-    if (plan.nthreads <= 1) {
-      DenormalGuard guard;
-      if (plan.blocked) blocked_body(p, ws, 0, 1);
-      else direct_body(p, plan.pack_b, ws, 0, 1);
-      return;
-    }
-#pragma omp parallel num_threads(plan.nthreads)
-    {
-      DenormalGuard guard;
-      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-      if (plan.blocked) blocked_body(p, ws, tid, nth);
-      else direct_body(p, plan.pack_b, ws, tid, nth);
-    }
+    DenormalGuard guard;  // the pool's threads set their own; this covers the calling thread
+    if (plan.blocked) blocked(p, ws, plan.nthreads);
+    else direct(p, plan.pack_b, ws, plan.nthreads);
   }
 
   static Blocking blocking() { return Blocking{MR, NR, KC, MC, NC}; }

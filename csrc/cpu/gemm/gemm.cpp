@@ -66,8 +66,8 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   GemmProblem<T> p = p0;
   GemmPlan plan;
   const double volume = double(p.m) * double(p.n) * double(p.k);
-  // A second thread pays off from about 64^3 multiply-adds (~1 us each) on an idle machine: an
-  // OpenMP fork/join with spinning workers costs well under that. Below it, one thread.
+  // A second thread pays off from about 64^3 multiply-adds (~1 us each) on an idle machine:
+  // handing chunks to an awake pool worker costs well under that. Below it, one thread.
   plan.nthreads = threads_for(volume, 1 << 17);
 
   GemmProblem<T> q = transposed(p);

@@ -17,10 +17,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/activations.h"
 #include "common/fpenv.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "cpu/gemm/dispatch.h"
 
 namespace fastnn {

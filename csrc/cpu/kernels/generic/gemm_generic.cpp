@@ -3,10 +3,11 @@
 // = 4 x 2 vectors of 8 (or 4) lanes, small enough to stay in 16 baseline registers.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/activations.h"
 #include "common/fpenv.h"
-#include "common/omp_compat.h"
+#include "common/parallel.h"
 #include "cpu/gemm/dispatch.h"
 
 namespace fastnn {

@@ -1,0 +1,266 @@
+// The thread pool behind parallel_for (see parallel.h for the contract and why it is built so).
+#include "common/parallel.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/fpenv.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sched.h>
+#define FASTNN_HAVE_PTHREAD 1
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace fastnn {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+inline void yield_core() {
+#if defined(FASTNN_HAVE_PTHREAD)
+  sched_yield();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// The job state is one 64-bit word: generation (high half) and next unclaimed chunk (low half).
+// A claim is a compare-and-swap on the whole word, so a worker that wakes up late, still holding
+// an old generation, can never claim a chunk of the next job.
+constexpr std::uint64_t kClosed = 0xffffffffu;  // low half while a new job's fields are written
+constexpr std::int64_t kMaxChunksPerJob = 0x7fffffff;
+inline std::uint32_t gen_of(std::uint64_t s) { return static_cast<std::uint32_t>(s >> 32); }
+inline std::uint64_t low_of(std::uint64_t s) { return s & 0xffffffffu; }
+
+thread_local bool t_in_job = false;
+std::atomic<bool> g_hold_workers{false};  // testing::hold_workers  // set while this thread runs chunks: nested jobs run inline
+
+// How long an idle worker keeps looking for the next job before it sleeps. Back-to-back kernels
+// (a training step) arrive within microseconds; a worker woken from sleep costs the caller a
+// system call and the worker ~10-50 us, during which the caller simply does the work alone.
+// Every spin turn yields the core, so a spinning worker costs another library nothing.
+std::int64_t spin_ns() {
+  static const std::int64_t ns = [] {
+    const char* e = std::getenv("FASTNN_SPIN_US");
+    long us = e ? std::strtol(e, nullptr, 10) : 100;
+    return std::int64_t(us < 0 ? 0 : us) * 1000;
+  }();
+  return ns;
+}
+
+struct Pool {
+  std::atomic<std::uint64_t> state{0};
+  std::atomic<std::int64_t> done{0};
+  // The current job's fields: written while the state is closed, read after seeing it open.
+  std::atomic<ChunkFn> fn{nullptr};
+  std::atomic<void*> ctx{nullptr};
+  std::atomic<std::int64_t> n{0};
+  std::atomic<int> width{0};
+
+  std::mutex run_mu;  // one job at a time; a second caller runs its job alone
+  std::mutex sleep_mu;
+  std::condition_variable wake;
+  std::atomic<int> sleepers{0};
+  std::atomic<int> nworkers{0};
+
+  // Claims and runs chunks of generation g until none is left (or the job changed).
+  void join(std::uint32_t g, int slot) {
+    if (slot != 0 && g_hold_workers.load(std::memory_order_relaxed)) return;
+    for (;;) {
+      std::uint64_t s = state.load(std::memory_order_acquire);
+      if (gen_of(s) != g) return;
+      if (low_of(s) == kClosed) {  // the publisher is still writing the fields
+        cpu_relax();
+        continue;
+      }
+      const ChunkFn f = fn.load(std::memory_order_relaxed);
+      void* const c = ctx.load(std::memory_order_relaxed);
+      const std::int64_t total = n.load(std::memory_order_relaxed);
+      const int w = width.load(std::memory_order_relaxed);
+      // Orders the field reads before the claim: if they came from a newer job, that job's
+      // publisher changed the state before writing them, and the claim below fails.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const std::int64_t chunk = static_cast<std::int64_t>(low_of(s));
+      if (slot >= w || chunk >= total) return;
+      if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed))
+        continue;
+      f(c, chunk, slot);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  // Returns once the generation differs from `seen`.
+  std::uint32_t wait_for_job(std::uint32_t seen) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::int64_t limit = spin_ns();
+    for (int i = 0;; ++i) {
+      const std::uint32_t g = gen_of(state.load(std::memory_order_acquire));
+      if (g != seen) return g;
+      if (i < 32) {
+        cpu_relax();
+        continue;
+      }
+      yield_core();
+      if ((i & 7) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - t0)
+                                   .count() > limit)
+        break;
+    }
+    std::unique_lock<std::mutex> lk(sleep_mu);
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    std::uint32_t g;
+    while ((g = gen_of(state.load(std::memory_order_seq_cst))) == seen) wake.wait(lk);
+    sleepers.fetch_sub(1, std::memory_order_relaxed);
+    return g;
+  }
+
+  void worker_main(int index, std::uint32_t seen) {
+    const int slot = index + 1;
+    t_in_job = true;  // a chunk that starts a job of its own runs it inline
+    for (;;) {
+      seen = wait_for_job(seen);
+      DenormalGuard guard;
+      join(seen, slot);
+    }
+  }
+
+  // Called with run_mu held, before the job is published; returns the workers available.
+  int ensure_workers(int count) {
+    int have = nworkers.load(std::memory_order_relaxed);
+    const std::uint32_t g = gen_of(state.load(std::memory_order_relaxed));
+    for (; have < count; ++have) {
+      try {
+        // Detached and never joined: the pool lives for the whole process (see pool()).
+        std::thread([this, have, g] { worker_main(have, g); }).detach();
+      } catch (...) {  // no more threads to be had: run with those there are
+        break;
+      }
+    }
+    nworkers.store(have, std::memory_order_relaxed);
+    return have;
+  }
+
+  void run(std::int64_t total, int nthreads, ChunkFn f, void* c) {
+    const int workers = ensure_workers(nthreads - 1);
+    if (nthreads > workers + 1) nthreads = workers + 1;
+    const std::uint32_t g = gen_of(state.load(std::memory_order_relaxed)) + 1;
+    state.store(std::uint64_t(g) << 32 | kClosed, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    fn.store(f, std::memory_order_relaxed);
+    ctx.store(c, std::memory_order_relaxed);
+    n.store(total, std::memory_order_relaxed);
+    width.store(nthreads, std::memory_order_relaxed);
+    done.store(0, std::memory_order_relaxed);
+    state.store(std::uint64_t(g) << 32, std::memory_order_seq_cst);
+    if (sleepers.load(std::memory_order_seq_cst) > 0) {
+      { std::lock_guard<std::mutex> lk(sleep_mu); }
+      wake.notify_all();
+    }
+    join(g, 0);
+    // Every chunk is claimed; wait for the ones still running on workers.
+    for (int i = 0; done.load(std::memory_order_acquire) < total; ++i) {
+      if (i < 4096) cpu_relax();
+      else yield_core();
+    }
+  }
+};
+
+// The pool is created on first use and never destroyed: detached workers may still be asleep
+// on its condition variable when the process exits. A forked child gets a new one (its parent's
+// workers do not exist there), and the old one is abandoned.
+std::mutex g_pool_mu;
+std::atomic<Pool*> g_pool{nullptr};
+
+#if defined(FASTNN_HAVE_PTHREAD)
+void before_fork() {
+  g_pool_mu.lock();
+  if (Pool* p = g_pool.load(std::memory_order_relaxed)) p->run_mu.lock();  // no job mid-flight
+}
+void after_fork_parent() {
+  if (Pool* p = g_pool.load(std::memory_order_relaxed)) p->run_mu.unlock();
+  g_pool_mu.unlock();
+}
+void after_fork_child() {
+  g_pool.store(nullptr, std::memory_order_relaxed);
+  g_pool_mu.unlock();
+}
+#endif
+
+Pool* pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return p;
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  p = g_pool.load(std::memory_order_relaxed);
+  if (!p) {
+#if defined(FASTNN_HAVE_PTHREAD)
+    static bool registered = [] {
+      return pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0;
+    }();
+    (void)registered;
+#endif
+    p = new Pool;
+    g_pool.store(p, std::memory_order_release);
+  }
+  return p;
+}
+
+void run_inline(std::int64_t n_chunks, ChunkFn fn, void* ctx) {
+  const bool outer = t_in_job;
+  t_in_job = true;
+  {
+    DenormalGuard guard;
+    for (std::int64_t c = 0; c < n_chunks; ++c) fn(ctx, c, 0);
+  }
+  t_in_job = outer;
+}
+
+}  // namespace
+
+namespace detail {
+
+void run_parallel(std::int64_t n_chunks, int nthreads, ChunkFn fn, void* ctx) {
+  if (n_chunks <= 0) return;
+  if (nthreads > n_chunks) nthreads = static_cast<int>(n_chunks);
+  if (nthreads <= 1 || t_in_job || n_chunks > kMaxChunksPerJob) {
+    // Nested, single-threaded or enormous (no kernel asks for 2^31 chunks): the caller alone.
+    run_inline(n_chunks, fn, ctx);
+    return;
+  }
+  Pool* p = pool();
+  std::unique_lock<std::mutex> lk(p->run_mu, std::try_to_lock);
+  if (!lk.owns_lock()) {  // another thread's job holds the workers: do not queue behind it
+    run_inline(n_chunks, fn, ctx);
+    return;
+  }
+  t_in_job = true;
+  {
+    DenormalGuard guard;
+    p->run(n_chunks, nthreads, fn, ctx);
+  }
+  t_in_job = false;
+}
+
+}  // namespace detail
+
+void testing::hold_workers(bool hold) { g_hold_workers.store(hold, std::memory_order_relaxed); }
+
+int pool_workers() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  return p ? p->nworkers.load(std::memory_order_relaxed) : 0;
+}
+
+}  // namespace fastnn

@@ -1,0 +1,64 @@
+// The one parallel runtime every CPU kernel runs on.
+//
+// A job is n chunks, claimed one at a time from a shared counter. The calling thread claims chunks
+// too, and it only ever waits for chunks a worker has already claimed (and is therefore running):
+// a worker the OS has not scheduled yet simply finds nothing left to claim. OpenMP's fork/join
+// instead makes the caller wait at a barrier for every worker, and a worker descheduled by
+// another library's spinning threads (OpenBLAS after a NumPy call, PyTorch's pool) turned a
+// 0.03 ms product into a 7 ms one. Idle workers spin briefly, yielding the core on every turn,
+// and then sleep on a condition variable, so they never hold a core another library wants.
+//
+// Guarantees:
+//  - every chunk runs exactly once, under a flush-to-zero floating-point mode (restored after);
+//  - `slot` is unique among the threads running one job and < the thread count asked for, so
+//    it can index per-thread buffers; the caller is slot 0;
+//  - results never depend on which thread ran a chunk (a chunk writes its own outputs; reductions
+//    combine per-chunk partials in chunk order);
+//  - safe from several threads at once (a second concurrent job, or a job started from inside a
+//    chunk, runs on its calling thread alone) and in a forked child (the child starts a new pool).
+#pragma once
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace fastnn {
+
+using ChunkFn = void (*)(void* ctx, std::int64_t chunk, int slot);
+
+namespace detail {
+void run_parallel(std::int64_t n_chunks, int nthreads, ChunkFn fn, void* ctx);
+}  // namespace detail
+
+// Calls fn(chunk, slot) for every chunk in [0, n_chunks) on at most `nthreads` threads.
+template <class F>
+inline void parallel_for(std::int64_t n_chunks, int nthreads, F&& fn) {
+  using Fn = std::remove_reference_t<F>;
+  detail::run_parallel(
+      n_chunks, nthreads,
+      [](void* ctx, std::int64_t c, int slot) { (*static_cast<Fn*>(ctx))(c, slot); },
+      const_cast<void*>(static_cast<const void*>(&fn)));
+}
+
+// Splits [0, n) into ranges of `grain` elements (the last may be shorter) and calls
+// fn(lo, hi) for each; chunk boundaries depend only on n and grain, never on the threads.
+template <class F>
+inline void parallel_range(std::int64_t n, std::int64_t grain, int nthreads, F&& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  const std::int64_t chunks = (n + grain - 1) / grain;
+  parallel_for(chunks, nthreads, [&](std::int64_t c, int) {
+    const std::int64_t lo = c * grain;
+    fn(lo, lo + grain < n ? lo + grain : n);
+  });
+}
+
+// Workers alive in the pool (for tests and build_info); 0 until the first parallel job.
+int pool_workers();
+
+namespace testing {
+// While held, pool workers wake up for jobs but claim no chunk: the situation of workers the OS
+// never schedules, which the caller must survive by running every chunk itself.
+void hold_workers(bool hold);
+}  // namespace testing
+
+}  // namespace fastnn
