@@ -1,8 +1,10 @@
 """IDX reader/writer, the Fashion-MNIST loader and the preprocessing helpers.
 
 The loader tests run on small IDX files written here, in an isolated environment (no
-FASTNN_DATA, a temporary cache, no system directory) and with the network replaced: nothing here
-ever opens a connection. One test reads the real data set when Debian's package is installed.
+FASTNN_DATA, a temporary cache, no system directory), with the network replaced and with the
+machine's commands replaced: nothing here ever opens a connection or runs apt-get or sudo, and a
+test that lets the loader run a command it did not expect fails. One test reads the real data set
+when Debian's package is installed.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -36,6 +39,45 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     return calls
+
+
+class FakeMachine:
+    """The commands the loader may run, replaced: which exist (files on an otherwise empty
+    PATH), whether we are root, whether there is a terminal, and what each command does
+    (``subprocess.run`` records the call and answers from ``responses``; nothing runs)."""
+
+    def __init__(self, monkeypatch, bindir):
+        self.bindir = bindir
+        self.calls = []
+        self.responses = {}   # tuple(command) -> (exit status, output) or callable giving it
+        monkeypatch.setenv("PATH", str(bindir))
+        monkeypatch.delenv(fashion_mnist.NO_INSTALL_VAR, raising=False)
+        monkeypatch.setattr(os, "geteuid", lambda: self.euid, raising=False)
+        monkeypatch.setattr(fashion_mnist, "_has_terminal", lambda: self.terminal)
+        monkeypatch.setattr(subprocess, "run", self.run)
+        self.euid = 1000
+        self.terminal = False
+
+    def provide(self, *names):
+        for name in names:
+            exe = self.bindir / name
+            exe.write_text("#!/bin/sh\nexit 99\n")
+            exe.chmod(0o755)
+
+    def run(self, args, **kwargs):
+        command = tuple(args)
+        self.calls.append(list(command))
+        if command not in self.responses:
+            raise AssertionError(f"the loader ran an unexpected command: {list(command)}")
+        answer = self.responses[command]
+        status, output = answer() if callable(answer) else answer
+        return subprocess.CompletedProcess(list(command), status, output, None)
+
+
+@pytest.fixture(autouse=True)
+def machine(monkeypatch, tmp_path_factory):
+    """No apt-get, no sudo, not root, no terminal, and no command may run unless a test says."""
+    return FakeMachine(monkeypatch, tmp_path_factory.mktemp("bin"))
 
 
 @pytest.fixture
@@ -264,7 +306,7 @@ def test_missing_without_download(env, no_network):
     with pytest.raises(FileNotFoundError) as info:
         fashion_mnist.load_data(download=False)
     message = str(info.value)
-    for hint in ("FASTNN_DATA", "apt-get install dataset-fashion-mnist",
+    for hint in ("FASTNN_DATA", "fashion_mnist.download()", "no apt-get here",
                  fashion_mnist.MIRRORS[0], "download=False", str(fashion_mnist.cache_dir())):
         assert hint in message
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
@@ -276,7 +318,7 @@ def test_offline_download_explains(env, no_network):
     with pytest.raises(FileNotFoundError) as info:
         fashion_mnist.load_data()
     message = str(info.value)
-    for hint in ("FASTNN_DATA", "apt-get install dataset-fashion-mnist",
+    for hint in ("FASTNN_DATA", "fashion_mnist.download()",
                  fashion_mnist.MIRRORS[0], "network disabled in tests"):
         assert hint in message
     assert no_network == [m + "train-images-idx3-ubyte.gz" for m in fashion_mnist.MIRRORS]
@@ -384,6 +426,258 @@ def test_loader_reports_corrupt_file(env):
     with pytest.raises(ValueError, match="corrupt or truncated gzip") as info:
         fashion_mnist.load_data(env / "mine")
     assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------- installing with apt
+
+APT_INSTALL = ["apt-get", "install", "-y", "dataset-fashion-mnist"]
+NOT_FOUND = "Unable to locate package"
+
+
+def installs_release(env, seed=5):
+    """An apt-get that succeeds and puts a release in the (patched) system directory; returns
+    the answer for FakeMachine and the arrays that load_data should then give."""
+    arrays = {}
+
+    def answer():
+        arrays["want"] = make_release(env / "system", seed=seed)
+        return 0, "Setting up dataset-fashion-mnist (1.0-2) ...\n"
+
+    return answer, arrays
+
+
+def test_installs_with_apt_as_root(env, machine, no_network, capsys):
+    machine.provide("apt-get")
+    machine.euid = 0
+    answer, arrays = installs_release(env)
+    machine.responses[tuple(APT_INSTALL)] = answer
+    got = fashion_mnist.load_data()
+    assert machine.calls == [APT_INSTALL]
+    assert_same(got, arrays["want"])
+    assert no_network == []
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["fastnn: Fashion-MNIST not found; installing it with "
+                   "`apt-get install -y dataset-fashion-mnist`"]
+    # Installed: the next load finds the files without running anything.
+    machine.calls.clear()
+    assert_same(fashion_mnist.load_data(), arrays["want"])
+    assert machine.calls == []
+
+
+def test_installs_with_passwordless_sudo(env, machine, no_network, capsys):
+    machine.provide("apt-get", "sudo")
+    answer, arrays = installs_release(env)
+    machine.responses[("sudo", "-n", "true")] = (0, "")
+    machine.responses[("sudo", "-n", *APT_INSTALL)] = answer
+    assert_same(fashion_mnist.load_data(), arrays["want"])
+    assert machine.calls == [["sudo", "-n", "true"], ["sudo", "-n", *APT_INSTALL]]
+    assert "`sudo -n apt-get install -y dataset-fashion-mnist`" in capsys.readouterr().err
+    assert no_network == []
+
+
+def test_apt_get_update_when_the_package_is_unknown(env, machine, capsys):
+    machine.provide("apt-get")
+    machine.euid = 0
+    answer, arrays = installs_release(env)
+    unknown = (100, f"Reading package lists...\nE: {NOT_FOUND} dataset-fashion-mnist\n")
+    answers = iter([lambda: unknown, answer])       # unknown first, known after the update
+    machine.responses[tuple(APT_INSTALL)] = lambda: next(answers)()
+    machine.responses[("apt-get", "update")] = (0, "Reading package lists... Done\n")
+    assert_same(fashion_mnist.load_data(), arrays["want"])
+    assert machine.calls == [APT_INSTALL, ["apt-get", "update"], APT_INSTALL]
+    err = capsys.readouterr().err
+    assert "running `apt-get update`" in err
+
+
+def test_no_update_when_install_fails_otherwise(env, machine, no_network):
+    machine.provide("apt-get")
+    machine.euid = 0
+    lock = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 7 (apt)"
+    machine.responses[tuple(APT_INSTALL)] = (100, lock + "\n")
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data()
+    assert machine.calls == [APT_INSTALL]
+    assert lock in str(info.value)
+    # The loader's own download came next.
+    assert len(no_network) == len(fashion_mnist.MIRRORS)
+
+
+def test_auto_never_asks_for_a_password(env, machine, no_network):
+    machine.provide("apt-get", "sudo")
+    machine.terminal = True
+    machine.responses[("sudo", "-n", "true")] = (1, "")
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data()
+    assert machine.calls == [["sudo", "-n", "true"]]
+    message = str(info.value)
+    assert "sudo needs a password" in message
+    assert "    sudo apt-get install -y dataset-fashion-mnist\n" in message
+
+
+def test_install_true_lets_sudo_ask_at_a_terminal(env, machine, capsys):
+    machine.provide("apt-get", "sudo")
+    machine.terminal = True
+    answer, arrays = installs_release(env)
+    machine.responses[("sudo", "-n", "true")] = (1, "")
+    machine.responses[("sudo", *APT_INSTALL)] = answer
+    assert_same(fashion_mnist.load_data(install=True), arrays["want"])
+    assert machine.calls == [["sudo", "-n", "true"], ["sudo", *APT_INSTALL]]
+    assert "may ask for your password" in capsys.readouterr().err
+
+
+def test_install_true_without_a_terminal(env, machine):
+    machine.provide("apt-get", "sudo")
+    machine.responses[("sudo", "-n", "true")] = (1, "")
+    with pytest.raises(FileNotFoundError, match="no terminal to ask for it"):
+        fashion_mnist.load_data(install=True)
+    assert machine.calls == [["sudo", "-n", "true"]]
+
+
+@pytest.mark.parametrize("install, no_install, why", [
+    (False, None, "install=False"),
+    ("auto", "1", "FASTNN_NO_INSTALL=1"),
+    (True, "yes", "FASTNN_NO_INSTALL=yes"),
+])
+def test_install_disabled(env, machine, monkeypatch, no_network, capsys, install, no_install,
+                          why):
+    machine.provide("apt-get", "sudo")
+    machine.euid = 0
+    if no_install:
+        monkeypatch.setenv("FASTNN_NO_INSTALL", no_install)
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data(install=install)
+    assert machine.calls == []
+    assert f"installing Debian's dataset-fashion-mnist package: not tried ({why})" \
+        in str(info.value)
+    assert "installing" not in capsys.readouterr().err
+    assert len(no_network) == len(fashion_mnist.MIRRORS)     # the download was still tried
+
+
+@pytest.mark.parametrize("value", ["", "0", "no"])
+def test_no_install_variable_off_values(env, machine, monkeypatch, value):
+    machine.provide("apt-get")
+    machine.euid = 0
+    monkeypatch.setenv("FASTNN_NO_INSTALL", value)
+    answer, arrays = installs_release(env)
+    machine.responses[tuple(APT_INSTALL)] = answer
+    assert_same(fashion_mnist.load_data(), arrays["want"])
+    assert machine.calls == [APT_INSTALL]
+
+
+def test_no_install_when_files_are_found_or_path_given(env, machine, no_network):
+    machine.provide("apt-get")
+    machine.euid = 0
+    want = make_release(fashion_mnist.cache_dir())
+    assert_same(fashion_mnist.load_data(install=True), want)
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data(env / "elsewhere", install=True)
+    assert machine.calls == []
+    assert "installing" not in str(info.value)
+
+
+def test_install_without_apt_get_is_skipped(env, machine, no_network):
+    machine.provide("sudo")
+    machine.euid = 0
+    with pytest.raises(FileNotFoundError, match="no apt-get here"):
+        fashion_mnist.load_data(install=True)
+    assert machine.calls == []
+
+
+def test_installed_but_files_elsewhere_falls_back_to_download(env, machine, monkeypatch):
+    machine.provide("apt-get")
+    machine.euid = 0
+    machine.responses[tuple(APT_INSTALL)] = (0, "dataset-fashion-mnist is already the newest\n")
+    want, files, sums = release_bytes(env)
+    monkeypatch.setattr(fashion_mnist, "CHECKSUMS", sums)
+    calls = serve(monkeypatch, files)
+    assert_same(fashion_mnist.load_data(), want)
+    assert machine.calls == [APT_INSTALL] and len(calls) == 4
+
+
+def test_error_when_everything_fails(env, machine, monkeypatch, no_network):
+    machine.provide("apt-get", "sudo")
+    mine = env / "mine"
+    monkeypatch.setenv("FASTNN_DATA", str(mine))
+    machine.responses[("sudo", "-n", "true")] = (0, "")
+    unknown = f"E: {NOT_FOUND} dataset-fashion-mnist"
+    machine.responses[("sudo", "-n", *APT_INSTALL)] = (100, unknown + "\n")
+    machine.responses[("sudo", "-n", "apt-get", "update")] = (
+        100, "Err:1 http://deb.debian.org/debian bookworm InRelease\n"
+             "E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease\n")
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data()
+    message = str(info.value)
+    # Every directory searched, in order, each on its own line.
+    searched = [str(mine), str(fashion_mnist.cache_dir()), str(env / "system")]
+    lines = message.splitlines()
+    positions = [lines.index("    " + d) for d in searched]
+    assert positions == sorted(positions)
+    # What was tried and how it failed.
+    assert unknown in message and "E: Failed to fetch" in message
+    assert "exit status 100" in message
+    assert "network disabled in tests" in message
+    # The exact command that fixes it, alone on its line: apt's lists need refreshing first.
+    assert "    sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist" in lines
+    assert machine.calls == [["sudo", "-n", "true"], ["sudo", "-n", *APT_INSTALL],
+                             ["sudo", "-n", "apt-get", "update"]]
+
+
+def test_package_missing_from_apt_sources(env, machine):
+    machine.provide("apt-get")
+    machine.euid = 0
+    unknown = (100, f"E: {NOT_FOUND} dataset-fashion-mnist\n")
+    machine.responses[tuple(APT_INSTALL)] = unknown
+    machine.responses[("apt-get", "update")] = (0, "Reading package lists... Done\n")
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data(download=False)
+    assert machine.calls == [APT_INSTALL, ["apt-get", "update"], APT_INSTALL]
+    message = str(info.value)
+    assert "apt's sources do not offer dataset-fashion-mnist" in message
+    assert "    apt-get install -y dataset-fashion-mnist" in message.splitlines()
+
+
+def test_error_command_as_root(env, machine):
+    machine.provide("apt-get")
+    machine.euid = 0
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data(install=False, download=False)
+    assert "    apt-get install -y dataset-fashion-mnist" in str(info.value).splitlines()
+
+
+def test_install_argument_is_checked(env):
+    with pytest.raises(ValueError, match="install must be 'auto', True or False, got 'yes'"):
+        fashion_mnist.load_data(install="yes")
+
+
+def test_failed_command_does_not_stop_the_loader(env, machine, monkeypatch, no_network):
+    machine.provide("apt-get")
+    machine.euid = 0
+
+    def vanished():
+        raise FileNotFoundError(2, "No such file or directory", "apt-get")
+
+    machine.responses[tuple(APT_INSTALL)] = vanished
+    with pytest.raises(FileNotFoundError) as info:
+        fashion_mnist.load_data()
+    assert "could not run" in str(info.value)
+    assert len(no_network) == len(fashion_mnist.MIRRORS)
+
+
+def test_apt_runs_without_input_in_the_c_locale(env, machine, monkeypatch):
+    """The real subprocess.run arguments: no stdin (nothing can wait for an answer), output
+    captured, English messages (to recognise an unknown package)."""
+    seen = {}
+
+    def record(args, **kwargs):
+        seen.update(kwargs)
+        return subprocess.CompletedProcess(args, 0, "", None)
+
+    monkeypatch.setattr(subprocess, "run", record)
+    assert fashion_mnist._run(APT_INSTALL) == (0, "")
+    assert seen["stdin"] is subprocess.DEVNULL and seen["stdout"] is subprocess.PIPE
+    assert seen["env"]["LC_ALL"] == "C"
+    assert seen["env"]["DEBIAN_FRONTEND"] == "noninteractive"
+    assert seen["timeout"] == fashion_mnist.INSTALL_TIMEOUT
 
 
 def test_class_names():
