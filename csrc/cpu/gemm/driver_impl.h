@@ -298,10 +298,20 @@ struct Frame {
     const index_t kblocks = (p.k + KC - 1) / KC;
     const index_t kc_even = (p.k + kblocks - 1) / kblocks;
     const index_t a_block = index_t((MC + MR - 1) / MR * MR) * KC;  // packed A: whole slivers
-    const index_t mblocks = (p.m + MC - 1) / MC;
-    // Enough tasks for every thread to get several: column groups only when the rows are few
-    // (each group repacks its A block, a cost of ~NR/width of the group's work).
-    const index_t want = nth <= 1 ? 1 : index_t(nth) * 2;
+    // Row blocks of whole slivers and near-equal size (at most MC rows), and at least four a
+    // thread: threads claim them as they go, so equal blocks balance the load and a worker that
+    // starts late still finds some (with 6 blocks of 96 rows and a last one of 32, one thread did
+    // 288 rows of 512).
+    const index_t slivers = (p.m + MR - 1) / MR;
+    const index_t per_block = std::max<index_t>(1, MC / MR);
+    index_t mblocks = (slivers + per_block - 1) / per_block;
+    if (nth > 1) {
+      mblocks = std::max<index_t>(mblocks, index_t(nth) * 4);
+      mblocks = std::min<index_t>((mblocks + nth - 1) / nth * nth, slivers);
+    }
+    // Column groups only when the rows are few: each group repacks its A block, a cost of about
+    // NR / (the group's width) of the group's work.
+    const index_t want = nth <= 1 ? 1 : index_t(nth) * 4;
     const index_t groups_wanted = mblocks >= want ? 1 : (want + mblocks - 1) / mblocks;
     struct Packed { index_t ic = -1, pc = -1, jc = -1; };
     std::vector<Packed> packed(static_cast<std::size_t>(nth));
@@ -315,8 +325,9 @@ struct Frame {
         const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
         pack_b_parallel(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, nth);
         for_chunks(mblocks * groups, nth, [&](index_t task, int slot) {
-          const index_t ic = task / groups * MC, g = task % groups;
-          const index_t mcb = std::min<index_t>(MC, p.m - ic);
+          const index_t blk = task / groups, g = task % groups;
+          const index_t ic = slivers * blk / mblocks * MR;
+          const index_t mcb = std::min<index_t>(slivers * (blk + 1) / mblocks * MR, p.m) - ic;
           const index_t ni = (mcb + MR - 1) / MR;
           T* my_a = abuf + slot * a_block;
           Packed& mine = packed[static_cast<std::size_t>(slot)];
@@ -351,8 +362,9 @@ struct Frame {
     // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
     // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
     const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
-    // Contiguous runs of tiles, about four a thread (see pack_b_parallel).
-    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(total, index_t(nth) * 4);
+    // Contiguous runs of tiles, about eight a thread: claimed as threads go, they balance the load
+    // to within one run.
+    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(total, index_t(nth) * 8);
     for_chunks(chunks, nth, [&](index_t c, int) {
       const T* arow[MR];
       for (index_t t = total * c / chunks; t < total * (c + 1) / chunks; ++t) {
