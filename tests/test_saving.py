@@ -201,3 +201,23 @@ def test_save_and_load_weights(rng, tmp_path):
     with pytest.raises(ValueError):
         nn.Sequential([nn.Dense(3, input_shape=(16,))]).load_weights(path)
     assert saving.FORMAT_VERSION == 1
+
+
+def test_model_class_comes_from_the_registry(tmp_path):
+    class Wide(nn.Sequential):
+        pass
+
+    path = tmp_path / "wide.fnn"
+    Wide([nn.Dense(2, input_shape=(3,))]).save(path)
+    assert type(nn.load_model(path)) is Wide  # subclasses register themselves
+    with zipfile.ZipFile(path) as z:
+        config, weights = json.loads(z.read("fastnn.json")), z.read("weights.npz")
+    assert config["class_name"] == "Wide"
+    config["class_name"] = "Narrow"
+    _zip(tmp_path / "narrow.fnn", {"fastnn.json": json.dumps(config), "weights.npz": weights})
+    with pytest.raises(ValueError, match="custom_objects"):
+        nn.load_model(tmp_path / "narrow.fnn")
+    assert type(nn.load_model(tmp_path / "narrow.fnn", custom_objects={"Narrow": Wide})) is Wide
+    del config["class_name"]  # files from before the class name was stored hold a Sequential
+    _zip(tmp_path / "old.fnn", {"fastnn.json": json.dumps(config), "weights.npz": weights})
+    assert type(nn.load_model(tmp_path / "old.fnn")) is nn.Sequential

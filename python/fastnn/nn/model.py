@@ -30,6 +30,7 @@ from .. import random as _random
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import metrics as _metrics
+from . import saving as _saving
 from .core import Layer, _unique_name, get_layer_class
 
 __all__ = ["Sequential"]
@@ -97,9 +98,15 @@ class _Plan:
                 m.update(y, out, fused)
 
 
+@_saving.register_model_class
 class Sequential:
     """A linear stack of layers: ``Sequential([Dense(128, "relu", input_shape=(784,)),
     Dropout(0.2), Dense(10, "softmax")])``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass saves under its own class name, so load_model must know it too.
+        super().__init_subclass__(**kwargs)
+        _saving.register_model_class(cls)
 
     def __init__(self, layers: Optional[Sequence[Layer]] = None,
                  name: Optional[str] = None) -> None:
@@ -602,16 +609,13 @@ class Sequential:
     def save(self, path: Any) -> None:
         """Save the architecture, weights and compile settings to one file (see
         :mod:`fastnn.nn.saving`)."""
-        from .saving import save_model
-        save_model(self, path)
+        _saving.save_model(self, path)
 
     def save_weights(self, path: Any) -> None:
-        from .saving import save_weights
-        save_weights(self, path)
+        _saving.save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
-        from .saving import load_weights
-        load_weights(self, path)
+        _saving.load_weights(self, path)
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self.layers)} layers>"

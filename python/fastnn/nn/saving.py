@@ -14,6 +14,10 @@ that is not a fastnn model, or a damaged one, raises ValueError. The optimizer's
 is not saved: a loaded model continues training with a fresh optimizer of the same settings.
 
 ``save_weights``/``load_weights`` write and read the ``.npz`` part alone.
+
+This module sits below the models: it works on the model object it is given, and :mod:`.model`
+imports it (never the reverse). ``load_model`` finds the class to rebuild in a registry that model
+classes join with :func:`register_model_class` when they are defined.
 """
 from __future__ import annotations
 
@@ -26,13 +30,31 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "FORMAT",
-           "FORMAT_VERSION"]
+from .. import optim
+from .._version import __version__
+from . import losses as _losses
+from . import metrics as _metrics
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "register_model_class",
+           "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "fastnn.model"
 FORMAT_VERSION = 1
 _CONFIG = "fastnn.json"
 _WEIGHTS = "weights.npz"
+_DEFAULT_CLASS = "Sequential"  # files written before the class name was stored hold a Sequential
+
+_MODEL_CLASSES: Dict[str, type] = {}
+
+
+def register_model_class(cls: type) -> type:
+    """Let :func:`load_model` rebuild models of ``cls`` (usable as a class decorator).
+
+    ``cls`` needs ``get_config``, ``from_config(config, custom_objects)``, ``get_weights``,
+    ``set_weights``, ``built`` and ``compile``, as :class:`~fastnn.nn.Sequential` has.
+    """
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def _atomic_write(path: Any, write: Callable[[Any], None]) -> None:
@@ -72,9 +94,9 @@ def _read_npz(data: Any, source: str) -> List[np.ndarray]:
 
 def save_model(model: Any, path: Any) -> None:
     """Write ``model`` (architecture, weights, compile settings) to ``path`` atomically."""
-    from .. import __version__
     config = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "fastnn_version": __version__, "model": model.get_config(),
+              "fastnn_version": __version__, "class_name": type(model).__name__,
+              "model": model.get_config(),
               "compile": model._compile_config}
     text = json.dumps(config, indent=1, allow_nan=False)
     weights = _npz_bytes(model.get_weights() if model.built else [])
@@ -90,7 +112,6 @@ def save_model(model: Any, path: Any) -> None:
 def load_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
                compile: bool = True) -> Any:
     """The model saved at ``path``, built, with its weights (and compiled, if it was)."""
-    from .model import Sequential
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
@@ -118,8 +139,13 @@ def load_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path!r} has format version {version!r}; this fastnn reads up to "
                          f"{FORMAT_VERSION} (upgrade fastnn)")
+    class_name = config.get("class_name", _DEFAULT_CLASS)
+    model_cls = (custom_objects or {}).get(class_name) or _MODEL_CLASSES.get(class_name)
+    if model_cls is None:
+        raise ValueError(f"{path!r} holds a model of class {class_name!r}, which is unknown "
+                         f"here; pass custom_objects={{{class_name!r}: cls}}")
     try:
-        model = Sequential.from_config(config["model"], custom_objects)
+        model = model_cls.from_config(config["model"], custom_objects)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path!r}: the model description is damaged ({exc!r})") from None
     weights = _read_npz(io.BytesIO(raw_weights), repr(path))
@@ -130,19 +156,12 @@ def load_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
             raise ValueError(f"{path!r}: the weights do not fit the model ({exc})") from None
     compile_cfg = config.get("compile")
     if compile and compile_cfg:
-        from .. import optim
-        from . import metrics as _metrics
         metrics = [m if isinstance(m, str) else _metrics.from_serialized(m)
                    for m in compile_cfg.get("metrics") or []]
         model.compile(optimizer=optim.get(compile_cfg["optimizer"]),
-                      loss=compile_cfg.get("loss") and _loss_from(compile_cfg["loss"]),
+                      loss=compile_cfg.get("loss") and _losses.get(compile_cfg["loss"]),
                       metrics=metrics)
     return model
-
-
-def _loss_from(cfg: Dict[str, Any]) -> Any:
-    from . import losses
-    return losses.get(cfg)
 
 
 def save_weights(model: Any, path: Any) -> None:
