@@ -61,12 +61,21 @@ def test_saved_file_is_a_plain_zip_of_json_and_npz(rng, tmp_path):
     path = tmp_path / "m.fnn"
     model.save(path)
     with zipfile.ZipFile(path) as z:
-        assert sorted(z.namelist()) == ["fastnn.json", "weights.npz"]
+        assert sorted(z.namelist()) == ["fastnn.json", "optimizer.npz", "weights.npz"]
         config = json.loads(z.read("fastnn.json"))
         weights = np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False)
         assert len(weights.files) == len(model.get_weights())
+        state = np.load(io.BytesIO(z.read("optimizer.npz")), allow_pickle=False)
+        assert len(state.files) == 2 * len(model.params)  # AdamW: two moments per parameter
     assert config["format"] == "fastnn.model" and config["format_version"] == 1
     assert config["model"]["layers"][2]["config"]["activation"] == "leaky_relu"
+    assert config["training"]["optimizer"]["iterations"] == model.optimizer.iterations == 10
+    assert list(config["training"]["random"]["layers"]) == [model.layers[4].name]  # Dropout
+    uncompiled = tmp_path / "bare.fnn"
+    _model().save(uncompiled)  # nothing to resume: no training state
+    with zipfile.ZipFile(uncompiled) as z:
+        assert sorted(z.namelist()) == ["fastnn.json", "weights.npz"]
+        assert "training" not in json.loads(z.read("fastnn.json"))
 
 
 def test_unbuilt_and_uncompiled_models(tmp_path):
