@@ -61,12 +61,21 @@ def test_saved_file_is_a_plain_zip_of_json_and_npz(rng, tmp_path):
     path = tmp_path / "m.fnn"
     model.save(path)
     with zipfile.ZipFile(path) as z:
-        assert sorted(z.namelist()) == ["fastnn.json", "weights.npz"]
+        assert sorted(z.namelist()) == ["fastnn.json", "optimizer.npz", "weights.npz"]
         config = json.loads(z.read("fastnn.json"))
         weights = np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False)
         assert len(weights.files) == len(model.get_weights())
+        state = np.load(io.BytesIO(z.read("optimizer.npz")), allow_pickle=False)
+        assert len(state.files) == 2 * len(model.params)  # AdamW: two moments per parameter
     assert config["format"] == "fastnn.model" and config["format_version"] == 1
     assert config["model"]["layers"][2]["config"]["activation"] == "leaky_relu"
+    assert config["training"]["optimizer"]["iterations"] == model.optimizer.iterations == 10
+    assert list(config["training"]["random"]["layers"]) == [model.layers[4].name]  # Dropout
+    uncompiled = tmp_path / "bare.fnn"
+    _model().save(uncompiled)  # nothing to resume: no training state
+    with zipfile.ZipFile(uncompiled) as z:
+        assert sorted(z.namelist()) == ["fastnn.json", "weights.npz"]
+        assert "training" not in json.loads(z.read("fastnn.json"))
 
 
 def test_unbuilt_and_uncompiled_models(tmp_path):
@@ -201,3 +210,23 @@ def test_save_and_load_weights(rng, tmp_path):
     with pytest.raises(ValueError):
         nn.Sequential([nn.Dense(3, input_shape=(16,))]).load_weights(path)
     assert saving.FORMAT_VERSION == 1
+
+
+def test_model_class_comes_from_the_registry(tmp_path):
+    class Wide(nn.Sequential):
+        pass
+
+    path = tmp_path / "wide.fnn"
+    Wide([nn.Dense(2, input_shape=(3,))]).save(path)
+    assert type(nn.load_model(path)) is Wide  # subclasses register themselves
+    with zipfile.ZipFile(path) as z:
+        config, weights = json.loads(z.read("fastnn.json")), z.read("weights.npz")
+    assert config["class_name"] == "Wide"
+    config["class_name"] = "Narrow"
+    _zip(tmp_path / "narrow.fnn", {"fastnn.json": json.dumps(config), "weights.npz": weights})
+    with pytest.raises(ValueError, match="custom_objects"):
+        nn.load_model(tmp_path / "narrow.fnn")
+    assert type(nn.load_model(tmp_path / "narrow.fnn", custom_objects={"Narrow": Wide})) is Wide
+    del config["class_name"]  # files from before the class name was stored hold a Sequential
+    _zip(tmp_path / "old.fnn", {"fastnn.json": json.dumps(config), "weights.npz": weights})
+    assert type(nn.load_model(tmp_path / "old.fnn")) is nn.Sequential

@@ -3,8 +3,7 @@
 ``fastnn.ops`` holds the kernels (C++ by default, CUDA and Numba as other backends);
 ``fastnn.reference`` the float64 NumPy references they are tested against.
 """
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401
 from . import backend, ops  # noqa: E402
 from .backend import (build_info, get_backend, get_isa, get_num_threads,  # noqa: E402,F401
                       set_backend, set_isa, set_num_threads, available_backends)

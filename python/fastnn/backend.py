@@ -8,6 +8,11 @@
 
 Every backend module offers the same kernel functions with the same signatures (outputs first,
 then inputs, then parameters); ``ops`` validates arguments and then calls ``kernels()``.
+
+Imports run downwards only: this module imports the kernel modules (``_C``, :mod:`fastnn.cuda`,
+and :mod:`fastnn.numba_kernels` on first use) and none of them imports it. ``fastnn.cuda`` runs the
+kernels it lacks on the host backend; this module tells it which one that is
+(``cuda._set_host_kernels``) instead of letting it look upwards.
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ import warnings
 
 import numpy as np
 from typing import Any, Optional
+
+from . import cuda
+from ._version import __version__
 
 BACKENDS = ("cpp", "cuda", "numba")
 
@@ -70,7 +78,6 @@ def set_backend(name: str) -> None:
         raise RuntimeError(f"the C++ backend is not available: fastnn._C failed to import "
                            f"({_C_ERROR})")
     if name == "cuda":
-        from . import cuda
         if not cuda.is_available():
             raise RuntimeError("the CUDA backend needs fastnn._cuda and a CUDA device: "
                                + cuda.unavailable_reason())
@@ -103,7 +110,6 @@ def available_backends() -> list:
     if _C is not None:
         out.append("cpp")
     out.append("numba")
-    from . import cuda
     if cuda.is_available():
         out.append("cuda")
     return out
@@ -127,7 +133,7 @@ def kernels(name: Optional[str] = None) -> Any:
         elif name == "numba":
             mod = importlib.import_module("fastnn.numba_kernels")
         elif name == "cuda":
-            mod = importlib.import_module("fastnn.cuda")
+            mod = cuda
         else:
             raise ValueError(f"unknown backend {name!r}")
         _modules[name] = mod
@@ -178,6 +184,15 @@ def get_isa() -> Optional[str]:
     return None if _C is None else str(_C.isa())
 
 
+def _host_kernels() -> Any:
+    """The kernel module that runs host (NumPy) arrays when the current backend cannot: C++, or
+    Numba without it. ``_C`` is read at each call, not captured, so a swapped ``_C`` is seen."""
+    return _C if _C is not None else kernels("numba")
+
+
+cuda._set_host_kernels(_host_kernels)
+
+
 def _check_isa_env() -> None:
     want = os.environ.get("FASTNN_ISA", "").strip()
     if want and _C is not None and want != _C.isa():
@@ -187,7 +202,6 @@ def _check_isa_env() -> None:
 
 def build_info() -> dict:
     """Version, ISA, threads, and what the build and this machine support."""
-    from . import __version__, cuda
     info = {
         "version": __version__,
         "backend": get_backend(),

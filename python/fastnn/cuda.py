@@ -14,6 +14,9 @@ not have yet run on the CPU backend for NumPy arrays and raise TypeError for dev
 
 ``is_available()`` is cheap after its first call and never raises; ``import fastnn.cuda`` never
 touches the driver, and numba is imported only by :func:`device_empty`.
+
+This is a kernel module, below :mod:`fastnn.backend` in the layering, so it never imports it: the
+backend hands it the host kernel module for the fallbacks through :func:`_set_host_kernels`.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ __all__ = ["is_compiled", "is_available", "unavailable_reason", "device_count", 
            "activation_backward"]
 
 _probe: Optional[Tuple[int, str]] = None
+_host_provider: Optional[Callable[[], Any]] = None
 _FLOATS = {np.dtype(np.float32): False, np.dtype(np.float64): True}  # dtype -> "is double"
 
 
@@ -303,11 +307,20 @@ def _host_fallback(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _set_host_kernels(provider: Callable[[], Any]) -> None:
+    """Install ``provider() -> kernel module``, which runs the kernels this module lacks.
+
+    :mod:`fastnn.backend` calls this once, when it loads: it knows which CPU backend exists here,
+    and asking it directly would make this module import the layer above it.
+    """
+    global _host_provider
+    _host_provider = provider
+
+
 def __getattr__(name: str) -> Any:
-    if name.startswith("_"):
+    if name.startswith("_") or _host_provider is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import backend
-    host = backend._C if backend._C is not None else backend.kernels("numba")
+    host = _host_provider()
     fn = getattr(host, name, None)
     if fn is None or not callable(fn):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

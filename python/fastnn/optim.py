@@ -5,6 +5,8 @@
 temporaries. State (momentum, moments) is created as zeros the first time a parameter is seen and
 is keyed by the parameter array itself: keep passing the same arrays (layers update theirs in
 place, so a model's ``params`` qualify). ``opt.reset()`` forgets all state and the step count.
+``opt.get_state(params)`` copies the state out (step count and each parameter's arrays) and
+``opt.set_state(params, state)`` puts it back: a saved model resumes training from there.
 
 ``learning_rate`` is a float or a schedule (any callable of the step count, such as
 :class:`ExponentialDecay`), evaluated once per step with the number of steps taken so far.
@@ -14,7 +16,7 @@ place, so a model's ``params`` qualify). ``opt.reset()`` forgets all state and t
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -171,6 +173,63 @@ class Optimizer:
         self._state.clear()
         self.iterations = 0
 
+    def get_state(self, params: Sequence[Any]) -> Dict[str, Any]:
+        """Copies of what the next steps depend on besides the settings.
+
+        ``{"iterations": steps taken, "slots": [...]}`` with one entry per parameter of
+        ``params``, in order: None when this optimizer has not updated it yet, else a tuple of
+        copies of its state arrays (momentum, moments), with None for a slot the settings leave
+        unused (SGD's momentum buffer at ``momentum=0``).
+        """
+        slots: List[Optional[tuple]] = []
+        for p in params:
+            s = self._state.get(id(p))
+            if s is None or s[0] is not p:
+                slots.append(None)
+            else:
+                slots.append(tuple(None if a is None else np.array(a, copy=True)
+                                   for a in s[1:]))
+        return {"iterations": self.iterations, "slots": slots}
+
+    def set_state(self, params: Sequence[Any], state: Dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`get_state` of an optimizer with the same
+        settings, for parameters of the same shapes in the same order).
+
+        Replaces all state this optimizer holds, and its step count (which places a
+        learning-rate schedule). Raises ValueError when ``state`` does not fit.
+        """
+        iterations = state.get("iterations") if isinstance(state, dict) else None
+        if (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+                or iterations < 0):
+            raise ValueError(f"state['iterations'] must be a non-negative int, got "
+                             f"{iterations!r}")
+        saved_slots = list(state.get("slots") or ())
+        if len(saved_slots) != len(params):
+            raise ValueError(f"the state holds {len(saved_slots)} parameters but "
+                             f"{len(params)} were given")
+        new: Dict[int, tuple] = {}
+        for i, (p, saved) in enumerate(zip(params, saved_slots)):
+            if saved is None:
+                continue
+            fresh = self._new_state(p)
+            saved = tuple(saved)
+            if len(saved) != len(fresh) or any((a is None) != (f is None)
+                                               for a, f in zip(saved, fresh)):
+                raise ValueError(
+                    f"parameter {i}: the state has slots {_pattern(saved)} but {self!r} keeps "
+                    f"{_pattern(fresh)} (was it saved by an optimizer with other settings?)")
+            for a, f in zip(saved, fresh):
+                if a is None:
+                    continue
+                a = np.asarray(a)
+                if a.shape != p.shape or a.dtype != p.dtype:
+                    raise ValueError(f"parameter {i} is {p.dtype}{list(p.shape)} but its state "
+                                     f"is {a.dtype}{list(a.shape)}")
+                f[...] = a  # into the arrays _new_state makes, so the layout is the usual one
+            new[id(p)] = (p,) + fresh
+        self._state = new
+        self.iterations = int(iterations)
+
     def step(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
         """Update ``params`` in place from ``grads`` (same order, same shapes)."""
         if len(params) != len(grads):
@@ -218,6 +277,10 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _pattern(slots: tuple) -> str:
+    return "(" + ", ".join("None" if a is None else "array" for a in slots) + ")"
 
 
 def _zeros(p: Any) -> Any:

@@ -4,14 +4,24 @@ One module-level NumPy ``Generator`` serves every draw that has no seed of its o
 ``fastnn.random.seed(42)`` before building and training a model makes the whole run repeatable.
 Initializers and ``Dropout`` also take ``seed=``, which gives them a private generator that does
 not depend on (or disturb) the global one.
+
+:func:`get_state` / :func:`set_state` capture and restore a generator exactly, as plain JSON data
+(saved models carry the training random state this way, so a resumed ``fit`` shuffles and drops
+out as the uninterrupted run would have).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
-__all__ = ["seed", "get_generator", "generator", "draw_seed"]
+__all__ = ["seed", "get_generator", "generator", "draw_seed", "get_state", "set_state",
+           "generator_from_state"]
+
+# Bit generators whose state is made of ints only, so it round-trips through JSON unchanged.
+# fastnn itself only makes PCG64 ones (np.random.default_rng).
+_BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
+                   "SFC64": np.random.SFC64}
 
 _global = np.random.default_rng()
 
@@ -47,3 +57,43 @@ def draw_seed(rng: Optional[np.random.Generator] = None) -> int:
     """
     bits = (_global if rng is None else rng).bit_generator.random_raw()
     return int(bits) >> 33
+
+
+def get_state(rng: Optional[np.random.Generator] = None) -> Dict[str, Any]:
+    """The exact state of ``rng`` (default: the global generator) as JSON data.
+
+    Raises TypeError for a generator whose state cannot be written that way (MT19937, Philox).
+    """
+    bit_generator = (_global if rng is None else rng).bit_generator
+    name = type(bit_generator).__name__
+    if name not in _BIT_GENERATORS:
+        raise TypeError(f"the state of a {name} generator cannot be saved; use one of "
+                        f"{sorted(_BIT_GENERATORS)} (np.random.default_rng makes PCG64)")
+    return bit_generator.state
+
+
+def generator_from_state(state: Dict[str, Any]) -> np.random.Generator:
+    """A new generator that continues from ``state`` (from :func:`get_state`).
+
+    Raises ValueError when ``state`` is not such a state.
+    """
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    cls = _BIT_GENERATORS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"not a generator state from fastnn.random.get_state (bit generator "
+                         f"{name!r})")
+    bit_generator = cls()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"not a valid {name} generator state ({exc})") from None
+    return np.random.Generator(bit_generator)
+
+
+def set_state(state: Dict[str, Any]) -> None:
+    """Make the global generator continue from ``state`` (from :func:`get_state`).
+
+    Like :func:`seed`, this replaces the global generator.
+    """
+    global _global
+    _global = generator_from_state(state)

@@ -3,10 +3,13 @@ so inference is the identity and needs no rescaling).
 
 Each training step draws a fresh mask seed, from a private generator when ``seed=`` is given,
 else from the global :mod:`fastnn.random` generator (``fastnn.random.seed`` makes runs repeat).
+The private generator's position is the layer's only training state: ``get_random_state`` /
+``set_random_state`` carry it through a saved model, so resumed training draws the masks that the
+uninterrupted run would have.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from .. import ops
 from .. import random as _random
@@ -42,6 +45,23 @@ class Dropout(Layer):
         if self._ctx is None:  # inference forward (or rate 0): the identity
             return dy
         return ops.dropout_backward(self._ctx, dy)[0]
+
+    def get_random_state(self) -> Optional[Dict[str, Any]]:
+        """The private generator's state as JSON data (None without ``seed``: the masks then come
+        from the global generator, see :func:`fastnn.random.get_state`)."""
+        return None if self._rng is None else _random.get_state(self._rng)
+
+    def set_random_state(self, state: Optional[Dict[str, Any]]) -> None:
+        """Continue the mask seeds from ``state`` (from :meth:`get_random_state`)."""
+        if state is None:
+            if self._rng is not None:
+                raise ValueError(f"{self.name} has seed={self.seed}; it needs a generator "
+                                 f"state, got None")
+            return
+        if self._rng is None:
+            raise ValueError(f"{self.name} has no seed, so it draws from the global generator "
+                             f"and keeps no state of its own")
+        self._rng = _random.generator_from_state(state)
 
     def get_config(self):
         cfg = super().get_config()

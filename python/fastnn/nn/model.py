@@ -30,6 +30,7 @@ from .. import random as _random
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import metrics as _metrics
+from . import saving as _saving
 from .core import Layer, _unique_name, get_layer_class
 
 __all__ = ["Sequential"]
@@ -97,9 +98,15 @@ class _Plan:
                 m.update(y, out, fused)
 
 
+@_saving.register_model_class
 class Sequential:
     """A linear stack of layers: ``Sequential([Dense(128, "relu", input_shape=(784,)),
     Dropout(0.2), Dense(10, "softmax")])``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass saves under its own class name, so load_model must know it too.
+        super().__init_subclass__(**kwargs)
+        _saving.register_model_class(cls)
 
     def __init__(self, layers: Optional[Sequence[Layer]] = None,
                  name: Optional[str] = None) -> None:
@@ -416,15 +423,24 @@ class Sequential:
             validation_split: float = 0.0, validation_data: Optional[Sequence[Any]] = None,
             shuffle: bool = True, callbacks: Optional[Sequence[_callbacks.Callback]] = None,
             verbose: int = 1, initial_epoch: int = 0) -> _callbacks.History:
-        """Train for ``epochs`` epochs; returns a History (``.history["loss"]`` etc.).
+        """Train until epoch ``epochs``; returns a History (``.history["loss"]`` etc.).
 
         ``validation_split`` holds out that fraction of the samples (the last ones, before
         shuffling); ``validation_data=(x_val, y_val)`` gives them explicitly. ``verbose``: 0
         silent, 1 a progress bar per epoch, 2 one line per epoch. A NaN or infinite loss stops
         training with a RuntimeWarning.
+
+        As in Keras, ``epochs`` is the index of the last epoch, not a count: with
+        ``initial_epoch=2, epochs=5`` the epochs numbered 3, 4 and 5 run (0-based 2, 3, 4 in
+        callbacks and ``History.epoch``). With a model from :func:`~fastnn.nn.load_model`, this
+        resumes a run saved after epoch ``initial_epoch`` exactly as if it had not stopped.
         """
         self._require_compiled()
         epochs = int(epochs)
+        if (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer))
+                or initial_epoch < 0):
+            raise ValueError(f"initial_epoch must be a non-negative int, got {initial_epoch!r}")
+        initial_epoch = int(initial_epoch)
         batch_size = _positive_int(batch_size, "batch_size")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -454,7 +470,7 @@ class Sequential:
         self.history = history
         self.stop_training = False
         cbs.on_train_begin()
-        for epoch in range(int(initial_epoch), epochs):
+        for epoch in range(initial_epoch, epochs):
             if self.stop_training:
                 break
             cbs.on_epoch_begin(epoch)
@@ -602,16 +618,13 @@ class Sequential:
     def save(self, path: Any) -> None:
         """Save the architecture, weights and compile settings to one file (see
         :mod:`fastnn.nn.saving`)."""
-        from .saving import save_model
-        save_model(self, path)
+        _saving.save_model(self, path)
 
     def save_weights(self, path: Any) -> None:
-        from .saving import save_weights
-        save_weights(self, path)
+        _saving.save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
-        from .saving import load_weights
-        load_weights(self, path)
+        _saving.load_weights(self, path)
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self.layers)} layers>"
