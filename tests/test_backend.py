@@ -48,13 +48,14 @@ def run_json(code: str, **env_overrides: str):
 
 def test_build_info_keys_and_types():
     info = fastnn.build_info()
-    for key in ("version", "backend", "cpp", "isa", "best_isa", "num_threads", "openmp",
+    for key in ("version", "backend", "cpp", "isa", "best_isa", "num_threads", "threading",
                 "cuda_compiled", "cuda_available"):
         assert key in info, key
     assert info["version"] == fastnn.__version__
     assert info["backend"] == fastnn.get_backend()
     assert info["cpp"] is HAS_CPP
     assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
+    assert info["threading"] == ("fastnn pool" if HAS_CPP else None)
     assert isinstance(info["cuda_compiled"], bool) and isinstance(info["cuda_available"], bool)
     assert info["cuda_available"] == fastnn.cuda.is_available()
     if info["cuda_available"]:

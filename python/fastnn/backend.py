@@ -209,7 +209,8 @@ def build_info() -> dict:
         "isa": get_isa(),
         "best_isa": None if _C is None else str(_C.best_isa()),
         "num_threads": get_num_threads(),
-        "openmp": bool(getattr(_C, "openmp", False)),
+        # The C++ kernels' thread runtime: fastnn's own pool (no OpenMP), None without _C.
+        "threading": None if _C is None else str(getattr(_C, "threading", "unknown")),
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
     }

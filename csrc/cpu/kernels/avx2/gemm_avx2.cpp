@@ -46,8 +46,47 @@ struct VecF {
   static inline V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static constexpr bool kTranspose = false;
-  static void transpose(const T*, index_t, int, int, T*, index_t, int) {}
+
+  // dst[c*ldd + r] = src[r*ld + c] for r < nstore, c < ncols; source rows r >= nrows read as 0.
+  // An 8x8 in-register transpose (unpack pairs of rows, shuffle 2x2 blocks, swap 128-bit lanes):
+  // it lets the packing routines read a transposed operand (the w of x @ w.T) a row at a time
+  // instead of gathering one float per k step, which cost as much as the product at MLP shapes.
+  static constexpr bool kTranspose = true;
+  static inline void transpose(const T* src, index_t ld, int nrows, int ncols, T* dst,
+                               index_t ldd, int nstore) {
+    const __m256i lm = mask(ncols);
+    V r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      r[i] = i >= nrows ? _mm256_setzero_ps()
+             : ncols >= W ? _mm256_loadu_ps(src + i * ld)
+                          : _mm256_maskload_ps(src + i * ld, lm);
+    }
+    V t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);  // a0 b0 a1 b1 | a4 b4 a5 b5
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {  // rows 0-3, then rows 4-7
+      V* q = t + 4 * h;
+      u[4 * h + 0] = _mm256_shuffle_ps(q[0], q[2], 0x44);  // column 0 | column 4 of 4 rows
+      u[4 * h + 1] = _mm256_shuffle_ps(q[0], q[2], 0xEE);  // column 1 | column 5
+      u[4 * h + 2] = _mm256_shuffle_ps(q[1], q[3], 0x44);  // column 2 | column 6
+      u[4 * h + 3] = _mm256_shuffle_ps(q[1], q[3], 0xEE);  // column 3 | column 7
+    }
+    const __m256i sm = mask(nstore);
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      if (c >= ncols) break;
+      const int j = c & 3;
+      V col = c < 4 ? _mm256_permute2f128_ps(u[j], u[4 + j], 0x20)
+                    : _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+      if (nstore >= W) _mm256_storeu_ps(dst + c * ldd, col);
+      else _mm256_maskstore_ps(dst + c * ldd, sm, col);
+    }
+  }
 };
 
 struct VecD {
