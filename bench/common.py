@@ -168,6 +168,13 @@ def num(x: Optional[float], digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def spread(summary: Dict[str, Any]) -> str:
+    """The spread printed beside a median: the interquartile range in percent of the median.
+    Not min-max: one repeat spoiled by a burst of outside load would swamp it, while the IQR
+    says whether the median itself can be trusted. Both are in the JSON."""
+    return f"{summary['iqr_pct']:.0f}%"
+
+
 def pct(x: Optional[float]) -> str:
     """A percentage for a table cell; '-' when unknown."""
     return "-" if x is None else f"{x:.0f}%"

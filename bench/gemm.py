@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .common import measure_interleaved, num, pct, progress, table, timing
+from .common import measure_interleaved, num, pct, progress, spread, table, timing
 from .stats import gflops, share, speedup, summarize
 
 SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -141,7 +141,7 @@ def _cells(row: Dict[str, Any], lib: str, unit: str) -> List[str]:
         return ["-", "-", "-"]
     value = r["gflops"] if unit == "gflops" else r["median"] * 1e6
     return [num(value), pct(r["pct_peak"]) if unit == "gflops" else num(r["gflops"]),
-            f"{r['spread_pct']:.0f}%"]
+            spread(r)]
 
 
 def report(res: Dict[str, Any]) -> str:
@@ -152,7 +152,7 @@ def report(res: Dict[str, Any]) -> str:
         rows.append([row["n"]] + sum((_cells(row, lib, "gflops") for lib in LIBRARIES), [])
                     + [num(row["ratio_numpy"], 2), num(row["ratio_torch"], 2),
                        f">= {row['target']:.2f}", _verdict(row)])
-    heads = sum(([f"{lib} GF/s", "%peak", "spread"] for lib in LIBRARIES), [])
+    heads = sum(([f"{lib} GF/s", "%peak", "IQR"] for lib in LIBRARIES), [])
     square = table(["n"] + heads + ["fastnn/numpy", "fastnn/torch", "target", ""], rows)
     rows = []
     for row in res["linear"]:
@@ -161,7 +161,7 @@ def report(res: Dict[str, Any]) -> str:
                     + [pct(row["libs"].get("fastnn", {}).get("pct_peak")),
                        num(row["ratio_numpy"], 2), num(row["ratio_torch"], 2),
                        f">= {row['target']:.2f}", _verdict(row)])
-    heads = sum(([f"{lib} us", "GF/s", "spread"] for lib in LIBRARIES), [])
+    heads = sum(([f"{lib} us", "GF/s", "IQR"] for lib in LIBRARIES), [])
     linear = table(["linear+bias+relu"] + heads
                    + ["fastnn %peak", "fastnn/numpy", "fastnn/torch", "target", ""], rows)
     errors = "".join(f"\n{lib}: {e}" for lib, e in res["errors"].items())
@@ -169,4 +169,4 @@ def report(res: Dict[str, Any]) -> str:
             f"FMA peak ({peak_text})\n{square}"
             "\n\nLinear layer, float32: median time per call\n" + linear
             + "\n(ratios: other library's median time / fastnn's; > 1 means fastnn is faster."
-              " spread = (max - min) / median over the repeats)" + errors)
+              " IQR = interquartile range of the repeats, % of the median)" + errors)

@@ -6,8 +6,8 @@ OpenBLAS overrides cleared, as for every process that runs NumPy's BLAS at full 
 A user's script calls NumPy, fastnn and torch in turn. A library whose idle threads keep spinning
 after a call (OpenBLAS for about 0.1 s, OpenMP teams for a while too) steals cores from the next
 library's call. For each size, each timed product is measured right after an untimed call of the
-same product (the baseline) and right after an untimed call of another library, the conditions
-taken in turn; the slowdown is the ratio of the two medians.
+same product (the baseline) and right after an untimed call of another library, all conditions
+taken in turn in every repeat; the slowdown is the ratio of the two medians.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .common import (calibrate, import_fastnn, limit_numpy_blas, num, numpy_blas_info,
-                     progress, sample, table, timing, torch_installed)
+                     progress, sample, spread, table, timing, torch_installed)
 from .stats import slowdown, summarize
 
 SIZES = (128, 256, 512)
@@ -54,20 +54,31 @@ def _settle(fn: Callable[[], Any], seconds: float) -> None:
         fn()
 
 
-def _conditions(timed: str, fn: Callable[[], Any], ops: Dict[str, Callable[[], Any]],
-                befores: List[str], quick: bool) -> Dict[str, Dict[str, Any]]:
-    """Samples of fn after each library in ``befores``, the conditions taken in turn within
-    every repeat (so that drift and bursts of outside load hit all of them alike)."""
+def _measure_all(conditions: List[Tuple[int, str, str]], ops: Dict[int, Dict[str, Any]],
+                 quick: bool) -> Dict[Tuple[int, str, str], Dict[str, Any]]:
+    """Samples of every (n, timed, before) condition, all conditions taken in turn within each
+    repeat: a burst of outside load (seconds long on a shared machine) then spoils at most a
+    repeat or two of each condition, which the median absorbs, and baseline and disturbed
+    figures are taken side by side in time."""
     settings = timing(quick)
-    calls = {b: calibrate(fn, settings["min_time"], settings["warmup"], before=ops[b])
-             for b in befores}
-    samples: Dict[str, List[float]] = {b: [] for b in befores}
-    for _ in range(int(settings["repeats"])):
-        for b in befores:
-            _settle(fn, SETTLE_S)
-            samples[b].append(sample(fn, calls[b], before=ops[b]))
-    return {b: {"samples": samples[b], "calls": calls[b], **summarize(samples[b])}
-            for b in befores}
+    calls: Dict[Tuple[int, str, str], int] = {}
+    prev: Optional[int] = None
+    for n, timed, before in conditions:
+        if n != prev:
+            progress(f"interference warm-up, n = {n}")
+        prev = n
+        calls[n, timed, before] = calibrate(ops[n][timed], settings["min_time"],
+                                            settings["warmup"], before=ops[n][before])
+    samples: Dict[Tuple[int, str, str], List[float]] = {c: [] for c in conditions}
+    repeats = int(settings["repeats"])
+    for r in range(repeats):
+        progress(f"interference repeat {r + 1}/{repeats}")
+        for c in conditions:
+            n, timed, before = c
+            _settle(ops[n][timed], SETTLE_S)
+            samples[c].append(sample(ops[n][timed], calls[c], before=ops[n][before]))
+    return {c: {"samples": samples[c], "calls": calls[c], **summarize(samples[c])}
+            for c in conditions}
 
 
 def run(threads: int, quick: bool, sizes: Tuple[int, ...] = SIZES) -> Dict[str, Any]:
@@ -81,23 +92,19 @@ def run(threads: int, quick: bool, sizes: Tuple[int, ...] = SIZES) -> Dict[str, 
         mods["torch"] = torch
     present = {"numpy", *mods}
     pairs = [p for p in PAIRS if p[0] in present and p[1] in present]
-    timed_libs = list(dict.fromkeys(p[0] for p in pairs))
+    # each timed library after itself (the baseline), then after each other library
+    conditions = [(n, timed, before) for n in sizes
+                  for timed in dict.fromkeys(p[0] for p in pairs)
+                  for before in [timed] + [p[1] for p in pairs if p[0] == timed]]
+    got = _measure_all(conditions, {n: _products(n, mods) for n in sizes}, quick)
     rows: List[Dict[str, Any]] = []
     for n in sizes:
-        ops = _products(n, mods)
-        for timed in timed_libs:
-            others = [p[1] for p in pairs if p[0] == timed]
-            progress(f"interference n = {n}: {timed} after " + ", ".join([timed] + others))
-            got = _conditions(timed, ops[timed], ops, [timed] + others, quick)
-            for t, other, target in pairs:
-                if t != timed:
-                    continue
-                ratio = slowdown(got[other]["median"], got[timed]["median"])
-                rows.append({"n": n, "timed": timed, "after": other,
-                             "after_self": got[timed], "after_other": got[other],
-                             "slowdown": ratio, "target": target,
-                             "pass": None if target is None or ratio is None
-                             else ratio <= target})
+        for timed, other, target in pairs:
+            base, after = got[n, timed, timed], got[n, timed, other]
+            ratio = slowdown(after["median"], base["median"])
+            rows.append({"n": n, "timed": timed, "after": other, "after_self": base,
+                         "after_other": after, "slowdown": ratio, "target": target,
+                         "pass": None if target is None or ratio is None else ratio <= target})
     return {"process": {"threads": threads, "numpy_blas": numpy_blas_info(),
                         "fastnn_build_info": fastnn.build_info(),
                         "torch": getattr(mods.get("torch"), "__version__", None),
@@ -117,13 +124,14 @@ def report(res: Dict[str, Any]) -> str:
         s, o = r["after_self"], r["after_other"]
         verdict = {True: "pass", False: "FAIL", None: ""}[r["pass"]]
         rows.append([r["n"], r["timed"], f"after {r['after']}", num(s["median"] * 1e6),
-                     f"{s['spread_pct']:.0f}%", num(o["median"] * 1e6),
-                     f"{o['spread_pct']:.0f}%", num(r["slowdown"], 2),
+                     spread(s), num(o["median"] * 1e6),
+                     spread(o), num(r["slowdown"], 2),
                      "-" if r["target"] is None else f"<= {r['target']}", verdict])
-    body = table(["n", "timed", "preceded by", "after itself us", "spread", "after other us",
-                  "spread", "slowdown", "target", ""], rows)
-    return (f"{title}\n{body}\n(slowdown = median after the other library / median after "
-            "itself; gemm on n x n float32)")
+    body = table(["n", "timed", "preceded by", "after itself us", "IQR", "after other us",
+                  "IQR", "slowdown", "target", ""], rows)
+    return (f"{title}\n{body}\n(gemm on n x n float32; slowdown = median after the other "
+            "library / median after itself; IQR = interquartile range of the repeats, % of the "
+            "median)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .common import import_fastnn, num, progress, table
+from .common import import_fastnn, num, progress, spread, table
 from .stats import summarize
 
 TARGET = 0.5  # fastnn epoch time / PyTorch epoch time wanted
@@ -191,11 +191,11 @@ def report(res: Dict[str, Any]) -> str:
         elif "median" not in r:
             rows.append([name, "-", "-", "-", "-", r.get("error") or r.get("skipped")])
         else:
-            rows.append([name, num(r["median"], 3), f"{r['spread_pct']:.0f}%",
+            rows.append([name, num(r["median"], 3), spread(r),
                          num(r["min"], 3), num(r["test_accuracy"], 4), r["n"]])
             sources.append(f"{name}: {r['data']}")
             n_train = r["n_train"]
-    head = table(["library", "epoch s (median)", "spread", "epoch s (best)", "test acc",
+    head = table(["library", "epoch s (median)", "IQR", "epoch s (best)", "test acc",
                   "timed epochs"], rows)
     if res["ratio"] is None:
         verdict = "no fastnn/torch ratio (one side did not run)"
