@@ -192,7 +192,7 @@ def report(res: Dict[str, Any]) -> str:
             rows.append([name, "-", "-", "-", "-", r.get("error") or r.get("skipped")])
         else:
             rows.append([name, num(r["median"], 3), spread(r),
-                         num(r["min"], 3), num(r["test_accuracy"], 4), r["n"]])
+                         num(r["min"], 3), num(r["test_accuracy"], 4), r["repeats"]])
             sources.append(f"{name}: {r['data']}")
             n_train = r["n_train"]
     head = table(["library", "epoch s (median)", "IQR", "epoch s (best)", "test acc",

@@ -20,7 +20,7 @@ def summarize(samples: Sequence[float]) -> Dict[str, float]:
     else:
         q1 = q3 = xs[0]
     rel = 100.0 / med if med > 0 else 0.0
-    return {"n": len(xs), "median": med, "min": xs[0], "max": xs[-1], "q1": q1, "q3": q3,
+    return {"repeats": len(xs), "median": med, "min": xs[0], "max": xs[-1], "q1": q1, "q3": q3,
             "spread_pct": (xs[-1] - xs[0]) * rel, "iqr_pct": (q3 - q1) * rel}
 
 

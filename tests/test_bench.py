@@ -23,7 +23,7 @@ from bench.launch import child_env  # noqa: E402
 
 def test_summarize_median_spread_and_quartiles():
     s = stats.summarize([4.0, 1.0, 2.0, 3.0, 5.0])
-    assert s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 5.0 and s["n"] == 5
+    assert s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 5.0 and s["repeats"] == 5
     assert s["q1"] == 2.0 and s["q3"] == 4.0
     assert s["spread_pct"] == pytest.approx(400.0 / 3.0)
     assert s["iqr_pct"] == pytest.approx(200.0 / 3.0)
