@@ -129,9 +129,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         held = run_module("bench.worker", ["env", "--threads", str(args.threads)],
                           clear_openblas=False).get("numpy_blas")
     print("\n".join(environment.header_lines(mach, libs_env, held)))
+    repeats = f"{common.timing(args.quick)['repeats']} repeats per case"
+    if not args.quick and "interference" in families:
+        repeats += f" ({interference.FULL_REPEATS} for interference)"
     print(f"Method     each library timed in a process of its own; {'quick run, ' * args.quick}"
-          f"{common.timing(args.quick)['repeats']} repeats per case, medians reported; "
-          "compare within one run\n", flush=True)
+          f"{repeats}, medians reported; compare within one run\n", flush=True)
     results: Dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv,
                                "machine": mach, "libraries": libs_env,
                                "numpy_blas_with_overrides": held, "quick": args.quick,

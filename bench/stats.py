@@ -38,6 +38,14 @@ def slowdown(after_other: Optional[float], after_self: Optional[float]) -> Optio
     return after_other / after_self
 
 
+def paired_slowdown(after_other: Sequence[float],
+                    after_self: Sequence[float]) -> Optional[float]:
+    """Median over repeats of (sample after the other library / sample after itself), the two
+    samples of a repeat taken a moment apart; None without usable pairs."""
+    ratios = [o / s for o, s in zip(after_other, after_self) if s > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def gflops(flops: float, seconds: Optional[float]) -> Optional[float]:
     if seconds is None or seconds <= 0:
         return None

@@ -40,6 +40,8 @@ def test_ratios_and_unknowns():
     assert stats.speedup(1.0, 3.0) == 3.0  # fastnn 3x faster
     assert stats.slowdown(3.0, 1.0) == 3.0  # 3x slower after the other library
     assert stats.speedup(None, 1.0) is None and stats.slowdown(1.0, 0.0) is None
+    assert stats.paired_slowdown([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0
+    assert stats.paired_slowdown([], []) is None
     assert stats.gflops(2e9, 0.5) == 4.0 and stats.gflops(1.0, None) is None
     assert stats.share(50.0, 200.0) == 25.0 and stats.share(1.0, None) is None
 
@@ -119,11 +121,13 @@ def test_interference_report_marks_targets():
     cell = {**stats.summarize([1e-5, 1e-5]), "samples": [1e-5, 1e-5], "calls": 1}
     slow = {**stats.summarize([3e-5]), "samples": [3e-5], "calls": 1}
     rows = [{"n": 128, "timed": "fastnn", "after": "numpy", "after_self": cell,
-             "after_other": slow, "slowdown": 3.0, "target": 1.5, "pass": False},
+             "after_other": slow, "slowdown": 3.0, "paired_slowdown": 2.9, "target": 1.5,
+             "pass": False},
             {"n": 128, "timed": "torch", "after": "numpy", "after_self": cell,
-             "after_other": cell, "slowdown": 1.0, "target": None, "pass": None}]
+             "after_other": cell, "slowdown": 1.0, "paired_slowdown": 1.0, "target": None,
+             "pass": None}]
     text = interference.report({"rows": rows})
-    assert "FAIL" in text and "3.00" in text and "<= 1.5" in text
+    assert "FAIL" in text and "3.00" in text and "2.90" in text and "<= 1.5" in text
     assert {p[:2] for p in interference.PAIRS} >= {("fastnn", "numpy"), ("numpy", "fastnn"),
                                                    ("torch", "numpy")}
 
