@@ -1,5 +1,6 @@
 """Benchmarks: fastnn against NumPy and PyTorch CPU. Run with ``python -m bench``.
 
-Nothing here imports NumPy at import time: the runner may first have to restart the interpreter
-without the OpenBLAS overrides (see ``bench.common.drop_openblas_overrides``).
+The runner (bench.run) starts one process per library per family (bench.worker), one for the
+FMA peak (bench.peak) and one where the libraries share a process on purpose
+(bench.interference). Nothing here imports NumPy, fastnn or torch at import time.
 """

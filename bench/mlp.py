@@ -3,27 +3,29 @@
 Model: Dense(128, relu) on 784 inputs -> Dropout(0.2) -> Dense(10, softmax); Adam(1e-3),
 batch 32, shuffled every epoch. Both sides run the same model, batch, optimizer and threads;
 the PyTorch side is the idiomatic fast loop (manual batching over a randperm, no DataLoader).
+Each library trains in its own process (``run_library``); ``combine`` and ``report`` compare.
 """
 from __future__ import annotations
 
 import gzip
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
-
-from .common import import_fastnn, num, table
+from .common import import_fastnn, num, progress, spread, table
+from .stats import summarize
 
 TARGET = 0.5  # fastnn epoch time / PyTorch epoch time wanted
 BATCH = 32
 LR = 1e-3
 SEED = 0
+# The untimed warm-up: enough batches to reach steady state (allocations, caches, thread
+# teams), far fewer than an epoch, which would double the family's run time.
+WARMUP_SAMPLES = 200 * BATCH
 
-_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def fastnn_nn() -> Optional[Any]:
@@ -37,57 +39,80 @@ def fastnn_nn() -> Optional[Any]:
 
 
 def _data_dirs() -> List[Path]:
-    # the loader's search order
+    # fastnn.datasets' search order, so that the PyTorch process (which must not load fastnn)
+    # reads the very files the fastnn process read or downloaded
     dirs = [Path(os.environ["FASTNN_DATA"])] if os.environ.get("FASTNN_DATA") else []
-    return dirs + [Path.home() / ".cache" / "fastnn" / "fashion-mnist",
-                   Path("/usr/share/datasets/fashion-mnist")]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return dirs + [cache / "fastnn" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist")]
 
 
-def _read_idx(path: Path, header: int, shape: Tuple[int, ...]) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
+def _read_idx(path: Path, header: int, shape: Tuple[int, ...]) -> Any:
+    import numpy as np
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
         raw = f.read()
-    arr = np.frombuffer(raw, np.uint8, offset=header)
-    return arr.reshape((-1,) + shape)
+    return np.frombuffer(raw, np.uint8, offset=header).reshape((-1,) + shape)
 
 
-def load_data() -> Tuple[Tuple[np.ndarray, ...], str]:
-    """``((x_train, y_train, x_test, y_test), source)``: pixels in [0, 1] as (n, 784) float32,
-    labels int64; from fastnn.datasets, else the IDX files, else synthetic (same shapes)."""
-    parts = None
-    try:
-        from fastnn.datasets import fashion_mnist
-        (xtr, ytr), (xte, yte) = fashion_mnist.load_data()
-        parts, source = (xtr, ytr, xte, yte), "fastnn.datasets.fashion_mnist"
-    except Exception:  # not written yet, or no files: the bench still runs
-        for d in _data_dirs():
-            if all((d / f).is_file() for f in _FILES):
-                parts = tuple(_read_idx(d / f, 16 if "images" in f else 8,
-                                        (28, 28) if "images" in f else ())
-                              for f in _FILES)
-                source = f"IDX files in {d}"
+def _find_idx() -> Optional[Tuple[Tuple[Any, ...], str]]:
+    for d in _data_dirs():
+        found = []
+        for name in _FILES:
+            path = next((p for p in (d / f"{name}.gz", d / name) if p.is_file()), None)
+            if path is None:
                 break
-    if parts is None:
+            found.append(_read_idx(path, 16 if "images" in name else 8,
+                                   (28, 28) if "images" in name else ()))
+        else:
+            return tuple(found), f"IDX files in {d}"
+    return None
+
+
+def load_data(use_fastnn: bool) -> Tuple[Tuple[Any, ...], str]:
+    """``((x_train, y_train, x_test, y_test), source)``: pixels in [0, 1] as (n, 784) float32,
+    labels int64; from fastnn.datasets (use_fastnn), else the IDX files, else synthetic."""
+    import numpy as np
+    got = None
+    if use_fastnn:
+        try:
+            from fastnn.datasets import fashion_mnist
+            (xtr, ytr), (xte, yte) = fashion_mnist.load_data()
+            got = (xtr, ytr, xte, yte), "fastnn.datasets.fashion_mnist"
+        except Exception:  # no files and no network: the bench still runs
+            pass
+    got = got or _find_idx()
+    if got is None:
         rng = np.random.default_rng(SEED)
-        parts = (rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
-                 rng.integers(0, 10, 60000, dtype=np.uint8),
-                 rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
-                 rng.integers(0, 10, 10000, dtype=np.uint8))
-        source = "synthetic random data (Fashion-MNIST not found; accuracy is meaningless)"
-    xtr, ytr, xte, yte = parts
-    prep = (lambda x: (x.reshape(len(x), -1).astype(np.float32) / np.float32(255)))
+        got = ((rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
+                rng.integers(0, 10, 60000, dtype=np.uint8),
+                rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
+                rng.integers(0, 10, 10000, dtype=np.uint8)),
+               "synthetic random data (Fashion-MNIST not found; accuracy is meaningless)")
+    (xtr, ytr, xte, yte), source = got
+
+    def prep(x: Any) -> Any:
+        return x.reshape(len(x), -1).astype(np.float32) / np.float32(255)
+
     return (prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64)), source
 
 
-def _summary(epoch_s: List[float], accuracy: float, epochs: int) -> Dict[str, Any]:
-    return {"epoch_s": epoch_s, "best_s": min(epoch_s), "median_s": statistics.median(epoch_s),
-            "test_accuracy": accuracy, "epochs_trained": epochs}
+def _timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int) -> List[float]:
+    progress(f"mlp    {lib:6s} warm-up ({WARMUP_SAMPLES // BATCH} batches)")
+    warmup()
+    times = []
+    for i in range(epochs):
+        progress(f"mlp    {lib:6s} epoch {i + 1}/{epochs}")
+        t0 = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def train_fastnn(data: Tuple[np.ndarray, ...], epochs: int, threads: int) -> Dict[str, Any]:
+def train_fastnn(data: Tuple[Any, ...], epochs: int) -> Dict[str, Any]:
+    import numpy as np
     fastnn = import_fastnn()
     from fastnn.nn import Dense, Dropout, Sequential
     xtr, ytr, xte, yte = data
-    fastnn.set_num_threads(threads)
     seed = getattr(getattr(fastnn, "random", None), "seed", None)
     if seed is not None:
         seed(SEED)
@@ -95,28 +120,23 @@ def train_fastnn(data: Tuple[np.ndarray, ...], epochs: int, threads: int) -> Dic
                         Dense(10, activation="softmax")])
     model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = []
-    for _ in range(epochs + 1):  # the first epoch is warm-up and not timed
-        t0 = time.perf_counter()
-        model.fit(xtr, ytr, epochs=1, batch_size=BATCH, verbose=0)
-        times.append(time.perf_counter() - t0)
+    times = _timed_epochs(
+        "fastnn", lambda: model.fit(xtr, ytr, epochs=1, batch_size=BATCH, verbose=0),
+        lambda: model.fit(xtr[:WARMUP_SAMPLES], ytr[:WARMUP_SAMPLES], epochs=1,
+                          batch_size=BATCH, verbose=0), epochs)
     pred = np.argmax(model.predict(xte, batch_size=1000), axis=1)
-    return _summary(times[1:], float(np.mean(pred == yte)), epochs + 1)
+    return {"epoch_s": times, "test_accuracy": float(np.mean(pred == yte))}
 
 
-def train_torch(torch: Any, data: Tuple[np.ndarray, ...], epochs: int,
-                threads: int) -> Dict[str, Any]:
+def train_torch(torch: Any, data: Tuple[Any, ...], epochs: int) -> Dict[str, Any]:
     nn = torch.nn
-    torch.set_num_threads(threads)
     torch.manual_seed(SEED)
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in data)
     model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))
     loss_fn = nn.CrossEntropyLoss()  # softmax is fused into the loss, as PyTorch users do
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    n = len(xtr)
-    times = []
-    for _ in range(epochs + 1):
-        t0 = time.perf_counter()
+
+    def epoch(n: int = len(xtr)) -> None:
         model.train()
         perm = torch.randperm(n)
         for i in range(0, n, BATCH):
@@ -125,48 +145,63 @@ def train_torch(torch: Any, data: Tuple[np.ndarray, ...], epochs: int,
             loss = loss_fn(model(xtr[idx]), ytr[idx])
             loss.backward()
             opt.step()
-        times.append(time.perf_counter() - t0)
+
+    times = _timed_epochs("torch", epoch, lambda: epoch(WARMUP_SAMPLES), epochs)
     model.eval()
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
-    return _summary(times[1:], float(acc), epochs + 1)
+    return {"epoch_s": times, "test_accuracy": float(acc)}
 
 
-def run(torch: Optional[Any], epochs: int, threads: int) -> Dict[str, Any]:
-    if fastnn_nn() is None:
+def run_library(lib: str, epochs: int, mods: Dict[str, Any]) -> Dict[str, Any]:
+    """Train one library's model (threads already set by the worker)."""
+    if lib == "fastnn" and fastnn_nn() is None:
         return {"skipped": "fastnn.nn not available"}
-    data, source = load_data()
-    res: Dict[str, Any] = {"data": source, "n_train": len(data[0]), "n_test": len(data[2]),
-                           "batch_size": BATCH, "timed_epochs": epochs, "threads": threads,
-                           "target": TARGET,
-                           "fastnn": train_fastnn(data, epochs, threads),
-                           "torch": None if torch is None else
-                           train_torch(torch, data, epochs, threads)}
-    if res["torch"] is None:
-        res["ratio"], res["pass"] = None, None
-    else:
-        res["ratio"] = res["fastnn"]["best_s"] / res["torch"]["best_s"]
-        res["pass"] = res["ratio"] <= TARGET
-    return res
+    data, source = load_data(use_fastnn=lib == "fastnn")
+    progress(f"mlp    {lib:6s} data: {source}")
+    res = train_fastnn(data, epochs) if lib == "fastnn" else train_torch(mods["torch"], data,
+                                                                         epochs)
+    return {"data": source, "n_train": len(data[0]), "n_test": len(data[2]), **res}
+
+
+def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """fastnn's and torch's runs (or {"error"/"skipped": ...}) side by side."""
+    out: Dict[str, Any] = {"batch_size": BATCH, "warmup_samples": WARMUP_SAMPLES,
+                           "target": TARGET, "ratio": None, "pass": None,
+                           "statistic": "median epoch time; ratio: fastnn / torch"}
+    for lib in ("fastnn", "torch"):
+        r = results.get(lib)
+        if r is not None and "epoch_s" in r:
+            r = {**r, **summarize(r["epoch_s"])}
+        out[lib] = r
+    f, t = out["fastnn"], out["torch"]
+    if f and t and "median" in f and "median" in t:
+        out["ratio"] = f["median"] / t["median"]
+        out["pass"] = out["ratio"] <= TARGET
+    return out
 
 
 def report(res: Dict[str, Any]) -> str:
     title = "Fashion-MNIST MLP training (784-128 relu-dropout-10 softmax, Adam, batch 32)"
-    if "skipped" in res:
-        return f"{title}\nskipped: {res['skipped']}"
-    rows = []
+    rows, sources, n_train = [], [], "-"
     for name in ("fastnn", "torch"):
         r = res[name]
         if r is None:
-            rows.append([name, "-", "-", "-", "not installed"])
-            continue
-        rows.append([name, num(r["best_s"], 3), num(r["median_s"], 3),
-                     num(r["test_accuracy"], 4), r["epochs_trained"]])
-    head = table(["library", "epoch s (best)", "epoch s (median)", "test acc", "epochs"], rows)
+            rows.append([name, "-", "-", "-", "-", "not installed"])
+        elif "median" not in r:
+            rows.append([name, "-", "-", "-", "-", r.get("error") or r.get("skipped")])
+        else:
+            rows.append([name, num(r["median"], 3), spread(r),
+                         num(r["min"], 3), num(r["test_accuracy"], 4), r["repeats"]])
+            sources.append(f"{name}: {r['data']}")
+            n_train = r["n_train"]
+    head = table(["library", "epoch s (median)", "IQR", "epoch s (best)", "test acc",
+                  "timed epochs"], rows)
     if res["ratio"] is None:
-        verdict = "PyTorch not installed: no ratio"
+        verdict = "no fastnn/torch ratio (one side did not run)"
     else:
-        verdict = (f"fastnn/torch epoch time = {res['ratio']:.2f} (target <= {TARGET}): "
+        verdict = (f"fastnn/torch median epoch time = {res['ratio']:.2f} (target <= {TARGET}): "
                    + ("pass" if res["pass"] else "MISS"))
-    return (f"{title}\ndata: {res['data']} ({res['n_train']} train, {res['n_test']} test); "
-            f"{res['timed_epochs']} timed epoch(s) after 1 warm-up\n{head}\n{verdict}")
+    return (f"{title}\ndata: {'; '.join(sources) or '-'}\nwarm-up: "
+            f"{WARMUP_SAMPLES // BATCH} untimed batches, then epochs of {n_train} samples timed\n"
+            f"{head}\n{verdict}")

@@ -1,22 +1,27 @@
-"""Benchmark runner: ``python -m bench [--family gemm|mlp|all] [--threads N] [--quick]
-[--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
+"""Benchmark runner: ``python -m bench [--family gemm|mlp|interference|all] [--threads N]
+[--quick] [--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
 
-Prints the environment and one table per family, and writes everything to JSON.
+The runner loads no library itself: every measurement runs in a process of its own, one per
+library per family (see ``bench.launch``). It prints the environment and one table per family,
+and writes everything to JSON.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 if __package__ in (None, ""):  # run as a script: make the bench package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common  # noqa: E402  (imports nothing heavy: NumPy must wait)
+from bench import common, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench.launch import run_module  # noqa: E402
+
+FAMILIES = ("gemm", "mlp", "interference")
+DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
 def _sizes(text: str) -> List[int]:
@@ -32,14 +37,16 @@ def _sizes(text: str) -> List[int]:
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark fastnn against NumPy and PyTorch CPU.")
-    p.add_argument("--family", choices=("gemm", "mlp", "all"), default="all")
+    p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
+                   help="gemm: square products and linear layers (with the FMA peak); mlp: "
+                        "Fashion-MNIST training; interference: libraries in one process")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
                    help="fewer sizes, repeats and epochs: a smoke run")
     p.add_argument("--sizes", type=_sizes, metavar="N,N,...",
                    help="square GEMM sizes, comma-separated (default 32..2048)")
-    p.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results.json",
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON,
                    help="where to write the results (default bench/results.json)")
     args = p.parse_args(argv)
     if args.threads < 1:
@@ -47,30 +54,102 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    common.drop_openblas_overrides()  # may restart the interpreter, so before NumPy loads
-    args = parse_args(argv)
-    from bench import gemm, mlp
+def libraries_to_time(with_torch: bool) -> List[str]:
+    return ["fastnn", "numpy"] + (["torch"] if with_torch else [])
 
-    torch = common.import_torch()
-    notes = common.set_threads(args.threads, torch)
-    env = common.environment(args.threads, torch)
-    print("\n".join(common.environment_lines(env) + notes))
-    print("Timings are wall-clock on a machine that may be busy: compare within one run.\n")
-    results = {"environment": env, "quick": args.quick, "notes": notes}
+
+def _worker(family: str, lib: str, args: argparse.Namespace,
+            extra: Optional[List[str]] = None) -> Dict[str, Any]:
+    common.progress(f"{family}: starting the {lib} process")
+    argv = [family, "--lib", lib, "--threads", str(args.threads)] + (extra or [])
+    # Only NumPy's processes drop the OpenBLAS overrides; the others keep the environment as is.
+    return run_module("bench.worker", argv + (["--quick"] if args.quick else []),
+                      clear_openblas=lib == "numpy")
+
+
+def _peak_probe(args: argparse.Namespace) -> Dict[str, Any]:
+    common.progress("measuring the FMA peak")
+    # Cleared for the fallback probe, a NumPy sgemm; the Numba probe does not care.
+    return run_module("bench.peak", ["--threads", str(args.threads)]
+                      + (["--quick"] if args.quick else []), clear_openblas=True)
+
+
+def run_gemm(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
+    sizes = args.sizes or list(gemm.QUICK_SIZES if args.quick else gemm.SIZES)
+    probes = [_peak_probe(args)]
+    per_lib = {lib: _worker("gemm", lib, args, ["--sizes", ",".join(map(str, sizes))])
+               for lib in libs}
+    if not args.quick:
+        # A second probe, later: on a shared machine a neighbour may have held a core during
+        # the first one, and the peak is the best the cores can do.
+        probes.append(_peak_probe(args))
+    pk = peak.best_of(probes)
+    res = gemm.combine(per_lib, pk["gflops"])
+    res["processes"] = {lib: r.get("process") for lib, r in per_lib.items()}
+    return {"peak": pk, "gemm": res}
+
+
+def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
+    epochs = ["--epochs", "1" if args.quick else "3"]
+    per_lib = {lib: _worker("mlp", lib, args, epochs)
+               for lib in ["fastnn"] + (["torch"] if with_torch else [])}
+    res = mlp.combine(per_lib)
+    res["threads"] = args.threads
+    return res
+
+
+def run_interference(args: argparse.Namespace) -> Dict[str, Any]:
+    common.progress("interference: starting the shared process")
+    return run_module("bench.interference", ["--threads", str(args.threads)]
+                      + (["--quick"] if args.quick else []), clear_openblas=True)
+
+
+def _kernel_check(libs_env: Dict[str, Any], procs: Dict[str, Any]) -> List[str]:
+    """Warn when NumPy's timing process ran another OpenBLAS kernel than reported above."""
+    want = [b.get("architecture") for b in libs_env.get("numpy_blas", [])]
+    got = [b.get("architecture") for b in (procs.get("numpy") or {}).get("numpy_blas", [])]
+    if got and want and got != want:
+        return [f"WARNING: NumPy's timing process ran OpenBLAS kernel {got}, not {want}"]
+    return []
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    with_torch = common.torch_installed()
+    libs = libraries_to_time(with_torch)
+    families = FAMILIES if args.family == "all" else (args.family,)
     t0 = time.perf_counter()
 
-    if args.family in ("gemm", "all"):
-        sizes = args.sizes or (gemm.QUICK_SIZES if args.quick else gemm.SIZES)
-        settings = (dict(min_time=0.02, repeats=3, warmup=0.12) if args.quick
-                    else dict(min_time=0.05, repeats=7, warmup=0.3))
-        results["gemm"] = gemm.run(sizes, torch, functools.partial(common.measure, **settings))
-        results["gemm"]["timing"] = settings
-        print(gemm.report(results["gemm"]) + "\n", flush=True)
+    mach = environment.machine(args.threads)
+    common.progress("reading the libraries' versions and NumPy's OpenBLAS kernel")
+    libs_env = run_module("bench.worker", ["env", "--threads", str(args.threads)],
+                          clear_openblas=True)
+    held = None
+    if mach["openblas_overrides"]:
+        held = run_module("bench.worker", ["env", "--threads", str(args.threads)],
+                          clear_openblas=False).get("numpy_blas")
+    print("\n".join(environment.header_lines(mach, libs_env, held)))
+    repeats = f"{common.timing(args.quick)['repeats']} repeats per case"
+    if not args.quick and "interference" in families:
+        repeats += f" ({interference.FULL_REPEATS} for interference)"
+    print(f"Method     each library timed in a process of its own; {'quick run, ' * args.quick}"
+          f"{repeats}, medians reported; compare within one run\n", flush=True)
+    results: Dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv,
+                               "machine": mach, "libraries": libs_env,
+                               "numpy_blas_with_overrides": held, "quick": args.quick,
+                               "threads": args.threads, "timing": common.timing(args.quick)}
 
-    if args.family in ("mlp", "all"):
-        results["mlp"] = mlp.run(torch, epochs=1 if args.quick else 3, threads=args.threads)
+    if "gemm" in families:
+        results.update(run_gemm(args, libs))
+        warnings = _kernel_check(libs_env, results["gemm"]["processes"])
+        print("\n".join(peak.peak_lines(results["peak"]) + [""] + warnings))
+        print(gemm.report(results["gemm"]) + "\n", flush=True)
+    if "mlp" in families:
+        results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)
+    if "interference" in families:
+        results["interference"] = run_interference(args)
+        print(interference.report(results["interference"]) + "\n", flush=True)
 
     results["elapsed_s"] = time.perf_counter() - t0
     args.json.parent.mkdir(parents=True, exist_ok=True)
