@@ -85,8 +85,8 @@ def header_lines(mach: Dict[str, Any], libs: Dict[str, Any],
         return lines + [f"libraries  unknown: {libs['error']}"]
     bi = libs["fastnn_build_info"]
     extras = [f"best on this CPU: {bi.get('best_isa')}"]
-    if "openmp" in bi:
-        extras.append("OpenMP runtime" if bi["openmp"] else "no OpenMP")
+    if bi.get("threading"):
+        extras.append(f"threads: {bi['threading']}")
     lines.append(f"fastnn     {libs['fastnn']}  backend={bi.get('backend')}  "
                  f"ISA run: {bi.get('isa')} ({', '.join(extras)})  [{libs['fastnn_path']}]")
     lines.append(f"NumPy      {libs['numpy']}  BLAS: {_blas_text(libs['numpy_blas'])}")
