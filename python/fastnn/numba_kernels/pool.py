@@ -16,7 +16,6 @@ padding <= kernel / 2), made every array C-contiguous and never calls with an em
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import prange, types
 
 from .elementwise import in_array, numba_dtype, out_array, specialize, threads
@@ -75,7 +74,9 @@ def _avg_forward(y, x, kh, kw, sh, sw, ph, pw, count_include_pad):
             h0, h1 = _window(r, sh, ph, kh, h)
             for q in range(ow_n):
                 w0, w1 = _window(q, sw, pw, kw, wd)
-                s = src[h0, w0] * 0
+                # A float64 sum: exact enough for any window, and it starts from a true zero
+                # (x * 0 would turn an inf into NaN).
+                s = 0.0
                 for i in range(h0, h1):
                     for j in range(w0, w1):
                         s += src[i, j]

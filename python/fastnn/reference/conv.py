@@ -5,6 +5,7 @@ the kernel window adds, for each tap (i, j), the strided slice of the padded inp
 times that tap's weights (``np.einsum`` without path optimization, so no BLAS). The transposed
 convolution is written from its own definition (each input pixel scatters a weighted copy of the
 kernel into the output), not as the gradient of conv2d, so the two references check each other.
+NaN and inf propagate as IEEE arithmetic says (inf * 0 and inf - inf are NaN), silently.
 
 Images are NCHW; conv2d weights are (C_out, C_in/groups, kh, kw), conv_transpose2d weights
 (C_in, C_out/groups, kh, kw), as PyTorch lays them out. ``stride``, ``padding``, ``dilation`` and
@@ -12,6 +13,7 @@ Images are NCHW; conv2d weights are (C_out, C_in/groups, kh, kw), conv_transpose
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -24,6 +26,15 @@ Pair = Union[int, Tuple[int, int]]
 
 def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
+
+
+def _quiet(fn):
+    """Run fn with NumPy's floating-point warnings off (NaN and inf are results here)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return call
 
 
 def _pair(v: Pair) -> Tuple[int, int]:
@@ -70,6 +81,7 @@ def _geometry(x, w, stride, padding, dilation):
     return (pt, pb, pl, pr), (sh, sw), (dh, dw), (oh, ow)
 
 
+@_quiet
 def conv2d(x, w, b=None, stride: Pair = 1, padding: Union[Pair, str] = 0, dilation: Pair = 1,
            groups: int = 1) -> np.ndarray:
     """``y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] * xpad[n, g*C_in/groups + c,
@@ -94,6 +106,7 @@ def conv2d(x, w, b=None, stride: Pair = 1, padding: Union[Pair, str] = 0, dilati
     return y
 
 
+@_quiet
 def conv2d_backward(x, w, b, dy, stride: Pair = 1, padding: Union[Pair, str] = 0,
                     dilation: Pair = 1, groups: int = 1
                     ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -134,6 +147,7 @@ def _transpose_geometry(x, w, stride, padding, output_padding, dilation):
     return (sh, sw), (ph, pw), (dh, dw), (full_h, full_w), (out_h, out_w)
 
 
+@_quiet
 def conv_transpose2d(x, w, b=None, stride: Pair = 1, padding: Pair = 0,
                      output_padding: Pair = 0, dilation: Pair = 1,
                      groups: int = 1) -> np.ndarray:
@@ -161,6 +175,7 @@ def conv_transpose2d(x, w, b=None, stride: Pair = 1, padding: Pair = 0,
     return y
 
 
+@_quiet
 def conv_transpose2d_backward(x, w, b, dy, stride: Pair = 1, padding: Pair = 0,
                               output_padding: Pair = 0, dilation: Pair = 1, groups: int = 1
                               ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:

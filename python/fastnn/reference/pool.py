@@ -96,8 +96,9 @@ def avg_pool2d(x, kernel_size: Pair, stride: Optional[Pair] = None, padding: Pai
     x = _f64(x)
     k, s, p, out = _geometry(x.shape, kernel_size, stride, padding)
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
-    return _windows(xp, k, s, out).sum(axis=-1) / _counts(x.shape, k, s, p, out,
-                                                          count_include_pad)
+    with np.errstate(invalid="ignore"):  # inf - inf in a window is NaN, as it should be
+        return _windows(xp, k, s, out).sum(axis=-1) / _counts(x.shape, k, s, p, out,
+                                                              count_include_pad)
 
 
 def avg_pool2d_backward(x, dy, kernel_size: Pair, stride: Optional[Pair] = None,
@@ -118,7 +119,8 @@ def avg_pool2d_backward(x, dy, kernel_size: Pair, stride: Optional[Pair] = None,
 
 def global_avg_pool2d(x) -> np.ndarray:
     """(N, C, 1, 1): the mean of each plane."""
-    return _f64(x).mean(axis=(2, 3), keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return _f64(x).mean(axis=(2, 3), keepdims=True)
 
 
 def global_avg_pool2d_backward(x, dy) -> np.ndarray:
