@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import re
 import warnings
 
 import numpy as np
@@ -16,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fastnn
+from fastnn import backend as _backend
 from fastnn import ops
 from fastnn import reference as R
 from fastnn.ops import _image
@@ -673,3 +677,56 @@ def test_conv_backward_rejects_bad_gradients(backend, rng):
         ops.conv_transpose2d_backward(ctx, y)
     with pytest.raises(TypeError, match=r"ctx must come from conv2d_forward, got dict"):
         ops.conv2d_backward({}, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# which kernel runs
+
+CONV_KERNELS = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
+
+
+def test_backends_without_conv_kernels_run_numba_silently(rng, monkeypatch):
+    nk = importlib.import_module("fastnn.numba_kernels.conv")
+    x, w, b, kw = conv_case(rng, CONV["groups2"], np.float64)
+    want = R.conv2d(x, w, b, *ref_args(kw))
+
+    class NoConv:  # a C++ module from before the conv kernels
+        pass
+
+    class OwnConv:
+        calls = []
+
+        @staticmethod
+        def conv2d_forward(*args):
+            OwnConv.calls.append(len(args))
+            nk.conv2d_forward(*args)
+
+    monkeypatch.setattr(_backend, "_kernels_now", NoConv())
+    assert _image.kernel("conv2d_forward") is nk.conv2d_forward
+    check_op(ops.conv2d(x, w, b, **kw), want, reduction=red(w))   # -W error: no warning
+    monkeypatch.setattr(_backend, "_kernels_now", OwnConv())
+    check_op(ops.conv2d(x, w, b, **kw), want, reduction=red(w))
+    assert OwnConv.calls == [11]
+    # the cuda backend on host arrays: fastnn.cuda hands kernels it lacks to the C++ module,
+    # and here to Numba when that lacks them too (whether or not a GPU exists)
+    monkeypatch.setattr(_backend, "_kernels_now", fastnn.cuda)
+    for name in CONV_KERNELS:
+        fn = _image.kernel(name)
+        if _backend._C is None or not hasattr(_backend._C, name):
+            assert fn is getattr(nk, name)
+    check_op(ops.conv2d(x, w, b, **kw), want, reduction=red(w))
+
+
+def _pybind_params(fn) -> list:
+    first = fn.__doc__.strip().splitlines()[0]  # "name(y: numpy.ndarray, ...) -> None"
+    inside = first[first.index("(") + 1:first.rindex(")")]
+    return re.findall(r"(\w+):", inside)
+
+
+@pytest.mark.parametrize("name", CONV_KERNELS)
+def test_cpp_conv_kernels_take_the_numba_signatures(name):
+    nk = importlib.import_module("fastnn.numba_kernels.conv")
+    params = list(inspect.signature(getattr(nk, name)).parameters)
+    if _backend._C is None or not hasattr(_backend._C, name):
+        pytest.skip(f"fastnn._C has no {name} yet (the Numba kernel runs)")
+    assert _pybind_params(getattr(_backend._C, name)) == params

@@ -3,11 +3,15 @@ backward) on every backend, against fastnn.reference; the references against pla
 (when installed) PyTorch; ties, NaN and -inf; and bad arguments."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
+import re
 
 import numpy as np
 import pytest
 
+from fastnn import backend as _backend
 from fastnn import ops
 from fastnn import reference as R
 from fastnn.ops import _image
@@ -408,3 +412,22 @@ def test_pool_backward_rejects_bad_gradients(backend, rng):
         ops.avg_pool2d_backward(gctx, y)
     with pytest.raises(TypeError, match=r"ctx must come from global_avg_pool2d_forward"):
         ops.global_avg_pool2d_backward(actx, np.zeros((2, 3, 1, 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the C++ kernels, once they exist, take the Numba kernels' arguments
+
+def _pybind_params(fn) -> list:
+    first = fn.__doc__.strip().splitlines()[0]  # "name(y: numpy.ndarray, ...) -> None"
+    inside = first[first.index("(") + 1:first.rindex(")")]
+    return re.findall(r"(\w+):", inside)
+
+
+@pytest.mark.parametrize("name", ["max_pool2d_forward", "max_pool2d_backward",
+                                  "avg_pool2d_forward", "avg_pool2d_backward"])
+def test_cpp_pool_kernels_take_the_numba_signatures(name):
+    nk = importlib.import_module("fastnn.numba_kernels.pool")
+    params = list(inspect.signature(getattr(nk, name)).parameters)
+    if _backend._C is None or not hasattr(_backend._C, name):
+        pytest.skip(f"fastnn._C has no {name} yet (the Numba kernel runs)")
+    assert _pybind_params(getattr(_backend._C, name)) == params
