@@ -5,3 +5,5 @@ Imported only when the Numba backend is first used, so ``import fastnn`` stays f
 from .gemm import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .nn_kernels import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403

@@ -20,3 +20,10 @@ from .losses import (binary_cross_entropy, binary_cross_entropy_backward,  # noq
 from .dropout import dropout, dropout_backward, dropout_forward  # noqa: F401
 from .optim import (adam_step, clip_grad_norm, grad_norm, regularizer_grad,  # noqa: F401
                     regularizer_loss, rmsprop_step, sgd_step)
+from .conv import (conv2d, conv2d_backward, conv2d_forward, conv_transpose2d,  # noqa: F401
+                   conv_transpose2d_backward, conv_transpose2d_forward)
+from .pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward,  # noqa: F401
+                   global_avg_pool2d, global_avg_pool2d_backward, global_avg_pool2d_forward,
+                   max_pool2d, max_pool2d_backward, max_pool2d_forward)
+from .batchnorm import (batch_norm2d, batch_norm2d_backward,  # noqa: F401
+                        batch_norm2d_forward)
