@@ -52,6 +52,15 @@ std::atomic<bool> g_hold_workers{false};  // testing::hold_workers  // set while
 // (a training step) arrive within microseconds; a worker woken from sleep costs the caller a
 // system call and the worker ~10-50 us, during which the caller simply does the work alone.
 // Every spin turn yields the core, so a spinning worker costs another library nothing.
+constexpr int kPreemptedUs = 30;  // a gap this long between two looks: the core was taken away
+constexpr std::int64_t kCalmNs = 20'000'000;  // then sleep between jobs for this long
+
+inline std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::int64_t spin_ns() {
   static const std::int64_t ns = [] {
     const char* e = std::getenv("FASTNN_SPIN_US");
@@ -69,6 +78,7 @@ struct Pool {
   std::atomic<void*> ctx{nullptr};
   std::atomic<std::int64_t> n{0};
   std::atomic<int> width{0};
+  std::atomic<std::int64_t> posted_ns{0};  // when the current job was published (steady clock)
 
   std::mutex run_mu;  // one job at a time; a second caller runs its job alone
   std::mutex sleep_mu;
@@ -103,36 +113,53 @@ struct Pool {
     }
   }
 
-  // Returns once the generation differs from `seen`.
-  std::uint32_t wait_for_job(std::uint32_t seen) {
+  // Returns once the generation differs from `seen`. `spin` false: sleep at once.
+  std::uint32_t wait_for_job(std::uint32_t seen, bool spin, bool* slept) {
     const auto t0 = std::chrono::steady_clock::now();
-    const std::int64_t limit = spin_ns();
-    for (int i = 0;; ++i) {
+    const std::int64_t limit = spin ? spin_ns() : 0;
+    *slept = false;
+    auto last = t0;
+    for (int i = 1;; ++i) {
       const std::uint32_t g = gen_of(state.load(std::memory_order_acquire));
       if (g != seen) return g;
-      if (i < 32) {
-        cpu_relax();
-        continue;
+      cpu_relax();
+      if ((i & 15) == 0) {
+        const auto now = std::chrono::steady_clock::now();
+        // A gap between two looks means the OS gave this core to another thread for a while:
+        // someone else (another library's workers, another process) wants it. Sleeping now
+        // hands it over, and a worker woken from sleep for the next job preempts a spinning
+        // thread at once, where a spinning worker would wait for the end of its time slice.
+        if (now - last > std::chrono::microseconds(kPreemptedUs) ||
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count() > limit)
+          break;
+        last = now;
       }
-      yield_core();
-      if ((i & 7) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::steady_clock::now() - t0)
-                                   .count() > limit)
-        break;
     }
     std::unique_lock<std::mutex> lk(sleep_mu);
     sleepers.fetch_add(1, std::memory_order_seq_cst);
     std::uint32_t g;
     while ((g = gen_of(state.load(std::memory_order_seq_cst))) == seen) wake.wait(lk);
     sleepers.fetch_sub(1, std::memory_order_relaxed);
+    *slept = true;
     return g;
   }
 
   void worker_main(int index, std::uint32_t seen) {
     const int slot = index + 1;
     t_in_job = true;  // a chunk that starts a job of its own runs it inline
+    // While another thread competes for this core (a spinning worker of OpenBLAS after a NumPy
+    // call), a spinning worker only gets the core when the OS ends the other's time slice,
+    // milliseconds later, and the caller does the job alone. A sleeping worker woken for the job
+    // preempts the spinner at once. So once a spinning worker sees a job late, it sleeps between
+    // jobs for a while, then tries spinning again.
+    std::int64_t calm_until = 0;
     for (;;) {
-      seen = wait_for_job(seen);
+      const std::int64_t before = now_ns();
+      bool slept = false;
+      seen = wait_for_job(seen, before >= calm_until, &slept);
+      const std::int64_t seen_at = now_ns();
+      if (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kPreemptedUs * 1000)
+        calm_until = seen_at + kCalmNs;
       DenormalGuard guard;
       join(seen, slot);
     }
@@ -165,6 +192,7 @@ struct Pool {
     n.store(total, std::memory_order_relaxed);
     width.store(nthreads, std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
+    posted_ns.store(now_ns(), std::memory_order_relaxed);
     state.store(std::uint64_t(g) << 32, std::memory_order_seq_cst);
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
       { std::lock_guard<std::mutex> lk(sleep_mu); }
