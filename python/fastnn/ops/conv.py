@@ -28,7 +28,6 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from . import _image as _im
-from . import _nncheck as _c
 
 __all__ = ["conv2d", "conv2d_forward", "conv2d_backward", "conv_transpose2d",
            "conv_transpose2d_forward", "conv_transpose2d_backward", "ConvCtx"]
