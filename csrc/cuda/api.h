@@ -55,6 +55,48 @@ void activation(bool dbl, const std::vector<index_t>& shape, NdArg y, NdArg x, i
 void activation_backward(bool dbl, const std::vector<index_t>& shape, NdArg dx, NdArg dy, NdArg z,
                          NdArg y, int kind, double param);
 
+// A strided array of at most 4 dimensions (an NCHW image, a conv weight, a bias vector), its
+// dimensions left-aligned (a vector uses dim[0] and stride[0]); ptr == 0 means "absent".
+struct Array4 {
+  std::uintptr_t ptr = 0;
+  index_t dim[4] = {1, 1, 1, 1};
+  index_t stride[4] = {0, 0, 0, 0};
+};
+
+// The convolution geometry of the kernel modules: stride, top/left padding (the bottom/right
+// padding follows from the output size), dilation, groups.
+struct ConvGeometry {
+  index_t sh = 1, sw = 1, ph = 0, pw = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+
+// A pooling window: size, stride, top/left padding.
+struct PoolWindow {
+  index_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+};
+
+// Convolution (conv2d.cu), with the semantics of the CPU kernels: y (N, C_out, OH, OW),
+// x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), b (C_out) or absent. Every output element is
+// written (dx positions no tap reaches become 0). The sizes are checked against each other
+// (std::invalid_argument) before anything runs, so inconsistent arrays never reach a kernel.
+void conv2d_forward(bool dbl, Array4 y, Array4 x, Array4 w, Array4 b, const ConvGeometry& g);
+void conv2d_backward_data(bool dbl, Array4 dx, Array4 dy, Array4 w, const ConvGeometry& g);
+// dw and db are each optional (db := dy summed over N, OH, OW); x is not read without dw.
+void conv2d_backward_weight(bool dbl, Array4 dw, Array4 db, Array4 dy, Array4 x,
+                            const ConvGeometry& g);
+// y[n, c, h, w] += b[c]: the bias of a transposed convolution.
+void add_channel_bias(bool dbl, Array4 y, Array4 b);
+// out[c] := sum of x[:, c, :, :], in a fixed order (deterministic).
+void channel_sums(bool dbl, Array4 out, Array4 x);
+
+// Pooling (pool.cu), with the semantics of the CPU kernels; argmax is int64, the flat index
+// row * W + col into the input plane.
+void max_pool2d_forward(bool dbl, Array4 y, Array4 argmax, Array4 x, const PoolWindow& p);
+void max_pool2d_backward(bool dbl, Array4 dx, Array4 argmax, Array4 dy);
+void avg_pool2d_forward(bool dbl, Array4 y, Array4 x, const PoolWindow& p,
+                        bool count_include_pad);
+void avg_pool2d_backward(bool dbl, Array4 dx, Array4 dy, const PoolWindow& p,
+                         bool count_include_pad);
+
 // Runtime services for the Python front.
 int device_count(std::string* error);  // 0 (and the reason in *error) when none can be used
 void use_device_of(std::uintptr_t ptr);  // make the device that owns ptr current (host: no-op)

@@ -8,8 +8,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <initializer_list>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "cuda/api.h"
@@ -52,6 +54,62 @@ NdArg to_nd(const py::object& o) {
   a.ptr = std::get<0>(t);
   for (std::size_t d = 0; d < s.size(); ++d) a.strides[d] = s[d];
   return a;
+}
+
+// The array arguments of the image kernels: (ptr, type, shape, strides) with type "f4", "f8"
+// or "i8" (NumPy's dtype.str without the byte order), shape and strides (in elements) of the
+// same length. fastnn.cuda builds them; the checks here guard the dtype dispatch and the number
+// of dimensions, and the launchers check the sizes against each other.
+struct ImageArg {
+  Array4 a;
+  std::string type;
+};
+
+ImageArg to_image(const py::object& o, const char* name, std::size_t ndim, bool optional) {
+  ImageArg r;
+  if (o.is_none()) {
+    if (!optional) throw py::type_error(std::string(name) + " must be an array, got None");
+    return r;
+  }
+  auto t = o.cast<std::tuple<std::uintptr_t, std::string, std::vector<index_t>,
+                             std::vector<index_t>>>();
+  const auto& shape = std::get<2>(t);
+  const auto& strides = std::get<3>(t);
+  if (shape.size() != ndim || strides.size() != ndim)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(ndim) +
+                          " dimensions, got " + std::to_string(shape.size()));
+  r.a.ptr = std::get<0>(t);
+  r.type = std::get<1>(t);
+  for (std::size_t d = 0; d < ndim; ++d) {
+    r.a.dim[d] = shape[d];
+    r.a.stride[d] = strides[d];
+  }
+  return r;
+}
+
+// True for float64, false for float32; anything else is a TypeError naming the argument.
+bool is_double(const ImageArg& a, const char* name) {
+  if (a.type == "f8") return true;
+  if (a.type == "f4") return false;
+  throw py::type_error(std::string(name) + " must be float32 or float64, got type " + a.type);
+}
+
+// The dtype every float array of a call shares (absent ones are skipped).
+bool float_type(std::initializer_list<std::pair<const ImageArg*, const char*>> args) {
+  int dbl = -1;
+  for (const auto& [arg, name] : args) {
+    if (arg->type.empty()) continue;  // an absent (None) argument
+    const int d = is_double(*arg, name) ? 1 : 0;
+    if (dbl >= 0 && d != dbl)
+      throw py::type_error(std::string("mixed float32 and float64 arrays (") + name + ")");
+    dbl = d;
+  }
+  return dbl == 1;
+}
+
+void require_index(const ImageArg& a, const char* name) {
+  if (a.type != "i8")
+    throw py::type_error(std::string(name) + " must be int64, got type " + a.type);
 }
 
 bool dense(const py::array& a) {
@@ -193,4 +251,122 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("dbl"), py::arg("shape"), py::arg("dx"), py::arg("dy"), py::arg("z"), py::arg("y"),
       py::arg("kind"), py::arg("param"), "dx := dy * act'(z, y); z may be None.");
+
+  // The image kernels: the names and parameter names of the CPU kernel modules (numba_kernels),
+  // arrays as (ptr, type, shape, strides) tuples (see to_image).
+  m.def(
+      "conv2d_forward",
+      [](py::object y, py::object x, py::object w, py::object b, index_t sh, index_t sw,
+         index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+        const ImageArg Y = to_image(y, "y", 4, false), X = to_image(x, "x", 4, false),
+                       W = to_image(w, "w", 4, false), B = to_image(b, "b", 1, true);
+        const bool dbl = float_type({{&Y, "y"}, {&X, "x"}, {&W, "w"}, {&B, "b"}});
+        const ConvGeometry g{sh, sw, ph, pw, dil_h, dil_w, groups};
+        py::gil_scoped_release nogil;
+        conv2d_forward(dbl, Y.a, X.a, W.a, B.a, g);
+      },
+      py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
+      py::arg("ph"), py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
+      "y := conv2d(x, w) + b (b may be None); ph/pw are the top/left padding.");
+  m.def(
+      "conv2d_backward_data",
+      [](py::object dx, py::object dy, py::object w, index_t sh, index_t sw, index_t ph,
+         index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+        const ImageArg DX = to_image(dx, "dx", 4, false), DY = to_image(dy, "dy", 4, false),
+                       W = to_image(w, "w", 4, false);
+        const bool dbl = float_type({{&DX, "dx"}, {&DY, "dy"}, {&W, "w"}});
+        const ConvGeometry g{sh, sw, ph, pw, dil_h, dil_w, groups};
+        py::gil_scoped_release nogil;
+        conv2d_backward_data(dbl, DX.a, DY.a, W.a, g);
+      },
+      py::arg("dx"), py::arg("dy"), py::arg("w"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
+      py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
+      "dx := the gradient of conv2d with respect to its input.");
+  m.def(
+      "conv2d_backward_weight",
+      [](py::object dw, py::object db, py::object dy, py::object x, index_t sh, index_t sw,
+         index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+        const ImageArg DW = to_image(dw, "dw", 4, true), DB = to_image(db, "db", 1, true),
+                       DY = to_image(dy, "dy", 4, false), X = to_image(x, "x", 4, true);
+        if (!dw.is_none() && x.is_none()) throw py::type_error("x must be an array, got None");
+        const bool dbl = float_type({{&DW, "dw"}, {&DB, "db"}, {&DY, "dy"}, {&X, "x"}});
+        const ConvGeometry g{sh, sw, ph, pw, dil_h, dil_w, groups};
+        py::gil_scoped_release nogil;
+        conv2d_backward_weight(dbl, DW.a, DB.a, DY.a, X.a, g);
+      },
+      py::arg("dw"), py::arg("db"), py::arg("dy"), py::arg("x"), py::arg("sh"), py::arg("sw"),
+      py::arg("ph"), py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
+      "dw := the gradient of conv2d with respect to w, db := dy summed over (N, OH, OW); "
+      "either may be None (x is not read without dw).");
+  m.def(
+      "add_channel_bias",
+      [](py::object y, py::object b) {
+        const ImageArg Y = to_image(y, "y", 4, false), B = to_image(b, "b", 1, false);
+        const bool dbl = float_type({{&Y, "y"}, {&B, "b"}});
+        py::gil_scoped_release nogil;
+        add_channel_bias(dbl, Y.a, B.a);
+      },
+      py::arg("y"), py::arg("b"), "y[n, c, h, w] += b[c].");
+  m.def(
+      "channel_sums",
+      [](py::object out, py::object x) {
+        const ImageArg O = to_image(out, "out", 1, false), X = to_image(x, "x", 4, false);
+        const bool dbl = float_type({{&O, "out"}, {&X, "x"}});
+        py::gil_scoped_release nogil;
+        channel_sums(dbl, O.a, X.a);
+      },
+      py::arg("out"), py::arg("x"), "out[c] := x[:, c].sum(), in a fixed order.");
+  m.def(
+      "max_pool2d_forward",
+      [](py::object y, py::object argmax, py::object x, index_t kh, index_t kw, index_t sh,
+         index_t sw, index_t ph, index_t pw) {
+        const ImageArg Y = to_image(y, "y", 4, false), A = to_image(argmax, "argmax", 4, false),
+                       X = to_image(x, "x", 4, false);
+        require_index(A, "argmax");
+        const bool dbl = float_type({{&Y, "y"}, {&X, "x"}});
+        const PoolWindow p{kh, kw, sh, sw, ph, pw};
+        py::gil_scoped_release nogil;
+        max_pool2d_forward(dbl, Y.a, A.a, X.a, p);
+      },
+      py::arg("y"), py::arg("argmax"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+      py::arg("sw"), py::arg("ph"), py::arg("pw"),
+      "y := window maxima of x, argmax := their flat index into the input plane (int64).");
+  m.def(
+      "max_pool2d_backward",
+      [](py::object dx, py::object argmax, py::object dy) {
+        const ImageArg DX = to_image(dx, "dx", 4, false),
+                       A = to_image(argmax, "argmax", 4, false), DY = to_image(dy, "dy", 4, false);
+        require_index(A, "argmax");
+        const bool dbl = float_type({{&DX, "dx"}, {&DY, "dy"}});
+        py::gil_scoped_release nogil;
+        max_pool2d_backward(dbl, DX.a, A.a, DY.a);
+      },
+      py::arg("dx"), py::arg("argmax"), py::arg("dy"),
+      "dx := 0, then each dy element added at its argmax.");
+  m.def(
+      "avg_pool2d_forward",
+      [](py::object y, py::object x, index_t kh, index_t kw, index_t sh, index_t sw, index_t ph,
+         index_t pw, bool count_include_pad) {
+        const ImageArg Y = to_image(y, "y", 4, false), X = to_image(x, "x", 4, false);
+        const bool dbl = float_type({{&Y, "y"}, {&X, "x"}});
+        const PoolWindow p{kh, kw, sh, sw, ph, pw};
+        py::gil_scoped_release nogil;
+        avg_pool2d_forward(dbl, Y.a, X.a, p, count_include_pad);
+      },
+      py::arg("y"), py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+      py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"),
+      "y := window means of x, the zero padding counted in the divisor or not.");
+  m.def(
+      "avg_pool2d_backward",
+      [](py::object dx, py::object dy, index_t kh, index_t kw, index_t sh, index_t sw,
+         index_t ph, index_t pw, bool count_include_pad) {
+        const ImageArg DX = to_image(dx, "dx", 4, false), DY = to_image(dy, "dy", 4, false);
+        const bool dbl = float_type({{&DX, "dx"}, {&DY, "dy"}});
+        const PoolWindow p{kh, kw, sh, sw, ph, pw};
+        py::gil_scoped_release nogil;
+        avg_pool2d_backward(dbl, DX.a, DY.a, p, count_include_pad);
+      },
+      py::arg("dx"), py::arg("dy"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+      py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"),
+      "dx := each dy element divided by its window's divisor, spread over the window.");
 }

@@ -12,6 +12,12 @@ Kernels run asynchronously on the legacy default stream (where numba's default s
 work too); copying a result to the host waits for them. Kernel functions the CUDA module does
 not have yet run on the CPU backend for NumPy arrays and raise TypeError for device arrays.
 
+The image kernels (convolution and pooling) are the exception to the name lookup: the ops run
+host arrays on the host kernels on every backend, so ``fastnn.cuda.conv2d_forward`` and the like
+stay the host kernels (reached through the CPU backend), and the CUDA versions, with the same
+signatures, are :func:`device_kernel` ``(name)``. Given a device array, the host name hands the
+call to the CUDA version.
+
 ``is_available()`` is cheap after its first call and never raises; ``import fastnn.cuda`` never
 touches the driver, and numba is imported only by :func:`device_empty`.
 
@@ -35,11 +41,12 @@ else:
 
 __all__ = ["is_compiled", "is_available", "unavailable_reason", "device_count", "device_empty",
            "synchronize", "gemm", "linear", "linear_backward", "activation",
-           "activation_backward"]
+           "activation_backward", "device_kernel", "DEVICE_KERNELS"]
 
 _probe: Optional[Tuple[int, str]] = None
 _host_provider: Optional[Callable[[], Any]] = None
 _FLOATS = {np.dtype(np.float32): False, np.dtype(np.float64): True}  # dtype -> "is double"
+_INDEX = np.dtype(np.int64)  # max pooling's argmax
 
 
 def is_compiled() -> bool:
@@ -161,12 +168,15 @@ class _Call:
                 self._cuda.use_device_of(int(a.__cuda_array_interface__["data"][0]))
                 break
 
-    def _device(self, x: Any) -> _View:
+    def _device(self, x: Any, index: bool = False) -> _View:
         cai = x.__cuda_array_interface__
         if cai.get("mask") is not None:
             raise TypeError("masked device arrays are not supported by the CUDA kernels")
         dt = np.dtype(cai["typestr"])
-        if dt not in _FLOATS:
+        if index:
+            if dt != _INDEX:
+                raise TypeError(f"this CUDA kernel takes an int64 index array, got {dt}")
+        elif dt not in _FLOATS:
             raise TypeError(f"CUDA kernels take float32/float64 device arrays, got {dt}")
         shape = tuple(int(s) for s in cai["shape"])
         strides = _elem_strides(shape, cai.get("strides"), dt.itemsize)
@@ -176,11 +186,11 @@ class _Call:
         self._keep.append(x)
         return _View(int(cai["data"][0]), shape, strides, dt)
 
-    def input(self, x: Any) -> Optional[_View]:
+    def input(self, x: Any, index: bool = False) -> Optional[_View]:
         if x is None:
             return None
         if _is_device(x):
-            return self._device(x)
+            return self._device(x, index)
         a = np.asarray(x)
         if not (a.flags.c_contiguous or a.flags.f_contiguous):
             a = np.ascontiguousarray(a)
@@ -189,14 +199,17 @@ class _Call:
         self._keep.append(buf)
         return _View(buf.ptr, a.shape, _elem_strides(a.shape, a.strides, a.itemsize), a.dtype)
 
-    def output(self, x: Any) -> Optional[_View]:
+    def output(self, x: Any, index: bool = False, read: bool = False) -> Optional[_View]:
+        """``read``: the kernel also reads x (its current values are uploaded first)."""
         if x is None:
             return None
         if _is_device(x):
-            return self._device(x)
+            return self._device(x, index)
         dense = x.flags.c_contiguous or x.flags.f_contiguous
         target = x if dense else np.empty(x.shape, x.dtype)
         buf = self._cuda.DeviceBuffer(target.nbytes)
+        if read:
+            buf.upload(x if dense else np.ascontiguousarray(x))  # target's (C) layout
         self._keep.append(buf)
         self._back.append((buf, target, None if dense else x))
         strides = _elem_strides(target.shape, target.strides, target.itemsize)
@@ -209,10 +222,14 @@ class _Call:
                 final[...] = target
 
 
-def _run(args: Sequence[Any], n_out: int, launch: Callable[..., None]) -> None:
-    """Stage ``args`` (the first ``n_out`` are outputs), launch, copy host outputs back."""
+def _run(args: Sequence[Any], n_out: int, launch: Callable[..., None],
+         index: Sequence[int] = (), updated: Sequence[int] = ()) -> None:
+    """Stage ``args`` (the first ``n_out`` are outputs), launch, copy host outputs back.
+    ``index``: the positions of int64 index arrays (the others are float32/float64);
+    ``updated``: outputs the kernel also reads (a host one is uploaded first)."""
     call = _Call(args)
-    views = [call.output(a) for a in args[:n_out]] + [call.input(a) for a in args[n_out:]]
+    views = [call.output(a, i in index, i in updated) if i < n_out
+             else call.input(a, i in index) for i, a in enumerate(args)]
     launch(*views)
     call.finish()
 
@@ -293,14 +310,117 @@ def activation_backward(dx: Any, dy: Any, z: Any, y: Any, kind: int, param: floa
 
 
 # ---------------------------------------------------------------------------------------------
+# Image kernels (convolution, pooling): the signatures of numba_kernels.conv and .pool. Each
+# array is passed to fastnn._cuda as (ptr, type, shape, strides), so any strides work.
+
+
+def _img(v: Optional[_View]) -> Optional[Tuple[int, str, Tuple[int, ...], Tuple[int, ...]]]:
+    return None if v is None else (v.ptr, v.dtype.str[1:], v.shape, v.strides)
+
+
+def _conv2d_forward(y: Any, x: Any, w: Any, b: Any, sh: int, sw: int, ph: int, pw: int,
+                    dil_h: int, dil_w: int, groups: int) -> None:
+    """y := conv2d(x, w) + b (b may be None); ph/pw are the top/left padding, OH/OW come from
+    y. Empty reductions are fine (C_in == 0 gives y = b)."""
+    geom = (int(sh), int(sw), int(ph), int(pw), int(dil_h), int(dil_w), int(groups))
+    _run((y, x, w, b), 1, lambda *v: _cuda.conv2d_forward(*map(_img, v), *geom))
+
+
+def _conv2d_backward_data(dx: Any, dy: Any, w: Any, sh: int, sw: int, ph: int, pw: int,
+                          dil_h: int, dil_w: int, groups: int) -> None:
+    """dx := the gradient of conv2d with respect to its input (every element written)."""
+    geom = (int(sh), int(sw), int(ph), int(pw), int(dil_h), int(dil_w), int(groups))
+    _run((dx, dy, w), 1, lambda *v: _cuda.conv2d_backward_data(*map(_img, v), *geom))
+
+
+def _conv2d_backward_weight(dw: Any, db: Any, dy: Any, x: Any, sh: int, sw: int, ph: int,
+                            pw: int, dil_h: int, dil_w: int, groups: int) -> None:
+    """dw := the gradient of conv2d with respect to w; db (or None) := dy summed over
+    (N, OH, OW). Deterministic: no atomics, a fixed order of summation."""
+    geom = (int(sh), int(sw), int(ph), int(pw), int(dil_h), int(dil_w), int(groups))
+    _run((dw, db, dy, x), 2, lambda *v: _cuda.conv2d_backward_weight(*map(_img, v), *geom))
+
+
+def _add_channel_bias(y: Any, b: Any) -> None:
+    """y[n, c, h, w] += b[c] (y is read and written: a host y is uploaded and copied back)."""
+    _run((y, b), 1, lambda *v: _cuda.add_channel_bias(*map(_img, v)), updated=(0,))
+
+
+def _channel_sums(out: Any, x: Any) -> None:
+    """out[c] := x[:, c].sum(), in a fixed order."""
+    _run((out, x), 1, lambda *v: _cuda.channel_sums(*map(_img, v)))
+
+
+def _max_pool2d_forward(y: Any, argmax: Any, x: Any, kh: int, kw: int, sh: int, sw: int,
+                        ph: int, pw: int) -> None:
+    """y := window maxima of x, argmax (int64) := their flat index into the input plane."""
+    win = (int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
+    _run((y, argmax, x), 2, lambda *v: _cuda.max_pool2d_forward(*map(_img, v), *win),
+         index=(1,))
+
+
+def _max_pool2d_backward(dx: Any, argmax: Any, dy: Any) -> None:
+    """dx := 0, then each dy element added at its argmax, in a fixed order."""
+    _run((dx, argmax, dy), 1, lambda *v: _cuda.max_pool2d_backward(*map(_img, v)), index=(1,))
+
+
+def _avg_pool2d_forward(y: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                        count_include_pad: bool) -> None:
+    """y := window means of x, the zero padding counted in the divisor or not."""
+    win = (int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
+    _run((y, x), 1,
+         lambda *v: _cuda.avg_pool2d_forward(*map(_img, v), *win, bool(count_include_pad)))
+
+
+def _avg_pool2d_backward(dx: Any, dy: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+                         count_include_pad: bool) -> None:
+    """dx := each dy element divided by its window's divisor, spread over the window."""
+    win = (int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
+    _run((dx, dy), 1,
+         lambda *v: _cuda.avg_pool2d_backward(*map(_img, v), *win, bool(count_include_pad)))
+
+
+_DEVICE: dict = {
+    "conv2d_forward": _conv2d_forward,
+    "conv2d_backward_data": _conv2d_backward_data,
+    "conv2d_backward_weight": _conv2d_backward_weight,
+    "max_pool2d_forward": _max_pool2d_forward,
+    "max_pool2d_backward": _max_pool2d_backward,
+    "avg_pool2d_forward": _avg_pool2d_forward,
+    "avg_pool2d_backward": _avg_pool2d_backward,
+    # helpers of the transposed convolution's bias, which no kernel above covers
+    "add_channel_bias": _add_channel_bias,
+    "channel_sums": _channel_sums,
+}
+#: The CUDA image kernels :func:`device_kernel` returns.
+DEVICE_KERNELS = tuple(_DEVICE)
+
+
+def device_kernel(name: str) -> Callable[..., None]:
+    """The CUDA image kernel ``name`` (one of :data:`DEVICE_KERNELS`), with the signature of the
+    host kernel of that name. Arrays may be device arrays (used in place, any strides) or NumPy
+    arrays (staged through the device); a call raises RuntimeError where no device can run it.
+    """
+    try:
+        return _DEVICE[name]
+    except KeyError:
+        raise KeyError(f"fastnn.cuda has no device kernel {name!r}; it has "
+                       f"{', '.join(DEVICE_KERNELS)}") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Kernels of other families: the CPU backend runs them on host arrays until CUDA versions exist.
 
 
 def _host_fallback(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    device_fn = _DEVICE.get(name)
+
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         for a in list(args) + list(kwargs.values()):
             if _is_device(a):
+                if device_fn is not None:  # an image kernel: its CUDA version takes them
+                    return device_fn(*args, **kwargs)
                 raise TypeError(f"fastnn.cuda has no CUDA kernel for {name!r} yet, so it cannot "
                                 f"take device arrays; pass NumPy arrays or use the cpp backend")
         return fn(*args, **kwargs)

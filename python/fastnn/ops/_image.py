@@ -3,11 +3,14 @@ parameters, and the lookup of a kernel that a backend may not have yet.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Tuple
+import math
+from typing import Any, Callable, Tuple, Union
 
 import numpy as np
 
 from .. import backend as _backend
+from .. import cuda as _cuda
+from . import _check
 from . import _nncheck as _c
 
 Pair = Tuple[int, int]
@@ -34,10 +37,11 @@ def kernel(name: str) -> Callable[..., None]:
     return fn
 
 
-def image(x: Any, name: str, op: str) -> np.ndarray:
+def image(x: Any, name: str, op: str, device: bool = False) -> Any:
     """``x`` as a C-contiguous float32/float64 NumPy batch of images (N, C, H, W) with
-    non-empty planes."""
-    x = _c.host_float(x, name, op)
+    non-empty planes; with ``device=True``, a CUDA device array passes too (as a
+    :class:`Device`)."""
+    x = float_arg(x, name, op, device)
     if x.ndim != 4:
         raise ValueError(f"{op}: {name} must be 4-D (N, C, H, W), got shape {x.shape}")
     if x.shape[2] < 1 or x.shape[3] < 1:
@@ -52,9 +56,10 @@ def same_dtype(op: str, ref: np.ndarray, ref_name: str, a: np.ndarray, name: str
                         f"cast them to one of float32/float64")
 
 
-def channel_vector(v: Any, name: str, op: str, channels: int, ref: np.ndarray) -> np.ndarray:
+def channel_vector(v: Any, name: str, op: str, channels: int, ref: Any,
+                   device: bool = False) -> Any:
     """A per-channel parameter: shape (channels,), the dtype of ``ref``."""
-    v = _c.host_float(v, name, op)
+    v = float_arg(v, name, op, device)
     if v.shape != (channels,):
         raise ValueError(f"{op}: {name} must have shape ({channels},), one value per channel, "
                          f"got {v.shape}")
@@ -91,13 +96,80 @@ def positive_int(v: Any, name: str, op: str) -> int:
     return int(v)
 
 
-def grad_like(dy: Any, name: str, op: str, shape: Tuple[int, ...], dtype: np.dtype
-              ) -> np.ndarray:
-    """An output gradient: C-contiguous, of the forward output's shape and dtype."""
-    dy = _c.host_float(dy, name, op)
+def grad_like(dy: Any, name: str, op: str, shape: Tuple[int, ...], dtype: np.dtype,
+              device: bool = False) -> Any:
+    """An output gradient: C-contiguous, of the forward output's shape and dtype (or, with
+    ``device=True``, a CUDA device array of that shape and dtype)."""
+    dy = float_arg(dy, name, op, device)
     if dy.shape != tuple(shape):
         raise ValueError(f"{op}: {name} must have the output's shape {tuple(shape)}, got "
                          f"{dy.shape}")
     if dy.dtype != dtype:
         raise TypeError(f"{op}: {name} has dtype {dy.dtype} but the forward ran in {dtype}")
     return dy
+
+
+# ---- CUDA device arrays -------------------------------------------------------------------------
+#
+# The convolution and pooling ops take CUDA device arrays (anything exposing
+# __cuda_array_interface__: numba.cuda, CuPy, PyTorch): they check them as they check NumPy
+# arrays, allocate the outputs on the device (fastnn.cuda.device_empty) and run the CUDA kernels
+# (fastnn.cuda.device_kernel), whichever backend is current, as gemm and linear do. Device arrays
+# keep their strides (the CUDA kernels take any). Host arrays take the host kernels as before.
+
+
+class Device:
+    """A CUDA device array as the checks see it: its shape and NumPy dtype read from
+    ``__cuda_array_interface__`` (PyTorch tensors have no NumPy dtype), the interface passed
+    through, so that the kernels take the wrapper as they would the array."""
+    __slots__ = ("array", "shape", "dtype")
+
+    def __init__(self, array: Any) -> None:
+        cai = array.__cuda_array_interface__
+        self.array = array
+        self.shape = tuple(int(n) for n in cai["shape"])
+        self.dtype = np.dtype(cai["typestr"])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return self.array.__cuda_array_interface__
+
+
+def is_device(x: Any) -> bool:
+    return x is not None and (type(x) is Device or _check.is_device_array(x))
+
+
+def any_device(*arrays: Any) -> bool:
+    """Whether the call runs on the device: any of its arrays is a device array."""
+    return any(is_device(a) for a in arrays)
+
+
+def float_arg(x: Any, name: str, op: str, device: bool = False) -> Union[np.ndarray, Device]:
+    """``_nncheck.host_float``, or, with ``device=True`` and a device array, that array as a
+    :class:`Device` of dtype float32/float64 (any strides; never copied)."""
+    if not (device and is_device(x)):
+        return _c.host_float(x, name, op)
+    d = x if type(x) is Device else Device(x)
+    if d.dtype not in _check.FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float32 or float64, got dtype {d.dtype} "
+                        f"(a device array)")
+    return d
+
+
+def device_empty(shape: Tuple[int, ...], dtype: np.dtype) -> Any:
+    """An uninitialised output on the device; RuntimeError (saying why) where no device can be
+    used."""
+    return _cuda.device_empty(shape, dtype)
+
+
+def device_kernel(name: str) -> Callable[..., None]:
+    """The CUDA kernel ``name`` (the signature of the host kernel of that name)."""
+    return _cuda.device_kernel(name)

@@ -15,6 +15,11 @@ row at the bottom (an even kernel) costs nothing extra.
 
 Bias terms that no kernel covers (conv_transpose2d's, and conv2d's bias gradient when the
 weight gradient is not wanted) are a NumPy broadcast add and a NumPy sum over (N, H, W).
+
+CUDA device arrays (any argument) run the CUDA kernels, whatever the backend, with the outputs
+allocated on the device (see ``_image``); there the two bias terms are the CUDA helpers
+``add_channel_bias`` and ``channel_sums``, and the CUDA kernels handle the empty reductions
+(no input channels, an empty batch) themselves.
 """
 from __future__ import annotations
 
@@ -23,7 +28,6 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from . import _image as _im
-from . import _nncheck as _c
 
 __all__ = ["conv2d", "conv2d_forward", "conv2d_backward", "conv_transpose2d",
            "conv_transpose2d_forward", "conv_transpose2d_backward", "ConvCtx"]
@@ -39,9 +43,9 @@ class ConvCtx:
     __slots__ = ("x", "w", "has_bias", "geom", "y_shape", "transposed")
 
 
-def _weights(x: np.ndarray, w: Any, b: Any, groups: Any, op: str, transposed: bool):
+def _weights(x: Any, w: Any, b: Any, groups: Any, op: str, transposed: bool):
     """w (4-D, x's dtype), groups and b checked against x; returns (w, b, groups, c_out)."""
-    w = _c.host_float(w, "w", op)
+    w = _im.float_arg(w, "w", op, device=True)
     layout = "(C_in, C_out/groups, kh, kw)" if transposed else "(C_out, C_in/groups, kh, kw)"
     if w.ndim != 4:
         raise ValueError(f"{op}: w must be 4-D {layout}, got shape {w.shape}")
@@ -68,7 +72,7 @@ def _weights(x: np.ndarray, w: Any, b: Any, groups: Any, op: str, transposed: bo
                              f"{w.shape} {layout} expects {w.shape[1]} per group, "
                              f"{w.shape[1] * groups} with groups={groups}")
     if b is not None:
-        b = _im.channel_vector(b, "b", op, c_out, x)
+        b = _im.channel_vector(b, "b", op, c_out, x, device=True)
     return w, b, groups, c_out
 
 
@@ -92,7 +96,7 @@ def _padding(padding: Any, k: Tuple[int, int], dil: Tuple[int, int], stride: Tup
 
 def _conv_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: Any):
     op = "conv2d"
-    x = _im.image(x, "x", op)
+    x = _im.image(x, "x", op, device=True)
     w, b, groups, c_out = _weights(x, w, b, groups, op, transposed=False)
     sh, sw = _im.pair(stride, "stride", op, 1)
     dil = _im.pair(dilation, "dilation", op, 1)
@@ -115,6 +119,11 @@ def _fill_bias(y: np.ndarray, b: Optional[np.ndarray]) -> None:
 
 def _conv2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: Any):
     x, w, b, geom, y_shape = _conv_args(x, w, b, stride, padding, dilation, groups)
+    if _im.any_device(x, w, b):
+        y = _im.device_empty(y_shape, x.dtype)
+        if y.size:
+            _im.device_kernel("conv2d_forward")(y, x, w, b, *geom)
+        return y, x, w, b, geom
     y = np.empty(y_shape, x.dtype)
     if y.size:
         if x.size:
@@ -169,7 +178,9 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
     op = "conv2d_backward"
     _check_ctx(ctx, False, op)
     x, w = ctx.x, ctx.w
-    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype)
+    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
+    if _im.any_device(x, w, dy):
+        return _device_backward(ctx, dy, need_dx, need_dw, need_db, transposed=False)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, x.dtype) if need_dw else None
     db = np.empty((w.shape[0],), x.dtype) if need_db and ctx.has_bias else None
@@ -190,6 +201,34 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
     return dx, dw, db
 
 
+def _device_backward(ctx: ConvCtx, dy: Any, need_dx: bool, need_dw: bool, need_db: bool,
+                     transposed: bool) -> Tuple[Any, Any, Any]:
+    """conv2d_backward and conv_transpose2d_backward on the device: the kernels of the host
+    path, with the roles of dy and x swapped for the transposed op (see the module docstring);
+    the CUDA kernels write zeros for empty reductions, so no case needs a fill."""
+    x, w = ctx.x, ctx.w
+    dt = x.dtype
+    n_bias = ctx.y_shape[1]
+    dx = _im.device_empty(x.shape, dt) if need_dx else None
+    dw = _im.device_empty(w.shape, dt) if need_dw else None
+    db = _im.device_empty((n_bias,), dt) if need_db and ctx.has_bias else None
+    if dx is not None and dx.size:
+        if transposed:
+            _im.device_kernel("conv2d_forward")(dx, dy, w, None, *ctx.geom)
+        else:
+            _im.device_kernel("conv2d_backward_data")(dx, dy, w, *ctx.geom)
+    if transposed:
+        if dw is not None and dw.size:
+            _im.device_kernel("conv2d_backward_weight")(dw, None, x, dy, *ctx.geom)
+        if db is not None:
+            _im.device_kernel("channel_sums")(db, dy)
+    elif dw is not None and dw.size:
+        _im.device_kernel("conv2d_backward_weight")(dw, db, dy, x, *ctx.geom)
+    elif db is not None:
+        _im.device_kernel("channel_sums")(db, dy)
+    return dx, dw, db
+
+
 # ---------------------------------------------------------------------------------------------
 # conv_transpose2d: the adjoint of conv2d, run on conv2d's kernels
 
@@ -197,7 +236,7 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
 def _transpose_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, output_padding: Any,
                     dilation: Any, groups: Any):
     op = "conv_transpose2d"
-    x = _im.image(x, "x", op)
+    x = _im.image(x, "x", op, device=True)
     w, b, groups, c_out = _weights(x, w, b, groups, op, transposed=True)
     s = _im.pair(stride, "stride", op, 1)
     p = _im.pair(padding, "padding", op, 0)
@@ -222,6 +261,13 @@ def _conv_transpose2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, output_
                       dilation: Any, groups: Any):
     x, w, b, geom, y_shape = _transpose_args(x, w, b, stride, padding, output_padding,
                                              dilation, groups)
+    if _im.any_device(x, w, b):
+        y = _im.device_empty(y_shape, x.dtype)
+        if y.size:
+            _im.device_kernel("conv2d_backward_data")(y, x, w, *geom)
+            if b is not None:
+                _im.device_kernel("add_channel_bias")(y, b)
+        return y, x, w, b, geom
     y = np.empty(y_shape, x.dtype)
     if y.size:
         if x.size:
@@ -266,7 +312,9 @@ def conv_transpose2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True,
     op = "conv_transpose2d_backward"
     _check_ctx(ctx, True, op)
     x, w = ctx.x, ctx.w
-    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype)
+    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
+    if _im.any_device(x, w, dy):
+        return _device_backward(ctx, dy, need_dx, need_dw, need_db, transposed=True)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, x.dtype) if need_dw else None
     db = np.empty((ctx.y_shape[1],), x.dtype) if need_db and ctx.has_bias else None

@@ -9,6 +9,9 @@ alone would have no maximum, and nothing to average without the padding).
 max_pool2d pads with -inf and keeps, in its ctx, where each maximum came from (the flat index
 ``row * W + col`` into its input plane); the first maximum of a window wins, and a NaN wins over
 any number (so NaN propagates). global_avg_pool2d is avg_pool2d with one window per plane.
+
+CUDA device arrays run the CUDA kernels, whatever the backend, with the outputs (and the argmax)
+allocated on the device (see ``_image``).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ class AvgPool2dCtx:
 
 
 def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, op: str):
-    x = _im.image(x, "x", op)
+    x = _im.image(x, "x", op, device=True)
     k = _im.pair(kernel_size, "kernel_size", op, 1)
     s = k if stride is None else _im.pair(stride, "stride", op, 1)
     p = _im.pair(padding, "padding", op, 0)
@@ -51,14 +54,23 @@ def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, op: str):
     return x, (k[0], k[1], s[0], s[1], p[0], p[1]), y_shape
 
 
+def _empty(shape: Tuple[int, ...], dtype: np.dtype, device: bool) -> Any:
+    return _im.device_empty(shape, dtype) if device else np.empty(shape, dtype)
+
+
+def _kernel(name: str, device: bool):
+    return _im.device_kernel(name) if device else _im.kernel(name)
+
+
 # ---- max pooling ------------------------------------------------------------------------------
 
 def _max_pool2d(x: Any, kernel_size: Any, stride: Any, padding: Any):
     x, geom, y_shape = _pool_args(x, kernel_size, stride, padding, "max_pool2d")
-    y = np.empty(y_shape, x.dtype)
-    argmax = np.empty(y_shape, np.int64)
+    dev = _im.is_device(x)
+    y = _empty(y_shape, x.dtype, dev)
+    argmax = _empty(y_shape, np.dtype(np.int64), dev)
     if y.size:
-        _im.kernel("max_pool2d_forward")(y, argmax, x, *geom)
+        _kernel("max_pool2d_forward", dev)(y, argmax, x, *geom)
     return y, argmax, x
 
 
@@ -84,10 +96,11 @@ def max_pool2d_backward(ctx: MaxPool2dCtx, dy: Any) -> Tuple[np.ndarray]:
     if not isinstance(ctx, MaxPool2dCtx):
         raise TypeError(f"{op}: ctx must come from max_pool2d_forward, got "
                         f"{type(ctx).__name__}")
-    dy = _im.grad_like(dy, "dy", op, ctx.argmax.shape, ctx.dtype)
-    dx = np.empty(ctx.x_shape, ctx.dtype)
+    dy = _im.grad_like(dy, "dy", op, tuple(ctx.argmax.shape), ctx.dtype, device=True)
+    dev = _im.any_device(ctx.argmax, dy)
+    dx = _empty(ctx.x_shape, ctx.dtype, dev)
     if dx.size:
-        _im.kernel("max_pool2d_backward")(dx, ctx.argmax, dy)
+        _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy)
     return (dx,)
 
 
@@ -107,9 +120,10 @@ def _avg_pool2d(x: Any, kernel_size: Any, stride: Any, padding: Any, count_inclu
         raise TypeError(f"{op}: count_include_pad must be a bool, got "
                         f"{type(count_include_pad).__name__}")
     x, geom, y_shape = _pool_args(x, kernel_size, stride, padding, op)
-    y = np.empty(y_shape, x.dtype)
+    dev = _im.is_device(x)
+    y = _empty(y_shape, x.dtype, dev)
     if y.size:
-        _im.kernel("avg_pool2d_forward")(y, x, *geom, bool(count_include_pad))
+        _kernel("avg_pool2d_forward", dev)(y, x, *geom, bool(count_include_pad))
     return y, x, geom, bool(count_include_pad)
 
 
@@ -132,10 +146,11 @@ def _avg_backward(ctx: Any, dy: Any, op: str) -> Tuple[np.ndarray]:
     fwd = op.replace("_backward", "")
     if not isinstance(ctx, AvgPool2dCtx) or ctx.op != fwd:
         raise TypeError(f"{op}: ctx must come from {fwd}_forward, got {type(ctx).__name__}")
-    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, ctx.dtype)
-    dx = np.empty(ctx.x_shape, ctx.dtype)
+    dy = _im.grad_like(dy, "dy", op, ctx.y_shape, ctx.dtype, device=True)
+    dev = _im.is_device(dy)
+    dx = _empty(ctx.x_shape, ctx.dtype, dev)
     if dx.size:
-        _im.kernel("avg_pool2d_backward")(dx, dy, *ctx.geom, ctx.count_include_pad)
+        _kernel("avg_pool2d_backward", dev)(dx, dy, *ctx.geom, ctx.count_include_pad)
     return (dx,)
 
 
@@ -149,12 +164,13 @@ def avg_pool2d_backward(ctx: AvgPool2dCtx, dy: Any) -> Tuple[np.ndarray]:
 
 def _global_avg_pool2d(x: Any):
     op = "global_avg_pool2d"
-    x = _im.image(x, "x", op)
+    x = _im.image(x, "x", op, device=True)
     h, w = x.shape[2], x.shape[3]
     geom = (h, w, h, w, 0, 0)
-    y = np.empty(x.shape[:2] + (1, 1), x.dtype)
+    dev = _im.is_device(x)
+    y = _empty(tuple(x.shape[:2]) + (1, 1), x.dtype, dev)
     if y.size:
-        _im.kernel("avg_pool2d_forward")(y, x, *geom, True)
+        _kernel("avg_pool2d_forward", dev)(y, x, *geom, True)
     return y, x, geom
 
 
