@@ -5,7 +5,11 @@
     Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs
 
 Run:  python examples/fashion_mnist_cnn.py [--epochs 3] [--limit N] [--channels-last]
-Prints the time of every epoch and the test accuracy (about 0.91 after 3 epochs).
+Prints the time of every epoch and the test accuracy.
+
+After 3 epochs the test accuracy is about 0.90: 0.8974 with the default seed, 0. PyTorch, with
+the same network, initialization (Glorot uniform, zero biases) and settings, reaches 0.898 to
+0.908 over seeds 0-2; 0.91 takes this recipe a few more epochs.
 
 ``--limit N`` trains on the first N training images and tests on the first N test images: a
 quick check of the whole pipeline. ``--channels-last`` builds the same network on NHWC images
