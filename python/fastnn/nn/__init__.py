@@ -7,14 +7,21 @@ from . import callbacks, initializers, losses, metrics, regularizers  # noqa: F4
 from .activations import Activation  # noqa: F401
 from .callbacks import (Callback, EarlyStopping, History, LambdaCallback,  # noqa: F401
                         ModelCheckpoint)
+from .conv import Conv1D, Conv2D, Conv2DTranspose  # noqa: F401
 from .core import Dense, Flatten, Layer, Reshape  # noqa: F401
 from .dropout import Dropout  # noqa: F401
 from .maxout import Maxout  # noqa: F401
 from .model import Sequential  # noqa: F401
+from .normalization import BatchNormalization  # noqa: F401
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D,  # noqa: F401
+                      MaxPool2D, MaxPooling2D)
 from .saving import load_model  # noqa: F401
+from .torch_interop import load_torch_state_dict, torch_state_dict  # noqa: F401
 from . import activations  # noqa: F401
 
 __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Reshape",
-           "Sequential", "load_model", "Callback", "History", "EarlyStopping",
-           "ModelCheckpoint", "LambdaCallback", "activations", "callbacks", "initializers",
-           "losses", "metrics", "regularizers"]
+           "Conv1D", "Conv2D", "Conv2DTranspose", "MaxPooling2D", "MaxPool2D",
+           "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "BatchNormalization",
+           "Sequential", "load_model", "load_torch_state_dict", "torch_state_dict", "Callback",
+           "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "activations",
+           "callbacks", "initializers", "losses", "metrics", "regularizers"]

@@ -31,7 +31,11 @@ _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    # Keras's rule, so default names match Keras's: a capital starts a word only when lower-case
+    # letters follow it or precede it ("Conv2DTranspose" -> "conv2d_transpose", not
+    # "conv2_d_transpose").
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _unique_name(base: str) -> str:
@@ -64,6 +68,14 @@ def _as_array(x: Any) -> Any:
     return np.asarray(x)
 
 
+def _host_numpy(v: Any) -> np.ndarray:
+    """A NumPy array from an array or a PyTorch tensor (without importing torch: a tensor that
+    requires grad refuses ``np.asarray``, so it is detached first)."""
+    if not isinstance(v, np.ndarray) and hasattr(v, "detach") and hasattr(v, "cpu"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
 class Layer:
     """Base class. Subclasses define ``_build``, ``compute_output_shape``, ``forward`` and
     ``backward``; layers with arguments extend ``get_config``."""
@@ -91,6 +103,9 @@ class Layer:
         self.output_shape: Optional[Tuple[Optional[int], ...]] = None
         self.params: List[np.ndarray] = []
         self.grads: List[np.ndarray] = []
+        # Arrays the layer updates itself and no optimizer sees (BatchNormalization's running
+        # statistics; PyTorch's "buffers", Keras's non-trainable weights): saved with the weights.
+        self.buffers: List[np.ndarray] = []
 
     # -- building -------------------------------------------------------------------------------
 
@@ -144,18 +159,25 @@ class Layer:
 
     # -- weights --------------------------------------------------------------------------------
 
+    @property
+    def weights(self) -> List[np.ndarray]:
+        """Every weight array, in ``get_weights`` order: ``params`` then ``buffers``."""
+        return self.params + self.buffers
+
     def get_weights(self) -> List[np.ndarray]:
-        """Copies of the parameters, in ``params`` order."""
-        return [p.copy() for p in self.params]
+        """Copies of the parameters, then of the buffers (non-trainable state)."""
+        return [p.copy() for p in self.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Copy ``weights`` into the parameters in place (optimizer state stays attached)."""
+        """Copy ``weights`` (``get_weights`` order) into the arrays in place (optimizer state
+        stays attached)."""
         weights = list(weights)
-        if len(weights) != len(self.params):
-            raise ValueError(f"{self.name} has {len(self.params)} weight arrays, got "
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(f"{self.name} has {len(mine)} weight arrays, got "
                              f"{len(weights)}" + ("" if self.built else
                                                    " (the layer is not built yet)"))
-        for i, (p, w) in enumerate(zip(self.params, weights)):
+        for i, (p, w) in enumerate(zip(mine, weights)):
             w = np.asarray(w)
             if w.shape != p.shape:
                 raise ValueError(f"{self.name}: weight {i} must have shape {p.shape}, "
@@ -163,7 +185,68 @@ class Layer:
             p[...] = w
 
     def count_params(self) -> int:
-        return int(sum(p.size for p in self.params))
+        """Values in every weight array, buffers included (as Keras counts them)."""
+        return int(sum(p.size for p in self.weights))
+
+    def count_trainable_params(self) -> int:
+        """Values an optimizer updates: the parameters of a trainable layer, else 0."""
+        return int(sum(p.size for p in self.params)) if self.trainable else 0
+
+    # -- PyTorch interop -------------------------------------------------------------------------
+
+    # (state_dict key, attribute) pairs of the PyTorch module with this layer's math, in
+    # PyTorch's order; the arrays already have PyTorch's layout, so nothing is transposed.
+    _TORCH_KEYS: Tuple[Tuple[str, str], ...] = ()
+
+    def _torch_arrays(self) -> Dict[str, np.ndarray]:
+        if not self.built:
+            raise ValueError(f"{self.name} is not built yet: build it (input_shape=..., "
+                             f"layer.build(...) or model.build(...)) before moving weights")
+        if self.weights and not self._TORCH_KEYS:
+            raise TypeError(f"{type(self).__name__} has no PyTorch counterpart to exchange "
+                            f"weights with")
+        out = {}
+        for key, attr in self._TORCH_KEYS:
+            a = getattr(self, attr, None)
+            if a is not None:  # no bias, or BatchNormalization without scale/center
+                out[key] = a
+        return out
+
+    def torch_weights(self) -> Dict[str, np.ndarray]:
+        """Copies of the weights under the keys, and in the layouts, of the ``state_dict()`` of
+        the matching PyTorch module (``nn.Linear``, ``nn.Conv1d``/``Conv2d``,
+        ``nn.ConvTranspose2d``, ``nn.BatchNorm1d``/``BatchNorm2d``); ``{}`` for a layer without
+        weights. Load them with ``module.load_state_dict({k: torch.from_numpy(v) ...})``."""
+        return {k: a.copy() for k, a in self._torch_arrays().items()}
+
+    def set_torch_weights(self, weights: Any) -> None:
+        """Copy a PyTorch module's weights into this (built) layer, in place.
+
+        ``weights``: the module's ``state_dict()`` (tensors or arrays; BatchNorm's
+        ``num_batches_tracked`` is ignored) or a sequence of arrays in that order. Shapes must
+        match exactly; nothing is copied unless every array fits.
+        """
+        mine = self._torch_arrays()
+        if isinstance(weights, dict):
+            given = {k: v for k, v in weights.items() if k != "num_batches_tracked"}
+            if set(given) != set(mine):
+                raise ValueError(f"{self.name}: expected PyTorch weights {sorted(mine)}, got "
+                                 f"{sorted(given)}")
+        else:
+            values = list(weights)
+            if len(values) != len(mine):
+                raise ValueError(f"{self.name}: expected {len(mine)} PyTorch arrays "
+                                 f"({', '.join(mine)}), got {len(values)}")
+            given = dict(zip(mine, values))
+        arrays = {}
+        for key, dst in mine.items():
+            a = _host_numpy(given[key])
+            if a.shape != dst.shape:
+                raise ValueError(f"{self.name}: PyTorch {key!r} must have shape {dst.shape}, "
+                                 f"got {a.shape}")
+            arrays[key] = a
+        for key, dst in mine.items():
+            dst[...] = arrays[key]
 
     # -- serialization --------------------------------------------------------------------------
 
@@ -193,7 +276,12 @@ class Dense(Layer):
     ``softmax`` and ``threshold`` run as a second op. ``alpha`` is the activation's parameter
     (leaky_relu slope, elu alpha, threshold value). Inputs of any rank ``(..., in_features)``
     work; ``dtype`` is the parameters' dtype (inputs are cast to it).
+
+    ``torch_weights()`` / ``set_torch_weights(linear.state_dict())`` exchange ``weight``
+    ``(out, in)`` and ``bias`` with ``torch.nn.Linear`` unchanged (the same layout).
     """
+
+    _TORCH_KEYS = (("weight", "kernel"), ("bias", "bias"))
 
     def __init__(self, units: int, activation: Optional[str] = None, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",

@@ -214,19 +214,20 @@ class Sequential:
 
     def get_weights(self) -> List[np.ndarray]:
         """Copies of every layer's weights, in layer order (Dense: kernel ``(units, in)``,
-        then bias)."""
+        then bias; a layer's buffers, such as BatchNormalization's running statistics, after
+        its parameters)."""
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         weights = list(weights)
         if not self.built:
             self.build()
-        want = sum(len(layer.params) for layer in self.layers)
+        want = sum(len(layer.weights) for layer in self.layers)
         if len(weights) != want:
             raise ValueError(f"the model has {want} weight arrays, got {len(weights)}")
         i = 0
         for layer in self.layers:
-            k = len(layer.params)
+            k = len(layer.weights)
             layer.set_weights(weights[i:i + k])
             i += k
 
@@ -571,7 +572,10 @@ class Sequential:
             except ValueError:
                 raise ValueError("the model is not built yet: give the first layer "
                                  "input_shape=..., call build(), or fit it first") from None
-        widths = (30, 26, 12)
+        # The name column grows to fit names like "global_average_pooling2d
+        # (GlobalAveragePooling2D)", up to a limit past which names are cut.
+        longest = max(len(f" {layer.name} ({type(layer).__name__})") for layer in self.layers)
+        widths = (min(max(30, longest + 2), 56), 26, 12)
         rule = "_" * sum(widths)
 
         def row(a, b, c):
@@ -587,7 +591,9 @@ class Sequential:
             if i + 1 < len(self.layers):
                 lines.append("")
         total = self.count_params()
-        trainable = sum(layer.count_params() for layer in self.layers if layer.trainable)
+        # Buffers (BatchNormalization's running statistics) and frozen layers' parameters are
+        # counted in the total but not as trainable, as Keras does.
+        trainable = sum(layer.count_trainable_params() for layer in self.layers)
         lines += ["=" * sum(widths), f"Total params: {total:,}",
                   f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}", rule]

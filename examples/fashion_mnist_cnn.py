@@ -1,0 +1,100 @@
+"""A small convolutional network on Fashion-MNIST, as in the Keras CNN examples.
+
+    Conv2D(32, 3, same, relu) -> MaxPool2D(2) -> Conv2D(64, 3, same, relu) -> MaxPool2D(2)
+    -> Flatten -> Dense(128, relu) -> Dropout(0.2) -> Dense(10, softmax)
+    Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs
+
+Run:  python examples/fashion_mnist_cnn.py [--epochs 3] [--limit N] [--channels-last]
+Prints the time of every epoch and the test accuracy.
+
+After 3 epochs the test accuracy is about 0.90: 0.8974 with the default seed, 0. PyTorch, with
+the same network, initialization (Glorot uniform, zero biases) and settings, reaches 0.898 to
+0.908 over seeds 0-2; 0.91 takes this recipe a few more epochs.
+
+``--limit N`` trains on the first N training images and tests on the first N test images: a
+quick check of the whole pipeline. ``--channels-last`` builds the same network on NHWC images
+(Keras's default layout); the layers then transpose around the NCHW kernels, so it computes the
+same function a little more slowly.
+
+The data set is found or fetched as in ``fashion_mnist_mlp.py`` (see there, or the README):
+``fashion_mnist.load_data(install=True)``; ``FASTNN_NO_INSTALL=1`` keeps it from installing
+packages, ``FASTNN_DATA=dir`` reads the files from ``dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.datasets import fashion_mnist, normalize
+
+
+def build_model(channels_last: bool = False) -> nn.Sequential:
+    fmt = "channels_last" if channels_last else "channels_first"
+    shape = (28, 28, 1) if channels_last else (1, 28, 28)
+    return nn.Sequential([
+        nn.Conv2D(32, 3, padding="same", activation="relu", data_format=fmt,
+                  input_shape=shape),
+        nn.MaxPool2D(2, data_format=fmt),
+        nn.Conv2D(64, 3, padding="same", activation="relu", data_format=fmt),
+        nn.MaxPool2D(2, data_format=fmt),
+        nn.Flatten(),
+        nn.Dense(128, activation="relu"),
+        nn.Dropout(0.2),
+        nn.Dense(10, activation="softmax"),
+    ], name="fashion_mnist_cnn")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--limit", type=int, default=None,
+                    help="use only the first N training and N test images")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels-last", action="store_true",
+                    help="NHWC images and layers (default: NCHW)")
+    ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    args = ap.parse_args()
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be a positive number of images")
+
+    fastnn.random.seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    # (n, 28, 28) -> one channel: (n, 1, 28, 28), or (n, 28, 28, 1) channels_last
+    axis = 3 if args.channels_last else 1
+    x_train = normalize(x_train, 0, 255).reshape(_with_channel(x_train.shape, axis))
+    x_test = normalize(x_test, 0, 255).reshape(_with_channel(x_test.shape, axis))
+
+    model = build_model(args.channels_last)
+    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if args.verbose:
+        model.summary()
+    times = []
+    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
+                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+              callbacks=[timer], verbose=args.verbose)
+    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
+    t0 = time.perf_counter()
+    loss, acc = model.evaluate(x_test, y_test, batch_size=256)
+    eval_s = time.perf_counter() - t0
+    print("epoch times: " + ", ".join(f"{s:.1f} s" for s in epoch_s) +
+          f" ({len(x_train)} images, {fastnn.get_num_threads()} threads, "
+          f"{fastnn.get_backend()} backend)")
+    print(f"test evaluation: {eval_s:.1f} s for {len(x_test)} images")
+    print(f"test loss: {loss:.4f}")
+    print(f"test accuracy: {acc:.4f}")
+
+
+def _with_channel(shape, axis: int):
+    return shape[:axis] + (1,) + shape[axis:]
+
+
+if __name__ == "__main__":
+    main()
