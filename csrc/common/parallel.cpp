@@ -122,8 +122,11 @@ struct Pool {
     for (int i = 1;; ++i) {
       const std::uint32_t g = gen_of(state.load(std::memory_order_acquire));
       if (g != seen) return g;
-      cpu_relax();
-      if ((i & 15) == 0) {
+      // Yield the core on every turn after the first few: another library's thread that wants
+      // it (OpenBLAS's, for the NumPy call that follows ours) gets it at once.
+      if (i < 32) cpu_relax();
+      else yield_core();
+      if ((i & 7) == 0) {
         const auto now = std::chrono::steady_clock::now();
         // A gap between two looks means the OS gave this core to another thread for a while:
         // someone else (another library's workers, another process) wants it. Sleeping now
