@@ -21,10 +21,12 @@
 #include <cstring>
 #include <new>
 
+#include "common/cpuid.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
 #include "common/threading.h"
 #include "common/workspace.h"
+#include "cpu/gemm/dispatch.h"
 #include "cpu/gemm/gemm.h"
 
 namespace fastnn {
@@ -91,6 +93,34 @@ void mm(index_t m, index_t n, index_t k, const T* a, index_t rsa, index_t csa, c
   gemm(p);
 }
 
+// C := beta*C + A @ B (+ row bias) exactly as posed: the direct GEMM driver, B read in place
+// (csb must be 1), no transposition. gemm() would turn a 64-row product around (its cost model
+// pads 64 rows to 72 for the 12-row tile and prefers 120 x 64), and in that orientation the
+// accumulating stores of C (beta = 1) go element by element.
+template <class T>
+const GemmKernel<T>& gemm_kernel();
+template <>
+const GemmKernel<float>& gemm_kernel<float>() { return active_kernels().f32; }
+template <>
+const GemmKernel<double>& gemm_kernel<double>() { return active_kernels().f64; }
+
+template <class T>
+void mm_as_posed(index_t m, index_t n, index_t k, const T* a, index_t rsa, index_t csa,
+                 const T* b, index_t rsb, T* c, index_t rsc, T beta, const T* row_bias,
+                 int nthreads) {
+  GemmProblem<T> p;
+  p.m = m; p.n = n; p.k = k;
+  p.beta = beta;
+  p.a = a; p.rsa = rsa; p.csa = csa;
+  p.b = b; p.rsb = rsb; p.csb = 1;
+  p.c = c; p.rsc = rsc; p.csc = 1;
+  p.ep.bias = row_bias;
+  p.ep.bias_axis = 0;
+  GemmPlan plan;
+  plan.nthreads = nthreads;
+  gemm_kernel<T>().run(p, plan, nullptr);
+}
+
 // Runs body(t) for t in [0, tasks). With enough tasks for every thread, the tasks run in
 // parallel and each GEMM inside runs inline on its thread (a job started from a chunk does);
 // with few tasks (batch 1, small images) they run one after the other and each GEMM threads
@@ -99,10 +129,10 @@ template <class F>
 void for_tasks(index_t tasks, double work, F&& body) {
   const int nth = threads_for(work, 1 << 17);
   if (nth > 1 && tasks >= 2 * index_t(nth)) {
-    parallel_for(tasks, nth, [&](std::int64_t t, int) { body(t); });
+    parallel_for(tasks, nth, [&](std::int64_t t, int) { body(t, 1); });
   } else {
     DenormalGuard guard;
-    for (index_t t = 0; t < tasks; ++t) body(t);
+    for (index_t t = 0; t < tasks; ++t) body(t, nth);
   }
 }
 
@@ -124,8 +154,25 @@ bool pointwise(const ConvGeom& g) {
 // benchmark notes at the end of this file.
 constexpr double kColBytes = 384.0 * 1024.0;
 
-index_t band_rows(index_t K, index_t pitch, index_t rows, std::size_t item) {
-  const double pix = std::max(128.0, kColBytes / (double(K) * double(item)));
+// DEV: experiment knobs, removed before merge.
+inline const char* dev_env() { static const char* e = std::getenv("FASTNN_CONV_DEV"); return e; }
+inline int dev_int(int idx, int dflt) {
+  const char* e = dev_env();
+  if (!e) return dflt;
+  for (int i = 0; i < idx && e; ++i) { e = std::strchr(e, ','); if (e) ++e; }
+  if (!e || !*e || *e == ',') return dflt;
+  return std::atoi(e);
+}
+inline int dev_mode() { return dev_int(0, 0); }
+inline double dev_col_bytes() { return dev_int(1, 384) * 1024.0; }
+inline double dev_tap_bytes() { return dev_int(2, 256) * 1024.0; }
+inline int dev_tap_min() { return dev_int(3, 16); }
+inline int dev_wino_min() { return dev_int(4, 16); }
+inline double dev_wino_bytes() { return dev_int(5, 1024) * 1024.0; }
+
+index_t band_rows(index_t K, index_t pitch, index_t rows, std::size_t item, double bytes = -1) {
+  if (bytes < 0) bytes = dev_col_bytes();
+  const double pix = std::max(128.0, bytes / (double(K) * double(item)));
   index_t r = static_cast<index_t>(pix / double(pitch));
   return std::min(std::max<index_t>(r, 1), rows);
 }
@@ -415,10 +462,12 @@ void forward_gemm(T* y, const T* x, const T* wk, const T* bias, const ConvGeom& 
   const bool pw1 = pointwise(g);
   const bool pitch = !pw1 && g.sh == 1 && g.sw == 1;
   const index_t Wp = g.ow + (g.kw - 1) * g.dw;
-  const index_t R = band_rows(d.K, pitch ? Wp : g.ow, g.oh, sizeof(T));
+  const bool taps = pitch && dev_mode() != 1 && d.cgi >= dev_tap_min();
+  const index_t R = taps ? band_rows(d.cgi + d.cgo, Wp, g.oh, sizeof(T), dev_tap_bytes())
+                         : band_rows(d.K, pitch ? Wp : g.ow, g.oh, sizeof(T));
   const index_t bands = (g.oh + R - 1) / R;
 
-  for_tasks(g.n * bands, work, [&](index_t t) {
+  for_tasks(g.n * bands, work, [&](index_t t, int inner) {
     const index_t n = t / bands, r0 = (t % bands) * R, rows = std::min(R, g.oh - r0);
     const T* x_img = x + n * g.ci * d.HW;
     T* y_img = y + n * g.co * d.P;
@@ -433,15 +482,26 @@ void forward_gemm(T* y, const T* x, const T* wk, const T* bias, const ConvGeom& 
     if (pitch) {
       const PitchBand b = pitch_band(g, r0, rows);
       const index_t xp_elems = d.cgi * b.Rp * b.Wp;
-      T* ws = op_scratch<T>(xp_elems + d.K * b.Q + d.cgo * b.Q);
+      T* ws = op_scratch<T>(xp_elems + d.cgo * b.Q + (taps ? 0 : d.K * b.Q));
       T* xp = ws;
-      T* cols = xp + xp_elems;
-      T* yb = cols + d.K * b.Q;
+      T* yb = xp + xp_elems;
+      T* cols = yb + d.cgo * b.Q;
       for (index_t grp = 0; grp < g.groups; ++grp) {
         pad_band(xp, x_img + grp * d.cgi * d.HW, g, d.cgi, b);
-        pitch_cols(cols, xp, g, d.cgi, b);
-        mm<T>(d.cgo, b.Q, d.K, wk + grp * d.K * d.cgo, 1, d.cgo, cols, b.Q, 1, yb, b.Q, T(0),
-              bias ? bias + grp * d.cgo : nullptr);
+        const T* wg = wk + grp * d.K * d.cgo;
+        const T* bg = bias ? bias + grp * d.cgo : nullptr;
+        if (taps) {
+          for (index_t i = 0; i < g.kh; ++i)
+            for (index_t j = 0; j < g.kw; ++j) {
+              const index_t tap = i * g.kw + j;
+              mm_as_posed<T>(d.cgo, b.Q, d.cgi, wg + tap * d.cgo, 1, d.kk * d.cgo,
+                             xp + i * g.dh * b.Wp + j * g.dw, b.Rp * b.Wp, yb, b.Q,
+                             tap == 0 ? T(0) : T(1), tap == 0 ? bg : nullptr, inner);
+            }
+        } else {
+          pitch_cols(cols, xp, g, d.cgi, b);
+          mm<T>(d.cgo, b.Q, d.K, wg, 1, d.cgo, cols, b.Q, 1, yb, b.Q, T(0), bg);
+        }
         for (index_t co = 0; co < d.cgo; ++co) {
           T* yo = y_img + (grp * d.cgo + co) * d.P + r0 * g.ow;
           const T* src = yb + co * b.Q;
@@ -461,11 +521,155 @@ void forward_gemm(T* y, const T* x, const T* wk, const T* bias, const ConvGeom& 
   });
 }
 
+// ---- Winograd F(2x2, 3x3) -------------------------------------------------------------------
+//
+// 3x3 stride-1 convolutions (most of a CNN's work) as 16 GEMMs over 4x4 input tiles: each 2x2
+// output tile costs 16 multiply-adds per channel pair instead of 36, 2.25x fewer. The transforms
+// (B^T d B of the input tiles, A^T m A of the products) are additions only, and the weights'
+// (G g G^T) once per call. With 0, +-1 and +-1/2 as the only coefficients the rounding error
+// stays within a few times that of the direct sum. One difference from the direct sum: an
+// infinite input meets both signs inside a tile's transform, so a window holding inf gives NaN
+// where the direct sum gives +-inf (NaN still propagates as NaN).
+
+template <class T>
+void wino_input_generic(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
+  wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
+}
+template <class T>
+void wino_output_generic(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
+            T* tmp) {
+  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
+}
+
+const WinoIsaLoops& wino_isa() {
+#if defined(FASTNN_HAVE_X86_KERNELS)
+  switch (active_isa()) {
+    case Isa::avx512: return kWinoLoopsAvx512;
+    case Isa::avx2: return kWinoLoopsAvx2;
+    default: break;
+  }
+#endif
+  return kWinoLoopsGeneric;
+}
+template <class T>
+const WinoLoops<T>& wino_loops();
+template <>
+const WinoLoops<float>& wino_loops<float>() { return wino_isa().f32; }
+template <>
+const WinoLoops<double>& wino_loops<double>() { return wino_isa().f64; }
+
+bool winograd_ok(const ConvGeom& g) {
+  const index_t cgi = g.ci / g.groups, cgo = g.co / g.groups;
+  // Below ~16 channels the 16 GEMMs (k = cgi) are too short to run near the tile's speed, and
+  // the transforms' cost per channel pair no longer hides behind them.
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+         cgi >= dev_wino_min() && cgo >= dev_wino_min() && dev_mode() != 2;
+}
+
+// U[grp][xi][c][co] = (G w[grp*cgo + co][c] G^T)[xi], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
+// K-major like to_k_major, so that the GEMM reads U in place in either orientation.
+template <class T>
+void wino_weights(T* U, const T* w, const ConvGeom& g) {
+  const index_t cgi = g.ci / g.groups, cgo = g.co / g.groups;
+  for (index_t grp = 0; grp < g.groups; ++grp)
+    for (index_t co = 0; co < cgo; ++co)
+      for (index_t c = 0; c < cgi; ++c) {
+        const T* k = w + ((grp * cgo + co) * cgi + c) * 9;
+        double t[4][3], u[4][4];
+        for (int j = 0; j < 3; ++j) {
+          t[0][j] = double(k[j]);
+          t[1][j] = 0.5 * (double(k[j]) + double(k[3 + j]) + double(k[6 + j]));
+          t[2][j] = 0.5 * (double(k[j]) - double(k[3 + j]) + double(k[6 + j]));
+          t[3][j] = double(k[6 + j]);
+        }
+        for (int i = 0; i < 4; ++i) {
+          u[i][0] = t[i][0];
+          u[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
+          u[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
+          u[i][3] = t[i][2];
+        }
+        for (int xi = 0; xi < 16; ++xi)
+          U[((grp * 16 + xi) * cgi + c) * cgo + co] = T(u[xi / 4][xi % 4]);
+      }
+}
+
+template <class T>
+void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g) {
+  const Derived d(g);
+  const index_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2, tiles = TH * TW;
+  // A band is a run of Tn tiles (row-major over the image's tiles, rows may be cut): the
+  // transformed inputs and the products, 16 * (cgi + cgo) * Tn values, within an L2 budget, and
+  // Tn a multiple of the micro-tile width NR, so that no GEMM column tile runs half empty (at
+  // 56x56, whole rows of 28 tiles left one in eight columns of every tile padding).
+  const index_t nr = gemm_kernel<T>().blk.nr;
+  const double per_tile = 16.0 * double(d.cgi + d.cgo) * double(sizeof(T));
+  index_t Tn = std::max<index_t>(nr, index_t(dev_wino_bytes() / per_tile) / nr * nr);
+  if (Tn >= tiles) Tn = tiles;
+  const index_t bands = (tiles + Tn - 1) / Tn;
+  const double work = double(g.n) * double(g.co) * double(tiles) * 16.0 * double(d.cgi);
+  const WinoLoops<T>& L = wino_loops<T>();
+
+  for_tasks(g.n * bands, work, [&](index_t task, int inner) {
+    const index_t n = task / bands, T0 = (task % bands) * Tn;
+    const index_t tn = std::min(Tn, tiles - T0);
+    const index_t a_first = T0 / TW, a_last = (T0 + tn - 1) / TW;
+    PitchBand b;
+    b.r0 = 2 * a_first;
+    b.rows = 2 * (a_last - a_first + 1);
+    b.Rp = b.rows + 2;
+    b.Wp = 2 * TW + 2;
+    b.Q = 0;
+    const index_t xp_elems = d.cgi * b.Rp * b.Wp;
+    // V[c][xi][tile] and M[co][xi][tile]: a transform touches 16 rows tn apart (with [xi][c]
+    // they were cgi*tn apart, 28 KiB at 64 channels: all 16 in one L1 set, thrashing it).
+    T* xp = op_scratch<T>(xp_elems + 16 * (d.cgi + d.cgo) * tn + 4 * b.Wp + 8 * TW);
+    T* V = xp + xp_elems;
+    T* M = V + 16 * d.cgi * tn;
+    T* tmp = M + 16 * d.cgo * tn;
+    // The band's tile rows, each as a segment [c0, c1) of tile columns stored from offset o.
+    auto for_segments = [&](auto&& fn) {
+      for (index_t a = a_first; a <= a_last; ++a) {
+        const index_t lo = std::max(T0, a * TW), hi = std::min(T0 + tn, (a + 1) * TW);
+        fn(a, lo - a * TW, hi - lo, lo - T0);
+      }
+    };
+    for (index_t grp = 0; grp < g.groups; ++grp) {
+      pad_band(xp, x + (n * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
+      for (index_t c = 0; c < d.cgi; ++c)
+        for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
+          L.input(V + 16 * c * tn + o, tn, xp + (c * b.Rp + 2 * (a - a_first)) * b.Wp + 2 * c0,
+                  b.Wp, cnt, tmp);
+        });
+      const T* Ug = U + grp * 16 * d.cgi * d.cgo;
+      for (int xi = 0; xi < 16; ++xi)
+        mm_as_posed<T>(d.cgo, tn, d.cgi, Ug + xi * d.cgi * d.cgo, 1, d.cgo, V + xi * tn, 16 * tn,
+                       M + xi * tn, 16 * tn, T(0), nullptr, inner);
+      for (index_t co = 0; co < d.cgo; ++co) {
+        const T b0 = bias ? bias[grp * d.cgo + co] : T(0);
+        T* yo = y + (n * g.co + grp * d.cgo + co) * d.P;
+        for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
+          const index_t oh0 = 2 * a;
+          T* y0 = yo + oh0 * g.ow + 2 * c0;
+          T* y1 = oh0 + 1 < g.oh ? y0 + g.ow : nullptr;
+          L.output(y0, y1, M + 16 * co * tn + o, tn, cnt, std::min(2 * cnt, g.ow - 2 * c0), b0,
+                   tmp);
+        });
+      }
+    }
+  });
+}
+
 template <class T>
 void forward_impl(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g) {
   const Derived d(g);
   if (d.cgi == 1) {
     direct_forward(y, x, w, bias, g);
+    return;
+  }
+  if (winograd_ok(g)) {
+    T* U = static_cast<T*>(job_buffer(std::size_t(16 * g.co * d.cgi) * sizeof(T)));
+    wino_weights(U, w, g);
+    wino_forward(y, x, U, bias, g);
     return;
   }
   T* wk = static_cast<T*>(job_buffer(std::size_t(g.co * d.K) * sizeof(T)));
@@ -486,7 +690,7 @@ void backward_data_impl(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   if (pointwise(g)) {  // dx = w^T @ dy per image and group, in bands of pixels
     const index_t R = band_rows(d.cgo, g.ow, g.oh, sizeof(T));
     const index_t bands = (g.oh + R - 1) / R;
-    for_tasks(g.n * bands, work, [&](index_t t) {
+    for_tasks(g.n * bands, work, [&](index_t t, int inner) {
       const index_t n = t / bands, r0 = (t % bands) * R, rows = std::min(R, g.oh - r0);
       const index_t p0 = r0 * g.ow, np = rows * g.ow;
       for (index_t grp = 0; grp < g.groups; ++grp)
@@ -508,6 +712,22 @@ void backward_data_impl(T* dx, const T* dy, const T* w, const ConvGeom& g) {
     t.ph = (g.kh - 1) * g.dh - g.ph;
     t.pw = (g.kw - 1) * g.dw - g.pw;
     t.groups = g.groups;
+    if (winograd_ok(t)) {
+      // Its weights in the usual layout (ci, cgo, kh, kw), then their Winograd transform.
+      T* wt = static_cast<T*>(job_buffer(std::size_t(17 * g.ci * d.cgo * d.kk) * sizeof(T)));
+      T* U = wt + g.ci * d.cgo * d.kk;
+      for (index_t grp = 0; grp < g.groups; ++grp)
+        for (index_t c = 0; c < d.cgi; ++c)
+          for (index_t co = 0; co < d.cgo; ++co)
+            for (index_t i = 0; i < g.kh; ++i)
+              for (index_t j = 0; j < g.kw; ++j)
+                wt[(((grp * d.cgi + c) * d.cgo + co) * g.kh + i) * g.kw + j] =
+                    w[(((grp * d.cgo + co) * d.cgi + c) * g.kh + (g.kh - 1 - i)) * g.kw +
+                      (g.kw - 1 - j)];
+      wino_weights(U, wt, t);
+      wino_forward<T>(dx, dy, U, nullptr, t);
+      return;
+    }
     // Its K-major weights: wk[grp][(co*kh + i)*kw + j][c] = w[grp*cgo + co][c][kh-1-i][kw-1-j].
     const index_t Kt = d.cgo * d.kk;
     T* wk = static_cast<T*>(job_buffer(std::size_t(g.ci * Kt) * sizeof(T)));
@@ -580,87 +800,182 @@ void bias_grad(T* db, const T* dy, const ConvGeom& g) {
   });
 }
 
-// Batch chunks of the weight gradient: a function of the shape alone (never of the thread
-// count), so the sum is the same at any number of threads. Eight give two threads four chunks
-// each to balance; the private copies are capped at 64 MiB.
-index_t weight_chunks(index_t n, std::size_t dw_bytes) {
+// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols, in 8x8 blocks (both sides stay in a
+// few cache lines per block).
+template <class T>
+void transpose(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols) {
+  for (index_t i0 = 0; i0 < rows; i0 += 8) {
+    const index_t i1 = std::min(rows, i0 + 8);
+    for (index_t j0 = 0; j0 < cols; j0 += 8) {
+      const index_t j1 = std::min(cols, j0 + 8);
+      for (index_t i = i0; i < i1; ++i)
+        for (index_t j = j0; j < j1; ++j) dst[j * ldd + i] = src[i * lds + j];
+    }
+  }
+}
+
+// Work items of the weight gradient are (image, band of output rows) pairs, and a chunk is a
+// contiguous run of them whose sum goes into a private copy. The chunks are a function of the
+// shape alone (never of the thread count), so the sum is the same at any number of threads;
+// eight give two threads four each to balance (and a batch of one image still splits by bands).
+// The private copies are capped at 64 MiB.
+index_t weight_chunks(index_t items, std::size_t dw_bytes) {
   const index_t by_memory =
       std::max<index_t>(1, index_t((std::size_t(64) << 20) / std::max<std::size_t>(dw_bytes, 1)));
-  return std::max<index_t>(1, std::min<index_t>({n, 8, by_memory}));
+  return std::max<index_t>(1, std::min<index_t>({items, 8, by_memory}));
 }
+
+// Below this many input channels per group the row-tap GEMMs (m = cgi) are too thin; im2col's
+// single GEMM with m = cgi*kh*kw is the better shape.
+constexpr index_t kRowTapMinChannels = 8;
 
 template <class T>
 void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
-  if (db) bias_grad(db, dy, g);
   if (d.cgi == 1) {
+    if (db) bias_grad(db, dy, g);
     direct_backward_weight(dw, dy, x, g);
     return;
   }
-  const double work = double(g.n) * double(g.co) * double(d.P) * double(d.K);
   const bool pw1 = pointwise(g);
-  const index_t R = band_rows(d.K, g.ow, g.oh, sizeof(T));
+  // Row taps: for every output row r and tap (i, j), dW_tap^T (cgi x cgo) += (padded input row
+  // r*sh + i*dh, from column j*dw, stride sw: cgi x ow, read in place) @ dy_row^T (ow x cgo).
+  // No im2col: dy is transposed once per band (cgo x pixels, shared by all kh*kw taps) and the
+  // input only padded. im2col wrote kh*kw copies of the input and cost as much as the GEMMs'
+  // packing and bookkeeping together (a third of the time at 64 channels, 56x56).
+  const bool rowtap = !pw1 && d.cgi >= kRowTapMinChannels;
+  const index_t Wp = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+  index_t R;
+  if (rowtap) {
+    const double row_bytes = double(d.cgi * g.sh * Wp + d.cgo * g.ow) * double(sizeof(T));
+    R = std::min(g.oh, std::max<index_t>(1, index_t(dev_tap_bytes() / row_bytes)));
+  } else {
+    R = band_rows(d.K, g.ow, g.oh, sizeof(T));
+  }
   const index_t bands = (g.oh + R - 1) / R;
+  const index_t items = g.n * bands;
   const index_t dw_elems = g.co * d.K;
-  const index_t chunks = weight_chunks(g.n, std::size_t(dw_elems) * sizeof(T));
-  // Each chunk sums dw transposed, K x cgo per group: dwT (K x cgo) += cols (K x np) @ dy^T
-  // (np x cgo) keeps the cols operand in place with unit-stride rows of C, where dw itself
-  // (cgo x K) would have the GEMM repack the whole column block, or store C column by column.
-  T* partials = static_cast<T*>(job_buffer(std::size_t(chunks * dw_elems) * sizeof(T)));
+  const index_t chunks = weight_chunks(items, std::size_t(dw_elems) * sizeof(T));
+  // Job buffer: per-chunk bias sums (double), then per-chunk weight sums, transposed: for row taps
+  // [grp][tap][c][co], else [grp][c*kk + tap][co] (K x cgo per group: cols (K x np) @ dy^T keeps
+  // the column block in place, where dw's own layout would have the GEMM repack it).
+  char* job = static_cast<char*>(job_buffer(std::size_t(chunks * g.co) * sizeof(double) +
+                                            std::size_t(chunks * dw_elems) * sizeof(T) + 64));
+  double* dbp = reinterpret_cast<double*>(job);
+  T* partials = reinterpret_cast<T*>(job + ((std::size_t(chunks * g.co) * sizeof(double) + 63) & ~std::size_t(63)));
 
   auto chunk = [&](index_t c) {
     T* dst = partials + c * dw_elems;
-    const index_t n0 = g.n * c / chunks, n1 = g.n * (c + 1) / chunks;
-    T* cols = pw1 ? nullptr : op_scratch<T>(d.K * R * g.ow);
-    for (index_t n = n0; n < n1; ++n) {
+    double* dbc = dbp + c * g.co;
+    for (index_t co = 0; co < g.co; ++co) dbc[co] = 0.0;
+    const index_t it0 = items * c / chunks, it1 = items * (c + 1) / chunks;
+    T* ws = nullptr;
+    if (rowtap) {
+      ws = op_scratch<T>(d.cgi * ((R - 1) * g.sh + (g.kh - 1) * g.dh + 1) * Wp + R * g.ow * d.cgo);
+    } else if (!pw1) {
+      ws = op_scratch<T>(d.K * R * g.ow);
+    }
+    for (index_t it = it0; it < it1; ++it) {
+      const index_t n = it / bands, r0 = (it % bands) * R, rows = std::min(R, g.oh - r0);
+      const index_t p0 = r0 * g.ow, np = rows * g.ow;
+      const T beta = it == it0 ? T(0) : T(1);
       const T* x_img = x + n * g.ci * d.HW;
-      for (index_t bnd = 0; bnd < bands; ++bnd) {
-        const index_t r0 = bnd * R, rows = std::min(R, g.oh - r0);
-        const index_t p0 = r0 * g.ow, np = rows * g.ow;
-        const T beta = (n == n0 && bnd == 0) ? T(0) : T(1);
-        for (index_t grp = 0; grp < g.groups; ++grp) {
+      if (db) {
+        for (index_t co = 0; co < g.co; ++co) {
+          const T* r = dy + (n * g.co + co) * d.P + p0;
+          double part[4] = {0.0, 0.0, 0.0, 0.0};
+          index_t i = 0;
+          for (; i + 4 <= np; i += 4)
+            for (int l = 0; l < 4; ++l) part[l] += double(r[i + l]);
+          for (; i < np; ++i) part[i & 3] += double(r[i]);
+          dbc[co] += (part[0] + part[2]) + (part[1] + part[3]);
+        }
+      }
+      for (index_t grp = 0; grp < g.groups; ++grp) {
+        const T* dyg = dy + (n * g.co + grp * d.cgo) * d.P + p0;
+        const T* xg = x_img + grp * d.cgi * d.HW;
+        if (rowtap) {
+          PitchBand b;
+          b.r0 = r0 * g.sh;  // the band's first padded row is input row r0*sh - ph
+          b.rows = rows;
+          b.Rp = (rows - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+          b.Wp = Wp;
+          b.Q = 0;
+          T* xp = ws;
+          T* dyT = ws + d.cgi * b.Rp * b.Wp;
+          pad_band(xp, xg, g, d.cgi, b);
+          transpose(dyT, d.cgo, dyg, d.P, d.cgo, np);
+          const index_t plane = b.Rp * b.Wp;
+          for (index_t r = 0; r < rows; ++r) {
+            const T br = r == 0 ? beta : T(1);
+            for (index_t i = 0; i < g.kh; ++i)
+              for (index_t j = 0; j < g.kw; ++j) {
+                const index_t tap = i * g.kw + j;
+                mm_as_posed<T>(d.cgi, d.cgo, g.ow, xp + (r * g.sh + i * g.dh) * b.Wp + j * g.dw,
+                               plane, g.sw, dyT + r * g.ow * d.cgo, d.cgo,
+                               dst + (grp * d.kk + tap) * d.cgi * d.cgo, d.cgo, br, nullptr, 1);
+              }
+          }
+        } else {
           const T* a;
           index_t rsa;
           if (pw1) {
-            a = x_img + grp * d.cgi * d.HW + p0;
+            a = xg + p0;
             rsa = d.HW;
           } else {
-            im2col(cols, x_img + grp * d.cgi * d.HW, g, d.cgi, p0, np);
-            a = cols;
+            im2col(ws, xg, g, d.cgi, p0, np);
+            a = ws;
             rsa = np;
           }
-          mm<T>(d.K, d.cgo, np, a, rsa, 1, dy + (n * g.co + grp * d.cgo) * d.P + p0, 1, d.P,
-                dst + grp * d.K * d.cgo, d.cgo, beta, nullptr);
+          // dwT_g (K x cgo) += cols (K x np) @ dy_g^T (np x cgo)
+          mm<T>(d.K, d.cgo, np, a, rsa, 1, dyg, 1, d.P, dst + grp * d.K * d.cgo, d.cgo, beta,
+                nullptr);
         }
       }
     }
   };
 
-  if (chunks == 1) {  // one image: its GEMMs use the threads
+  if (chunks == 1) {  // a single band of a single image: its GEMMs use the threads
     DenormalGuard guard;
     chunk(0);
   } else {
+    const double work = double(g.n) * double(g.co) * double(d.P) * double(d.K);
     parallel_for(chunks, threads_for(work, 1 << 17), [&](std::int64_t c, int) { chunk(c); });
   }
-  // dw[grp*cgo + co][kk] = sum over chunks, in chunk order, of partial[grp][kk][co]. Each output
-  // row is independent, so any split of the rows across threads gives the same sums.
+  // dw[grp*cgo + co][c][tap] = the chunks' sums, added in chunk order. Each output row is
+  // independent, so any split of the rows across threads gives the same sums.
   parallel_range(g.co, std::max<index_t>(1, 16384 / std::max<index_t>(d.K, 1)),
                  threads_for(double(dw_elems) * double(chunks), 1 << 18),
                  [&](index_t lo, index_t hi) {
     for (index_t co_all = lo; co_all < hi; ++co_all) {
       const index_t grp = co_all / d.cgo, co = co_all % d.cgo;
       T* out = dw + co_all * d.K;
-      const T* p0 = partials + grp * d.K * d.cgo + co;
-      for (index_t kk = 0; kk < d.K; ++kk) out[kk] = p0[kk * d.cgo];
-      for (index_t c = 1; c < chunks; ++c) {
-        const T* pc = p0 + c * dw_elems;
-        for (index_t kk = 0; kk < d.K; ++kk) out[kk] += pc[kk * d.cgo];
-      }
+      for (index_t c = 0; c < d.cgi; ++c)
+        for (index_t tap = 0; tap < d.kk; ++tap) {
+          const index_t at = rowtap ? ((grp * d.kk + tap) * d.cgi + c) * d.cgo + co
+                                    : (grp * d.K + c * d.kk + tap) * d.cgo + co;
+          T sum = partials[at];
+          for (index_t ch = 1; ch < chunks; ++ch) sum += partials[ch * dw_elems + at];
+          out[c * d.kk + tap] = sum;
+        }
     }
   });
+  if (db) {
+    for (index_t co = 0; co < g.co; ++co) {
+      double sum = dbp[co];
+      for (index_t ch = 1; ch < chunks; ++ch) sum += dbp[ch * g.co + co];
+      db[co] = T(sum);
+    }
+  }
 }
 
 }  // namespace
+
+const WinoIsaLoops kWinoLoopsGeneric = {
+    "generic",
+    {&wino_input_generic<float>, &wino_output_generic<float>},
+    {&wino_input_generic<double>, &wino_output_generic<double>},
+};
 
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {

@@ -32,4 +32,112 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvGeom& g);
 template <class T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g);
 
+
+// ---- per-ISA loops of the Winograd F(2x2, 3x3) path (kernels/<isa>/conv_<isa>.cpp) ----------
+//
+// The transforms are additions over 16 values per tile; compiled for the baseline ISA (SSE2,
+// and GCC gathering the stride-2 columns one by one) they cost more than the GEMMs they feed, so
+// each ISA file compiles the plain loops below with its own flags. static: each ISA file keeps
+// its own copy (DESIGN.md, build lessons).
+
+template <class T>
+struct WinoLoops {
+  // One row of tiles: the four padded input rows r0, r0 + pitch, ... (tile t reads columns
+  // 2t .. 2t+3) to v[xi*sv + t] = (B^T d B)[xi] for xi < 16.
+  // tmp: 4 * (2*tw + 2) values of scratch.
+  void (*input)(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp);
+  // The products m[xi*sm + t] of one row of tiles to output rows y0 and y1 (y1 may be null:
+  // an odd last row): (A^T m A) + bias, ow columns (the last tile half used when ow is odd).
+  // tmp: 8 * tw values of scratch.
+  void (*output)(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias, T* tmp);
+};
+
+struct WinoIsaLoops {
+  const char* name;
+  WinoLoops<float> f32;
+  WinoLoops<double> f64;
+};
+
+extern const WinoIsaLoops kWinoLoopsGeneric;
+#if defined(FASTNN_HAVE_X86_KERNELS)
+extern const WinoIsaLoops kWinoLoopsAvx2;
+extern const WinoIsaLoops kWinoLoopsAvx512;
+#endif
+
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows (over the whole padded
+// width, unit stride) and then to the columns (tile t reads columns 2t .. 2t+3 of tmp). ivdep:
+// the 16 output rows never overlap, which the compiler cannot prove for a run-time sv.
+template <class T>
+static void wino_input_loop(T* __restrict v, index_t sv, const T* __restrict r0, index_t pitch,
+                            index_t tw, T* __restrict tmp) {
+  const T* r1 = r0 + pitch;
+  const T* r2 = r1 + pitch;
+  const T* r3 = r2 + pitch;
+  const index_t wp = 2 * tw + 2;
+  T* t0 = tmp;
+  T* t1 = tmp + wp;
+  T* t2 = t1 + wp;
+  T* t3 = t2 + wp;
+#pragma GCC ivdep
+  for (index_t q = 0; q < wp; ++q) {
+    t0[q] = r0[q] - r2[q];
+    t1[q] = r1[q] + r2[q];
+    t2[q] = r2[q] - r1[q];
+    t3[q] = r1[q] - r3[q];
+  }
+  for (int k = 0; k < 4; ++k) {
+    const T* tk = tmp + k * wp;
+    T* v0 = v + 4 * k * sv;
+    T* v1 = v0 + sv;
+    T* v2 = v1 + sv;
+    T* v3 = v2 + sv;
+#pragma GCC ivdep
+    for (index_t t = 0; t < tw; ++t) {
+      const T a = tk[2 * t], b = tk[2 * t + 1], c = tk[2 * t + 2], e = tk[2 * t + 3];
+      v0[t] = a - c;
+      v1[t] = b + c;
+      v2[t] = c - b;
+      v3[t] = b - e;
+    }
+  }
+}
+
+// A^T = [1 1 1 0; 0 1 -1 -1]: first over the 4 rows of products (unit stride along the tiles,
+// into tmp), then over the columns, stored interleaved into the two output rows.
+template <class T>
+static void wino_output_loop(T* __restrict y0, T* __restrict y1, const T* __restrict m,
+                             index_t sm, index_t tw, index_t ow, T bias, T* __restrict tmp) {
+  T* p[2][4];
+  for (int k = 0; k < 2; ++k)
+    for (int l = 0; l < 4; ++l) p[k][l] = tmp + (4 * k + l) * tw;
+  for (int l = 0; l < 4; ++l) {
+    const T* a = m + l * sm;
+    const T* b = m + (4 + l) * sm;
+    const T* c = m + (8 + l) * sm;
+    const T* e = m + (12 + l) * sm;
+    T* p0 = p[0][l];
+    T* p1 = p[1][l];
+#pragma GCC ivdep
+    for (index_t t = 0; t < tw; ++t) {
+      p0[t] = a[t] + b[t] + c[t];
+      p1[t] = b[t] - c[t] - e[t];
+    }
+  }
+  const index_t full = ow / 2;
+  for (int k = 0; k < 2; ++k) {
+    T* y = k == 0 ? y0 : y1;
+    if (!y) break;
+    const T* q0 = p[k][0];
+    const T* q1 = p[k][1];
+    const T* q2 = p[k][2];
+    const T* q3 = p[k][3];
+#pragma GCC ivdep
+    for (index_t t = 0; t < full; ++t) {
+      y[2 * t] = q0[t] + q1[t] + q2[t] + bias;
+      y[2 * t + 1] = q1[t] - q2[t] - q3[t] + bias;
+    }
+    if (full < tw) y[2 * full] = q0[full] + q1[full] + q2[full] + bias;  // odd ow
+  }
+}
+
 }  // namespace fastnn

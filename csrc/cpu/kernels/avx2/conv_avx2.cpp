@@ -1,0 +1,30 @@
+// AVX2 build of the Winograd transform loops of csrc/cpu/conv2d.h (compiled with -mavx2 -mfma
+// flags only in this file; chosen at run time): 8 float lanes; GCC shuffles the
+// stride-2 tile columns in registers.
+#include "cpu/conv2d.h"
+
+namespace fastnn {
+namespace conv_avx2 {
+namespace {
+
+template <class T>
+void input(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
+  wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
+}
+
+template <class T>
+void output(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
+            T* tmp) {
+  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
+}
+
+}  // namespace
+}  // namespace conv_avx2
+
+const WinoIsaLoops kWinoLoopsAvx2 = {
+    "avx2",
+    {&conv_avx2::input<float>, &conv_avx2::output<float>},
+    {&conv_avx2::input<double>, &conv_avx2::output<double>},
+};
+
+}  // namespace fastnn
