@@ -133,6 +133,18 @@ CONV_CASES = [
     (2, 3, 10, 12, 4, (3, 3), (2, 2), (1, 1), (1, 1), 1, (4, 5)),     # output cut short
     (2, 4, 9, 9, 6, (3, 3), (2, 2), (0, 0), (1, 1), 1, (3, 3)),       # rows no window reads
     (1, 2, 7, 23, 3, (1, 7), (1, 3), (0, 3), (1, 1), 1, None),        # 1x7, wide stride
+    (2, 6, 13, 12, 5, (3, 3), (3, 2), (1, 1), (2, 1), 1, None),       # stride 3x2, dilation
+    (1, 4, 14, 15, 3, (1, 1), (2, 3), (0, 0), (1, 1), 1, None),       # 1x1, one stride phase
+    # Winograd F(2x2, 3x3): 3x3 stride 1, 16+ channels a group, 64+ output tiles
+    (2, 16, 17, 19, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # odd rows and columns
+    (1, 16, 20, 19, 16, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),     # no padding
+    (1, 16, 15, 16, 20, (3, 3), (1, 1), (2, 2), (1, 1), 1, None),     # padding 2
+    (1, 17, 15, 16, 16, (3, 3), (1, 1), (3, 3), (1, 1), 1, None),     # padding > kernel
+    (2, 32, 17, 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 2, None),     # groups of 16
+    (1, 16, 66, 65, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # two bands of tiles
+    (2, 16, 20, 20, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, (18, 17)),  # output cut short
+    # several small images in one GEMM, weights beyond the GEMM's direct-path budget
+    (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
 
 
@@ -228,6 +240,24 @@ def test_conv2d_nan_inf_propagate(rng):
     check_op(y, ref, reduction=w[0].size)
 
 
+def test_conv2d_winograd_nan_propagates(rng):
+    """NaN inputs give NaN exactly where the direct sum does (3x3 stride 1: Winograd)."""
+    case = (2, 16, 18, 17, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None)
+    x, w, b, dy, out = _conv_data(rng, case, np.float32)
+    x[0, 3, 5, 7] = np.nan
+    x[1, 0, 0, 16] = np.nan
+    x[1, 9, 17, 0] = np.nan
+    ref = ref_conv(x, w, b, (1, 1), (1, 1), (1, 1), 1, out)
+    check_op(run_forward(x, w, b, out, case), ref, reduction=w[0].size)
+    dxr = ref_conv_backward(x, w, dy, (1, 1), (1, 1), (1, 1), 1)[0]
+    dy[0, 2, 4, 4] = np.nan
+    dx = run_backward(x, w, dy, case)[0]
+    assert np.isnan(dx).sum() > 0
+    assert np.array_equal(np.isnan(dx), np.isnan(
+        ref_conv_backward(x, w, dy, (1, 1), (1, 1), (1, 1), 1)[0]))
+    assert not np.isnan(dxr).any()
+
+
 # ---- bit-identical at any thread count --------------------------------------------------------
 
 DETERMINISM_CASES = [
@@ -237,6 +267,8 @@ DETERMINISM_CASES = [
     (9, 16, 15, 14, 8, (1, 1), (1, 1), (0, 0), (1, 1), 1, None),      # pointwise
     (1, 32, 40, 37, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # batch 1
     (1, 8, 33, 34, 4, (3, 3), (2, 2), (1, 1), (1, 1), 1, None),       # batch 1, stride 2
+    (3, 16, 66, 65, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, bands
+    (7, 24, 6, 7, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),       # images batched
 ]
 
 
