@@ -217,9 +217,14 @@ def test_conv2d_backward_weight_without_db(rng):
              reduction=dy[:, 0].size)
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 4, 6, 13)], ids=_case_id)
+ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
+    (2, 16, 17, 19, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd
+]
+
+
+@pytest.mark.parametrize("case", ISA_CASES, ids=_case_id)
 def test_conv2d_every_isa(rng, isa, case):
-    """The GEMMs behind the convolution under each instruction set."""
+    """The GEMMs and Winograd transforms behind the convolution under each instruction set."""
     x, w, b, dy, out = _conv_data(rng, case, np.float32)
     s, p, d, g = case[6], case[7], case[8], case[9]
     check_op(run_forward(x, w, b, out, case), ref_conv(x, w, b, s, p, d, g, out),

@@ -50,6 +50,11 @@ struct WinoLoops {
   // an odd last row): (A^T m A) + bias, ow columns (the last tile half used when ow is odd).
   // tmp: 8 * tw values of scratch.
   void (*output)(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias, T* tmp);
+  // The weight gradient's transform of one row of output-gradient tiles: rows d0 and d1 (d1 null
+  // past the last row; the last tile's second column is 0 when ow is odd) to
+  // z[xi*sz + t] = (A dy A^T)[xi], the adjoint of `output`.
+  // tmp: 8 * tw values of scratch.
+  void (*grad)(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow, T* tmp);
 };
 
 struct WinoIsaLoops {
@@ -137,6 +142,50 @@ static void wino_output_loop(T* __restrict y0, T* __restrict y1, const T* __rest
       y[2 * t + 1] = q1[t] - q2[t] - q3[t] + bias;
     }
     if (full < tw) y[2 * full] = q0[full] + q1[full] + q2[full] + bias;  // odd ow
+  }
+}
+
+// A = [1 0; 1 1; 1 -1; 0 -1]: z = A d A^T for the 2x2 tile d, the rows first (over the whole
+// width, unit stride, into tmp, zero-extended to 2*tw columns), then the columns.
+template <class T>
+static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d0,
+                           const T* __restrict d1, index_t tw, index_t ow, T* __restrict tmp) {
+  const index_t w2 = 2 * tw;
+  T* r0 = tmp;
+  T* r1 = r0 + w2;
+  T* r2 = r1 + w2;
+  T* r3 = r2 + w2;
+  if (d1) {
+#pragma GCC ivdep
+    for (index_t q = 0; q < ow; ++q) {
+      r0[q] = d0[q];
+      r1[q] = d0[q] + d1[q];
+      r2[q] = d0[q] - d1[q];
+      r3[q] = -d1[q];
+    }
+  } else {
+    for (index_t q = 0; q < ow; ++q) {
+      r0[q] = d0[q];
+      r1[q] = d0[q];
+      r2[q] = d0[q];
+      r3[q] = T(0);
+    }
+  }
+  for (index_t q = ow; q < w2; ++q) r0[q] = r1[q] = r2[q] = r3[q] = T(0);
+  for (int k = 0; k < 4; ++k) {
+    const T* rk = tmp + k * w2;
+    T* z0 = z + 4 * k * sz;
+    T* z1 = z0 + sz;
+    T* z2 = z1 + sz;
+    T* z3 = z2 + sz;
+#pragma GCC ivdep
+    for (index_t t = 0; t < tw; ++t) {
+      const T a = rk[2 * t], b = rk[2 * t + 1];
+      z0[t] = a;
+      z1[t] = a + b;
+      z2[t] = a - b;
+      z3[t] = -b;
+    }
   }
 }
 

@@ -18,13 +18,19 @@ void output(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias
   wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
 }
 
+template <class T>
+void grad(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
+          T* tmp) {
+  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
+}
+
 }  // namespace
 }  // namespace conv_avx2
 
 const WinoIsaLoops kWinoLoopsAvx2 = {
     "avx2",
-    {&conv_avx2::input<float>, &conv_avx2::output<float>},
-    {&conv_avx2::input<double>, &conv_avx2::output<double>},
+    {&conv_avx2::input<float>, &conv_avx2::output<float>, &conv_avx2::grad<float>},
+    {&conv_avx2::input<double>, &conv_avx2::output<double>, &conv_avx2::grad<double>},
 };
 
 }  // namespace fastnn

@@ -18,13 +18,19 @@ void output(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias
   wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
 }
 
+template <class T>
+void grad(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
+          T* tmp) {
+  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
+}
+
 }  // namespace
 }  // namespace conv_avx512
 
 const WinoIsaLoops kWinoLoopsAvx512 = {
     "avx512",
-    {&conv_avx512::input<float>, &conv_avx512::output<float>},
-    {&conv_avx512::input<double>, &conv_avx512::output<double>},
+    {&conv_avx512::input<float>, &conv_avx512::output<float>, &conv_avx512::grad<float>},
+    {&conv_avx512::input<double>, &conv_avx512::output<double>, &conv_avx512::grad<double>},
 };
 
 }  // namespace fastnn
