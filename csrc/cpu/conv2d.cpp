@@ -266,6 +266,51 @@ void pad_band(T* xp, const T* x_img, const ConvGeom& g, index_t cgi, const PadBa
 }
 
 
+// ---- the per-ISA loops (conv2d.h) -----------------------------------------------------------
+
+template <class T>
+void wino_input_generic(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
+  wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
+}
+template <class T>
+void wino_output_generic(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
+            T* tmp) {
+  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
+}
+
+template <class T>
+void wino_grad_generic(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
+          T* tmp) {
+  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
+}
+
+template <class T>
+void direct_plane_generic(T* y, const T* x, const T* w, T bias, const ConvGeom& g) {
+  direct_plane_loop<T>(y, x, w, bias, g);
+}
+
+template <class T>
+void direct_plane_adjoint_generic(T* dx, const T* dy, const T* w, const ConvGeom& g) {
+  direct_plane_adjoint_loop<T>(dx, dy, w, g);
+}
+
+const WinoIsaLoops& wino_isa() {
+#if defined(FASTNN_HAVE_X86_KERNELS)
+  switch (active_isa()) {
+    case Isa::avx512: return kWinoLoopsAvx512;
+    case Isa::avx2: return kWinoLoopsAvx2;
+    default: break;
+  }
+#endif
+  return kWinoLoopsGeneric;
+}
+template <class T>
+const WinoLoops<T>& wino_loops();
+template <>
+const WinoLoops<float>& wino_loops<float>() { return wino_isa().f32; }
+template <>
+const WinoLoops<double>& wino_loops<double>() { return wino_isa().f64; }
+
 // ---- direct loops: one input channel per output channel -------------------------------------
 
 template <class T>
@@ -273,36 +318,14 @@ void direct_forward(T* y, const T* x, const T* w, const T* bias, const ConvGeom&
   const Derived d(g);
   const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
   const index_t planes = g.n * g.co;
+  const WinoLoops<T>& L = wino_loops<T>();
   // Planes per chunk: about 32K multiply-adds each, so claiming one costs nothing in comparison.
   const index_t grain = std::max<index_t>(1, index_t(32768.0 / std::max(1.0, double(d.P * d.kk))));
   parallel_range(planes, grain, threads_for(work), [&](index_t lo, index_t hi) {
     for (index_t pl = lo; pl < hi; ++pl) {
       const index_t n = pl / g.co, co = pl % g.co, c = co / d.cgo;
-      const T* xp = x + (n * g.ci + c) * d.HW;
-      const T* wp = w + co * d.kk;
-      T* yp = y + pl * d.P;
-      const T b0 = bias ? bias[co] : T(0);
-      for (index_t oh = 0; oh < g.oh; ++oh) {
-        T* yr = yp + oh * g.ow;
-        for (index_t ow = 0; ow < g.ow; ++ow) yr[ow] = b0;
-        for (index_t i = 0; i < g.kh; ++i) {
-          const index_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih < 0 || ih >= g.h) continue;
-          const T* xr = xp + ih * g.w;
-          for (index_t j = 0; j < g.kw; ++j) {
-            const T wv = wp[i * g.kw + j];
-            const index_t coff = j * g.dw - g.pw;
-            index_t lo2, hi2;
-            inside(coff, g.sw, g.w, g.ow, lo2, hi2);
-            if (g.sw == 1) {
-              const T* s = xr + coff;
-              for (index_t ow = lo2; ow < hi2; ++ow) yr[ow] += wv * s[ow];
-            } else {
-              for (index_t ow = lo2; ow < hi2; ++ow) yr[ow] += wv * xr[ow * g.sw + coff];
-            }
-          }
-        }
-      }
+      L.direct_plane(y + pl * d.P, x + (n * g.ci + c) * d.HW, w + co * d.kk,
+                     bias ? bias[co] : T(0), g);
     }
   });
 }
@@ -312,6 +335,7 @@ void direct_backward_data(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   const Derived d(g);
   const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
   const index_t planes = g.n * g.ci;
+  const WinoLoops<T>& L = wino_loops<T>();
   const index_t grain =
       std::max<index_t>(1, index_t(32768.0 / std::max(1.0, double(d.cgo * d.P * d.kk))));
   parallel_range(planes, grain, threads_for(work), [&](index_t lo, index_t hi) {
@@ -319,30 +343,8 @@ void direct_backward_data(T* dx, const T* dy, const T* w, const ConvGeom& g) {
       const index_t n = pl / g.ci, c = pl % g.ci;  // cgi == 1: input channel c is group c
       T* xp = dx + pl * d.HW;
       zero(xp, d.HW);
-      for (index_t co = c * d.cgo; co < (c + 1) * d.cgo; ++co) {
-        const T* wp = w + co * d.kk;
-        const T* yp = dy + (n * g.co + co) * d.P;
-        for (index_t oh = 0; oh < g.oh; ++oh) {
-          const T* yr = yp + oh * g.ow;
-          for (index_t i = 0; i < g.kh; ++i) {
-            const index_t ih = oh * g.sh - g.ph + i * g.dh;
-            if (ih < 0 || ih >= g.h) continue;
-            T* xr = xp + ih * g.w;
-            for (index_t j = 0; j < g.kw; ++j) {
-              const T wv = wp[i * g.kw + j];
-              const index_t coff = j * g.dw - g.pw;
-              index_t lo2, hi2;
-              inside(coff, g.sw, g.w, g.ow, lo2, hi2);
-              if (g.sw == 1) {
-                T* s = xr + coff;
-                for (index_t ow = lo2; ow < hi2; ++ow) s[ow] += wv * yr[ow];
-              } else {
-                for (index_t ow = lo2; ow < hi2; ++ow) xr[ow * g.sw + coff] += wv * yr[ow];
-              }
-            }
-          }
-        }
-      }
+      for (index_t co = c * d.cgo; co < (c + 1) * d.cgo; ++co)
+        L.direct_plane_adjoint(xp, dy + (n * g.co + co) * d.P, w + co * d.kk, g);
     }
   });
 }
@@ -606,38 +608,6 @@ void forward_gemm(T* y, const T* x, const WeightView<T>& wv, const T* bias, cons
 // infinite input meets both signs inside a tile's transform, so a window holding inf gives NaN
 // where the direct sum gives +-inf (NaN still propagates as NaN).
 
-template <class T>
-void wino_input_generic(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
-  wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
-}
-template <class T>
-void wino_output_generic(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
-            T* tmp) {
-  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
-}
-
-template <class T>
-void wino_grad_generic(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
-          T* tmp) {
-  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
-}
-
-const WinoIsaLoops& wino_isa() {
-#if defined(FASTNN_HAVE_X86_KERNELS)
-  switch (active_isa()) {
-    case Isa::avx512: return kWinoLoopsAvx512;
-    case Isa::avx2: return kWinoLoopsAvx2;
-    default: break;
-  }
-#endif
-  return kWinoLoopsGeneric;
-}
-template <class T>
-const WinoLoops<T>& wino_loops();
-template <>
-const WinoLoops<float>& wino_loops<float>() { return wino_isa().f32; }
-template <>
-const WinoLoops<double>& wino_loops<double>() { return wino_isa().f64; }
 
 // L2 budget of a band's transformed inputs and products (2 MiB L2 here; 512 KiB and 2 MiB
 // budgets measured 2-5% slower at 56x56 with 64 channels).
@@ -1162,8 +1132,10 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
 
 const WinoIsaLoops kWinoLoopsGeneric = {
     "generic",
-    {&wino_input_generic<float>, &wino_output_generic<float>, &wino_grad_generic<float>},
-    {&wino_input_generic<double>, &wino_output_generic<double>, &wino_grad_generic<double>},
+    {&wino_input_generic<float>, &wino_output_generic<float>, &wino_grad_generic<float>,
+     &direct_plane_generic<float>, &direct_plane_adjoint_generic<float>},
+    {&wino_input_generic<double>, &wino_output_generic<double>, &wino_grad_generic<double>,
+     &direct_plane_generic<double>, &direct_plane_adjoint_generic<double>},
 };
 
 template <class T>

@@ -33,11 +33,12 @@ template <class T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g);
 
 
-// ---- per-ISA loops of the Winograd F(2x2, 3x3) path (kernels/<isa>/conv_<isa>.cpp) ----------
+// ---- per-ISA loops: Winograd F(2x2, 3x3) transforms, direct planes (kernels/<isa>/conv_<isa>.cpp)
 //
 // The transforms are additions over 16 values per tile; compiled for the baseline ISA (SSE2,
 // and GCC gathering the stride-2 columns one by one) they cost more than the GEMMs they feed, so
-// each ISA file compiles the plain loops below with its own flags. static: each ISA file keeps
+// each ISA file compiles the plain loops below with its own flags (so do the direct loops of
+// depthwise layers: 4 lanes made them 2x slower than PyTorch). static: each ISA file keeps
 // its own copy (DESIGN.md, build lessons).
 
 template <class T>
@@ -55,6 +56,11 @@ struct WinoLoops {
   // z[xi*sz + t] = (A dy A^T)[xi], the adjoint of `output`.
   // tmp: 8 * tw values of scratch.
   void (*grad)(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow, T* tmp);
+  // Direct convolution of one plane (one input channel per output channel, g.kh x g.kw taps
+  // w): y (oh x ow) := bias + sum over taps of w * shifted x (h x w).
+  void (*direct_plane)(T* y, const T* x, const T* w, T bias, const ConvGeom& g);
+  // Its adjoint: dx (h x w) += sum over taps of w * dy (oh x ow) scattered back.
+  void (*direct_plane_adjoint)(T* dx, const T* dy, const T* w, const ConvGeom& g);
 };
 
 struct WinoIsaLoops {
@@ -68,6 +74,71 @@ extern const WinoIsaLoops kWinoLoopsGeneric;
 extern const WinoIsaLoops kWinoLoopsAvx2;
 extern const WinoIsaLoops kWinoLoopsAvx512;
 #endif
+
+// The outputs o in [0, n) whose input index o*s + off lies inside [0, size), as [lo, hi).
+static inline void conv_inside(index_t off, index_t s, index_t size, index_t n, index_t& lo,
+                               index_t& hi) {
+  // floor division for a possibly negative numerator (s > 0)
+  auto fdiv = [](index_t a, index_t b) { return a / b - ((a % b != 0) && (a < 0)); };
+  lo = -fdiv(off, s);
+  if (lo < 0) lo = 0;
+  hi = fdiv(size - 1 - off, s) + 1;
+  if (hi > n) hi = n;
+  if (hi < lo) hi = lo;
+}
+
+// The direct loops: along each output row, one multiply-add per tap over the columns whose
+// input is inside the image (unit stride for stride 1, which the compiler vectorizes).
+template <class T>
+static void direct_plane_loop(T* __restrict y, const T* __restrict x, const T* __restrict w,
+                              T bias, const ConvGeom& g) {
+  for (index_t oh = 0; oh < g.oh; ++oh) {
+    T* yr = y + oh * g.ow;
+    for (index_t q = 0; q < g.ow; ++q) yr[q] = bias;
+    for (index_t i = 0; i < g.kh; ++i) {
+      const index_t ih = oh * g.sh - g.ph + i * g.dh;
+      if (ih < 0 || ih >= g.h) continue;
+      const T* xr = x + ih * g.w;
+      for (index_t j = 0; j < g.kw; ++j) {
+        const T wv = w[i * g.kw + j];
+        const index_t off = j * g.dw - g.pw;
+        index_t lo, hi;
+        conv_inside(off, g.sw, g.w, g.ow, lo, hi);
+        if (g.sw == 1) {
+          const T* s = xr + off;
+          for (index_t q = lo; q < hi; ++q) yr[q] += wv * s[q];
+        } else {
+          for (index_t q = lo; q < hi; ++q) yr[q] += wv * xr[q * g.sw + off];
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+static void direct_plane_adjoint_loop(T* __restrict dx, const T* __restrict dy,
+                                      const T* __restrict w, const ConvGeom& g) {
+  for (index_t oh = 0; oh < g.oh; ++oh) {
+    const T* yr = dy + oh * g.ow;
+    for (index_t i = 0; i < g.kh; ++i) {
+      const index_t ih = oh * g.sh - g.ph + i * g.dh;
+      if (ih < 0 || ih >= g.h) continue;
+      T* xr = dx + ih * g.w;
+      for (index_t j = 0; j < g.kw; ++j) {
+        const T wv = w[i * g.kw + j];
+        const index_t off = j * g.dw - g.pw;
+        index_t lo, hi;
+        conv_inside(off, g.sw, g.w, g.ow, lo, hi);
+        if (g.sw == 1) {
+          T* s = xr + off;
+          for (index_t q = lo; q < hi; ++q) s[q] += wv * yr[q];
+        } else {
+          for (index_t q = lo; q < hi; ++q) xr[q * g.sw + off] += wv * yr[q];
+        }
+      }
+    }
+  }
+}
 
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows (over the whole padded
 // width, unit stride) and then to the columns (tile t reads columns 2t .. 2t+3 of tmp). ivdep:

@@ -24,13 +24,25 @@ void grad(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
   wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
 }
 
+template <class T>
+void direct_plane(T* y, const T* x, const T* w, T bias, const ConvGeom& g) {
+  direct_plane_loop<T>(y, x, w, bias, g);
+}
+
+template <class T>
+void direct_plane_adjoint(T* dx, const T* dy, const T* w, const ConvGeom& g) {
+  direct_plane_adjoint_loop<T>(dx, dy, w, g);
+}
+
 }  // namespace
 }  // namespace conv_avx2
 
 const WinoIsaLoops kWinoLoopsAvx2 = {
     "avx2",
-    {&conv_avx2::input<float>, &conv_avx2::output<float>, &conv_avx2::grad<float>},
-    {&conv_avx2::input<double>, &conv_avx2::output<double>, &conv_avx2::grad<double>},
+    {&conv_avx2::input<float>, &conv_avx2::output<float>, &conv_avx2::grad<float>,
+     &conv_avx2::direct_plane<float>, &conv_avx2::direct_plane_adjoint<float>},
+    {&conv_avx2::input<double>, &conv_avx2::output<double>, &conv_avx2::grad<double>,
+     &conv_avx2::direct_plane<double>, &conv_avx2::direct_plane_adjoint<double>},
 };
 
 }  // namespace fastnn
