@@ -37,17 +37,9 @@ namespace {
 
 // ---- small helpers ---------------------------------------------------------------------------
 
-inline index_t floor_div(index_t a, index_t b) {  // b > 0
-  const index_t q = a / b;
-  return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-inline index_t ceil_div(index_t a, index_t b) { return -floor_div(-a, b); }
-
-// The outputs o in [0, n) whose input index o*s + off lies inside [0, size), as [lo, hi).
+// [lo, hi): the outputs o in [0, n) whose input index o*s + off lies inside [0, size).
 inline void inside(index_t off, index_t s, index_t size, index_t n, index_t& lo, index_t& hi) {
-  lo = std::max<index_t>(0, ceil_div(-off, s));
-  hi = std::min<index_t>(n, floor_div(size - 1 - off, s) + 1);
-  if (hi < lo) hi = lo;
+  conv_inside(off, s, size, n, lo, hi);
 }
 
 template <class T>
