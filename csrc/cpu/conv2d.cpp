@@ -286,22 +286,22 @@ void direct_plane_adjoint_generic(T* dx, const T* dy, const T* w, const ConvGeom
   direct_plane_adjoint_loop<T>(dx, dy, w, g);
 }
 
-const WinoIsaLoops& wino_isa() {
+const ConvIsaLoops& conv_isa() {
 #if defined(FASTNN_HAVE_X86_KERNELS)
   switch (active_isa()) {
-    case Isa::avx512: return kWinoLoopsAvx512;
-    case Isa::avx2: return kWinoLoopsAvx2;
+    case Isa::avx512: return kConvLoopsAvx512;
+    case Isa::avx2: return kConvLoopsAvx2;
     default: break;
   }
 #endif
-  return kWinoLoopsGeneric;
+  return kConvLoopsGeneric;
 }
 template <class T>
-const WinoLoops<T>& wino_loops();
+const ConvLoops<T>& conv_loops();
 template <>
-const WinoLoops<float>& wino_loops<float>() { return wino_isa().f32; }
+const ConvLoops<float>& conv_loops<float>() { return conv_isa().f32; }
 template <>
-const WinoLoops<double>& wino_loops<double>() { return wino_isa().f64; }
+const ConvLoops<double>& conv_loops<double>() { return conv_isa().f64; }
 
 // ---- direct loops: one input channel per output channel -------------------------------------
 
@@ -310,7 +310,7 @@ void direct_forward(T* y, const T* x, const T* w, const T* bias, const ConvGeom&
   const Derived d(g);
   const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
   const index_t planes = g.n * g.co;
-  const WinoLoops<T>& L = wino_loops<T>();
+  const ConvLoops<T>& L = conv_loops<T>();
   // Planes per chunk: about 32K multiply-adds each, so claiming one costs nothing in comparison.
   const index_t grain = std::max<index_t>(1, index_t(32768.0 / std::max(1.0, double(d.P * d.kk))));
   parallel_range(planes, grain, threads_for(work), [&](index_t lo, index_t hi) {
@@ -327,7 +327,7 @@ void direct_backward_data(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   const Derived d(g);
   const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
   const index_t planes = g.n * g.ci;
-  const WinoLoops<T>& L = wino_loops<T>();
+  const ConvLoops<T>& L = conv_loops<T>();
   const index_t grain =
       std::max<index_t>(1, index_t(32768.0 / std::max(1.0, double(d.cgo * d.P * d.kk))));
   parallel_range(planes, grain, threads_for(work), [&](index_t lo, index_t hi) {
@@ -462,7 +462,7 @@ bool light_weights(const ConvGeom& g) {
 // 3x3 stride 1, 1 of 29 for 3x3 stride 2). For stride 1 there is one phase, the padded input.
 
 struct PhaseBand {
-  index_t r0 = 0, rows = 0;  // output rows [r0, r0 + rows)
+  index_t r0 = 0;            // first output row
   index_t Rq = 0, Wq = 0;    // rows and row pitch of each phase plane
   index_t Q = 0;             // GEMM columns: (rows - 1) * Wq + ow
   unsigned used_a = 0, used_b = 0;  // phases some tap reads (bit a, bit b)
@@ -471,7 +471,6 @@ struct PhaseBand {
 PhaseBand phase_band(const ConvGeom& g, index_t r0, index_t rows) {
   PhaseBand b;
   b.r0 = r0;
-  b.rows = rows;
   b.Rq = rows + ((g.kh - 1) * g.dh) / g.sh;
   b.Wq = g.ow + ((g.kw - 1) * g.dw) / g.sw;
   b.Q = (rows - 1) * b.Wq + g.ow;
@@ -659,7 +658,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
   // 64 at 28x28 cost as much bookkeeping as a full one).
   const index_t bands = std::max<index_t>(1, tiles / Tn);
   const double work = double(g.n) * double(g.co) * double(tiles) * 16.0 * double(d.cgi);
-  const WinoLoops<T>& L = wino_loops<T>();
+  const ConvLoops<T>& L = conv_loops<T>();
 
   for_tasks(g.n * bands, work, [&](index_t task, int inner) {
     const index_t n = task / bands, band = task % bands, T0 = band * Tn;
@@ -889,7 +888,7 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   const index_t s_elems = 16 * g.co * d.cgi;  // S[grp][xi][co][c]
   const index_t chunks = weight_chunks(items, std::size_t(s_elems) * sizeof(T));
   T* partials = static_cast<T*>(job_buffer(std::size_t(chunks * s_elems) * sizeof(T)));
-  const WinoLoops<T>& L = wino_loops<T>();
+  const ConvLoops<T>& L = conv_loops<T>();
 
   auto chunk = [&](index_t c) {
     T* S = partials + c * s_elems;
@@ -1122,7 +1121,7 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
 
 }  // namespace
 
-const WinoIsaLoops kWinoLoopsGeneric = {
+const ConvIsaLoops kConvLoopsGeneric = {
     "generic",
     {&wino_input_generic<float>, &wino_output_generic<float>, &wino_grad_generic<float>,
      &direct_plane_generic<float>, &direct_plane_adjoint_generic<float>},

@@ -42,7 +42,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeo
 // its own copy (DESIGN.md, build lessons).
 
 template <class T>
-struct WinoLoops {
+struct ConvLoops {
   // One row of tiles: the four padded input rows r0, r0 + pitch, ... (tile t reads columns
   // 2t .. 2t+3) to v[xi*sv + t] = (B^T d B)[xi] for xi < 16.
   // tmp: 4 * (2*tw + 2) values of scratch.
@@ -63,16 +63,16 @@ struct WinoLoops {
   void (*direct_plane_adjoint)(T* dx, const T* dy, const T* w, const ConvGeom& g);
 };
 
-struct WinoIsaLoops {
+struct ConvIsaLoops {
   const char* name;
-  WinoLoops<float> f32;
-  WinoLoops<double> f64;
+  ConvLoops<float> f32;
+  ConvLoops<double> f64;
 };
 
-extern const WinoIsaLoops kWinoLoopsGeneric;
+extern const ConvIsaLoops kConvLoopsGeneric;
 #if defined(FASTNN_HAVE_X86_KERNELS)
-extern const WinoIsaLoops kWinoLoopsAvx2;
-extern const WinoIsaLoops kWinoLoopsAvx512;
+extern const ConvIsaLoops kConvLoopsAvx2;
+extern const ConvIsaLoops kConvLoopsAvx512;
 #endif
 
 // The outputs o in [0, n) whose input index o*s + off lies inside [0, size), as [lo, hi).

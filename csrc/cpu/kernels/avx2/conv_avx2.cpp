@@ -1,6 +1,7 @@
-// AVX2 build of the Winograd transform loops of csrc/cpu/conv2d.h (compiled with -mavx2 -mfma
-// flags only in this file; chosen at run time): 8 float lanes; GCC shuffles the
-// stride-2 tile columns in registers.
+// AVX2 build of the convolution loops of csrc/cpu/conv2d.h: the Winograd transforms and the
+// direct (depthwise) planes, compiled with -mavx2 -mfma only in this file and chosen at run time.
+// 8 float lanes where the baseline build had 4, and the stride-2 tile columns gathered with
+// shuffles instead of one load per element.
 #include "cpu/conv2d.h"
 
 namespace fastnn {
@@ -37,7 +38,7 @@ void direct_plane_adjoint(T* dx, const T* dy, const T* w, const ConvGeom& g) {
 }  // namespace
 }  // namespace conv_avx2
 
-const WinoIsaLoops kWinoLoopsAvx2 = {
+const ConvIsaLoops kConvLoopsAvx2 = {
     "avx2",
     {&conv_avx2::input<float>, &conv_avx2::output<float>, &conv_avx2::grad<float>,
      &conv_avx2::direct_plane<float>, &conv_avx2::direct_plane_adjoint<float>},

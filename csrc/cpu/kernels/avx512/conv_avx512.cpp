@@ -1,6 +1,7 @@
-// AVX-512 build of the Winograd transform loops of csrc/cpu/conv2d.h (compiled with AVX-512
-// flags only in this file; chosen at run time): 16 float lanes, and two-source permutes for the
-// stride-2 tile columns.
+// AVX-512 build of the convolution loops of csrc/cpu/conv2d.h: the Winograd transforms and the
+// direct (depthwise) planes, compiled with AVX-512 flags only in this file and chosen at run
+// time. 16 float lanes where the baseline build had 4, and the stride-2 tile columns gathered
+// with two-source permutes instead of one load per element.
 #include "cpu/conv2d.h"
 
 namespace fastnn {
@@ -37,7 +38,7 @@ void direct_plane_adjoint(T* dx, const T* dy, const T* w, const ConvGeom& g) {
 }  // namespace
 }  // namespace conv_avx512
 
-const WinoIsaLoops kWinoLoopsAvx512 = {
+const ConvIsaLoops kConvLoopsAvx512 = {
     "avx512",
     {&conv_avx512::input<float>, &conv_avx512::output<float>, &conv_avx512::grad<float>,
      &conv_avx512::direct_plane<float>, &conv_avx512::direct_plane_adjoint<float>},
