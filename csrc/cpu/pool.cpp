@@ -27,6 +27,12 @@ void max2x2_f32_generic(float* y, std::int64_t* am, const float* r0, const float
   max2x2_scalar(y, am, r0, r1, 0, ow, base, w);
 }
 
+template <class T>
+void max_cell_generic(T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi, index_t sw,
+                      index_t off, std::int64_t base) {
+  max_cell_loop<T>(m, am, xr, lo, hi, sw, off, base);
+}
+
 const PoolRowKernels& pool_rows() {
 #if defined(FASTNN_HAVE_X86_KERNELS)
   switch (active_isa()) {
@@ -79,7 +85,8 @@ inline Span span(index_t o, index_t s, index_t p, index_t k, index_t size) {
 
 }  // namespace
 
-const PoolRowKernels kPoolRowsGeneric = {"generic", &max2x2_f32_generic};
+const PoolRowKernels kPoolRowsGeneric = {"generic", &max2x2_f32_generic, &max_cell_generic<float>,
+                                         &max_cell_generic<double>};
 
 // ---- max pooling -----------------------------------------------------------------------------
 
@@ -103,28 +110,33 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& 
       }
       return;
     }
+    // Any other window: start every output of the row at -inf with the index of its window's
+    // first cell inside the image, then visit the window cells in order, each along the whole
+    // row of windows (the rule is strict, so a window of -inf keeps that first index).
+    const auto cell = [&](T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi,
+                          index_t off, std::int64_t base) {
+      if constexpr (sizeof(T) == sizeof(float)) {
+        K.max_cell_f32(m, am, xr, lo, hi, g.sw, off, base);
+      } else {
+        K.max_cell_f64(m, am, xr, lo, hi, g.sw, off, base);
+      }
+    };
     for (index_t r = 0; r < g.oh; ++r) {
       const Span sh = span(r, g.sh, g.ph, g.kh, g.h);
+      T* m = yp + r * g.ow;
+      std::int64_t* am = ap + r * g.ow;
       for (index_t q = 0; q < g.ow; ++q) {
-        const Span sw = span(q, g.sw, g.pw, g.kw, g.w);
-        if (sh.a1 <= sh.a0 || sw.a1 <= sw.a0) {  // only padding (ops never asks for one)
-          yp[r * g.ow + q] = -std::numeric_limits<T>::infinity();
-          ap[r * g.ow + q] = 0;
-          continue;
+        m[q] = -std::numeric_limits<T>::infinity();
+        am[q] = sh.a0 * g.w + std::min(std::max<index_t>(q * g.sw - g.pw, 0), g.w - 1);
+      }
+      for (index_t i = sh.a0; i < sh.a1; ++i) {
+        const T* xr = xp + i * g.w;
+        for (index_t j = 0; j < g.kw; ++j) {
+          const index_t off = j - g.pw;
+          index_t lo, hi;
+          inside(off, g.sw, g.w, g.ow, lo, hi);
+          if (hi > lo) cell(m, am, xr, lo, hi, off, i * g.w);
         }
-        T m = xp[sh.a0 * g.w + sw.a0];
-        std::int64_t where = sh.a0 * g.w + sw.a0;
-        for (index_t i = sh.a0; i < sh.a1; ++i) {
-          const T* row = xp + i * g.w;
-          for (index_t j = sw.a0; j < sw.a1; ++j) {
-            if (max_takes(row[j], m)) {
-              m = row[j];
-              where = i * g.w + j;
-            }
-          }
-        }
-        yp[r * g.ow + q] = m;
-        ap[r * g.ow + q] = where;
       }
     }
   });

@@ -41,6 +41,13 @@ struct PoolRowKernels {
   const char* name;
   void (*max2x2_f32)(float* y, std::int64_t* am, const float* r0, const float* r1, index_t ow,
                      std::int64_t base, index_t w);
+  // Any window: one window cell along a row of windows, outputs q in [lo, hi): the cell's value
+  // is xr[q*sw + off], its flat index base + q*sw + off; it replaces (m[q], am[q]) by the rule
+  // of max_takes.
+  void (*max_cell_f32)(float* m, std::int64_t* am, const float* xr, index_t lo, index_t hi,
+                       index_t sw, index_t off, std::int64_t base);
+  void (*max_cell_f64)(double* m, std::int64_t* am, const double* xr, index_t lo, index_t hi,
+                       index_t sw, index_t off, std::int64_t base);
 };
 
 extern const PoolRowKernels kPoolRowsGeneric;
@@ -55,6 +62,26 @@ extern const PoolRowKernels kPoolRowsAvx512;
 template <class T>
 static inline bool max_takes(T v, T m) {
   return v > m || (v != v && m == m);
+}
+
+template <class T>
+static void max_cell_loop(T* __restrict m, std::int64_t* __restrict am, const T* __restrict xr,
+                          index_t lo, index_t hi, index_t sw, index_t off, std::int64_t base) {
+  if (sw == 1) {
+    for (index_t q = lo; q < hi; ++q) {
+      const T v = xr[q + off];
+      const bool t = v > m[q] || (v != v && m[q] == m[q]);
+      m[q] = t ? v : m[q];
+      am[q] = t ? base + q + off : am[q];
+    }
+  } else {
+    for (index_t q = lo; q < hi; ++q) {
+      const T v = xr[q * sw + off];
+      const bool t = v > m[q] || (v != v && m[q] == m[q]);
+      m[q] = t ? v : m[q];
+      am[q] = t ? base + q * sw + off : am[q];
+    }
+  }
 }
 
 // Outputs [q0, q1) of a 2x2 stride-2 row, one at a time: the tails of the vector kernels and the

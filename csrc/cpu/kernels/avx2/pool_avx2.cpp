@@ -87,9 +87,16 @@ void max2x2_f32(float* y, std::int64_t* am, const float* r0, const float* r1, in
   }
 }
 
+template <class T>
+void max_cell(T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi, index_t sw, index_t off,
+              std::int64_t base) {
+  max_cell_loop<T>(m, am, xr, lo, hi, sw, off, base);
+}
+
 }  // namespace
 }  // namespace pool_avx2
 
-const PoolRowKernels kPoolRowsAvx2 = {"avx2", &pool_avx2::max2x2_f32};
+const PoolRowKernels kPoolRowsAvx2 = {"avx2", &pool_avx2::max2x2_f32, &pool_avx2::max_cell<float>,
+                                      &pool_avx2::max_cell<double>};
 
 }  // namespace fastnn
