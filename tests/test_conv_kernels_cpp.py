@@ -423,10 +423,12 @@ def test_max_pool2d_nan_and_inf(rng, isa, case, dtype):
     assert np.array_equal(am, ram)
 
 
-@pytest.mark.parametrize("case", [POOL_CASES[i] for i in (0, 1, 2, 3, 4)], ids=_pool_id)
-def test_max_pool2d_every_isa(rng, isa, case):
+@pytest.mark.parametrize("case", [POOL_CASES[i] for i in (0, 1, 2, 3, 4, 5, 6, 7, 9)],
+                         ids=_pool_id)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_every_isa(rng, isa, case, dtype):
     n, c, h, w, k, s, p = case
-    x = rng.integers(-4, 4, size=(n, c, h, w)).astype(np.float32)
+    x = rng.integers(-4, 4, size=(n, c, h, w)).astype(dtype)
     y, am = _pool_run_max(x, k, s, p)
     ry, ram = ref_max_pool(x, k, s, p)
     assert np.array_equal(y, ry) and np.array_equal(am, ram)
