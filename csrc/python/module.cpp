@@ -18,6 +18,8 @@ void bind_nn_activations(py::module_& m);
 void bind_losses(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 }  // namespace fastnn
 
 PYBIND11_MODULE(_C, m) {
@@ -76,4 +78,6 @@ PYBIND11_MODULE(_C, m) {
   fastnn::bind_losses(m);
   fastnn::bind_dropout(m);
   fastnn::bind_optim(m);
+  fastnn::bind_conv(m);
+  fastnn::bind_pool(m);
 }
