@@ -20,7 +20,10 @@ from helpers import check_op
 
 HAS_CPP = _backend._C is not None
 needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="fastnn._C is not built")
-KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activation_backward"]
+KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activation_backward",
+                    "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+                    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+                    "avg_pool2d_backward"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:
