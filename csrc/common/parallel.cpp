@@ -53,7 +53,7 @@ std::atomic<bool> g_hold_workers{false};  // testing::hold_workers  // set while
 // system call and the worker ~10-50 us, during which the caller simply does the work alone.
 // Every spin turn yields the core, so a spinning worker costs another library nothing.
 constexpr int kPreemptedUs = 30;  // a gap this long between two looks: the core was taken away
-constexpr int kLateUs = 200;                  // a job seen this late: the core was taken
+constexpr int kLateUs = 1000;                 // a job seen this late: the core was taken
 constexpr int kLateJobs = 1;                  // jobs seen that late in a row while spinning,
 constexpr std::int64_t kCalmNs = 20'000'000;  // then sleep between jobs for this long
 
@@ -155,10 +155,13 @@ struct Pool {
     // While another thread competes for this core (a spinning worker of OpenBLAS after a NumPy
     // call), a spinning worker only gets the core when the OS ends the other's time slice,
     // milliseconds later, and the caller does the job alone. A sleeping worker woken for the job
-    // preempts the spinner at once. So once a spinning worker sees a job very late (kLateUs: a
-    // virtual machine's core vanishes for tens of microseconds now and then, and sleeping after
-    // such hiccups, at a 30 us threshold, cost a third of the speed of back-to-back 128^3
-    // products), it sleeps between jobs for a while, then tries spinning again.
+    // preempts the spinner at once. So once a spinning worker sees a job a time slice late, it
+    // sleeps between jobs for a while, then tries spinning again. The threshold (kLateUs) is
+    // well above the shorter delays that are no contention: a virtual machine's core vanishing
+    // for tens of microseconds, or the OS briefly placing the worker on the caller's core (then
+    // it sees a job only when the caller pauses, 200-400 us late). Sleeping after those, with a
+    // 30 us or 200 us threshold, made back-to-back small products up to a third slower, partly
+    // because a woken worker tends to be placed on its waker's core.
     std::int64_t calm_until = 0;
     int late_in_row = 0;
     for (;;) {
