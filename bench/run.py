@@ -1,4 +1,4 @@
-"""Benchmark runner: ``python -m bench [--family gemm|mlp|interference|all] [--threads N]
+"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|all] [--threads N]
 [--quick] [--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
 
 The runner loads no library itself: every measurement runs in a process of its own, one per
@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the bench package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
-FAMILIES = ("gemm", "mlp", "interference")
+FAMILIES = ("gemm", "conv", "mlp", "interference")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -38,7 +38,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark fastnn against NumPy and PyTorch CPU.")
     p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
-                   help="gemm: square products and linear layers (with the FMA peak); mlp: "
+                   help="gemm: square products and linear layers (with the FMA peak); conv: "
+                        "conv2d forward, forward+backward and max pooling; mlp: "
                         "Fashion-MNIST training; interference: libraries in one process")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
@@ -87,6 +88,10 @@ def run_gemm(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
     res = gemm.combine(per_lib, pk["gflops"])
     res["processes"] = {lib: r.get("process") for lib, r in per_lib.items()}
     return {"peak": pk, "gemm": res}
+
+
+def run_conv(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
+    return conv.combine({lib: _worker("conv", lib, args) for lib in libs})
 
 
 def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
@@ -144,6 +149,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings = _kernel_check(libs_env, results["gemm"]["processes"])
         print("\n".join(peak.peak_lines(results["peak"]) + [""] + warnings))
         print(gemm.report(results["gemm"]) + "\n", flush=True)
+    if "conv" in families:
+        results["conv"] = run_conv(args, libs)
+        print(conv.report(results["conv"]) + "\n", flush=True)
     if "mlp" in families:
         results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)
