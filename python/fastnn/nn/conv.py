@@ -29,6 +29,7 @@ Glorot and He initializers get Keras's fans for conv kernels: receptive field ti
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,7 +38,7 @@ from .. import ops
 from . import _spatial as sp
 from . import initializers, regularizers
 from ._activation_spec import resolve_activation
-from .core import Layer, _as_array
+from .core import _as_array, _KernelBiasLayer
 
 __all__ = ["Conv1D", "Conv2D", "Conv2DTranspose"]
 
@@ -49,7 +50,7 @@ def _positive(value: Any, name: str) -> int:
     return int(value)
 
 
-class _Conv(Layer):
+class _Conv(_KernelBiasLayer, ABC):
     """The shared machinery; subclasses fix the rank (1 or 2) and whether it is transposed."""
 
     _RANK = 2
@@ -109,11 +110,11 @@ class _Conv(Layer):
 
     # -- shapes ---------------------------------------------------------------------------------
 
+    @abstractmethod
     def _axis_geometry(self, a: int, size: int):
         """What axis ``a`` (0: height, 1: width) of the 2-D geometry needs for an input of
         ``size``: ``(pads, out)`` for a convolution (pads ``(before, after)``), ``(padding,
         output_padding, crop, out)`` for a transposed one."""
-        raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
         n = self._RANK
@@ -176,12 +177,13 @@ class _Conv(Layer):
         # (filters, c/g, k) -> (filters, c/g, 1, k): a view, contiguous like the kernel.
         return self.kernel if self._RANK == 2 else self.kernel[:, :, None, :]
 
+    @abstractmethod
     def _run(self, xi: np.ndarray) -> np.ndarray:
         """The convolution of an NCHW batch; keeps the op's ctx and the padding it used."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _run_backward(self, dy: np.ndarray, need_dx: bool):
-        raise NotImplementedError
+        """``(dx, dkernel, dbias)`` of the last ``_run``; None for those not computed."""
 
     def forward(self, x, training=False):
         x = self._input(x)
@@ -206,27 +208,8 @@ class _Conv(Layer):
         need_dw = self.trainable
         dx, dw, db = self._run_backward(dy, need_dx)
         if need_dw:
-            dw = dw.reshape(self.kernel.shape)
-            if self.kernel_regularizer is not None:
-                self.kernel_regularizer.add_grad(dw, self.kernel)
-            self.grads[0] = dw
-            if db is not None:
-                if self.bias_regularizer is not None:
-                    self.bias_regularizer.add_grad(db, self.bias)
-                self.grads[1] = db
+            self._store_grads(dw.reshape(self.kernel.shape), db)
         return None if dx is None else sp.from_nchw(dx, self._RANK, self._last)
-
-    @property
-    def has_regularizer(self) -> bool:
-        return self.kernel_regularizer is not None or self.bias_regularizer is not None
-
-    def regularization_loss(self) -> float:
-        total = 0.0
-        if self.kernel_regularizer is not None and self.kernel is not None:
-            total += self.kernel_regularizer(self.kernel)
-        if self.bias_regularizer is not None and self.bias is not None:
-            total += self.bias_regularizer(self.bias)
-        return total
 
     def get_config(self):
         cfg = super().get_config()

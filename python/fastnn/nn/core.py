@@ -266,7 +266,37 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r} output_shape={self.output_shape}>"
 
 
-class Dense(Layer):
+class _KernelBiasLayer(Layer):
+    """A layer with a kernel, an optional bias and a regularizer for each (Dense and the
+    convolutions): the regularization loss and the way their gradients are stored."""
+
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+
+    @property
+    def has_regularizer(self) -> bool:
+        return self.kernel_regularizer is not None or self.bias_regularizer is not None
+
+    def regularization_loss(self) -> float:
+        total = 0.0
+        if self.kernel_regularizer is not None and self.kernel is not None:
+            total += self.kernel_regularizer(self.kernel)
+        if self.bias_regularizer is not None and self.bias is not None:
+            total += self.bias_regularizer(self.bias)
+        return total
+
+    def _store_grads(self, dw: Any, db: Any) -> None:
+        """grads[0] = dw and grads[1] = db (when there is a bias), regularizers' terms added."""
+        if self.kernel_regularizer is not None:
+            self.kernel_regularizer.add_grad(dw, self.kernel)
+        self.grads[0] = dw
+        if db is not None:
+            if self.bias_regularizer is not None:
+                self.bias_regularizer.add_grad(db, self.bias)
+            self.grads[1] = db
+
+
+class Dense(_KernelBiasLayer):
     """Fully connected: ``activation(x @ kernel.T + bias)``, one fused op each way.
 
     ``kernel`` has shape ``(units, in_features)`` (the layout of ``ops.linear`` and of PyTorch's
@@ -365,27 +395,8 @@ class Dense(Layer):
         if self._post_ctx is not None:
             dy = self.activation.post_backward(self._post_ctx, dy)
         dx, dw, db = ops.linear_backward(self._ctx, dy, need_dx=need_dx)
-        if self.kernel_regularizer is not None:
-            self.kernel_regularizer.add_grad(dw, self.kernel)
-        grads = self.grads
-        grads[0] = dw
-        if db is not None:
-            if self.bias_regularizer is not None:
-                self.bias_regularizer.add_grad(db, self.bias)
-            grads[1] = db
+        self._store_grads(dw, db)
         return dx
-
-    @property
-    def has_regularizer(self) -> bool:
-        return self.kernel_regularizer is not None or self.bias_regularizer is not None
-
-    def regularization_loss(self) -> float:
-        total = 0.0
-        if self.kernel_regularizer is not None and self.kernel is not None:
-            total += self.kernel_regularizer(self.kernel)
-        if self.bias_regularizer is not None and self.bias is not None:
-            total += self.bias_regularizer(self.bias)
-        return total
 
     def get_config(self):
         cfg = super().get_config()
