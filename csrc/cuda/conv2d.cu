@@ -34,6 +34,7 @@
 #include "cuda/api.h"
 #include "cuda/check.cuh"
 #include "cuda/kernel_launch.cuh"
+#include "cuda/view4.cuh"
 
 namespace fastnn {
 namespace cuda {
@@ -41,27 +42,6 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Views and sizes
-
-// A 4-D strided array on the device (T may be const).
-template <class T>
-struct View4 {
-  T* p = nullptr;
-  index_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  __device__ T& operator()(index_t a, index_t b, index_t c, index_t d) const {
-    return p[a * s0 + b * s1 + c * s2 + d * s3];
-  }
-};
-
-template <class T>
-View4<T> view4(const Array4& a) {
-  View4<T> v;
-  v.p = reinterpret_cast<T*>(a.ptr);
-  v.s0 = a.stride[0];
-  v.s1 = a.stride[1];
-  v.s2 = a.stride[2];
-  v.s3 = a.stride[3];
-  return v;
-}
 
 // The sizes of one convolution, in the forward direction (x -> y).
 struct ConvSizes {
