@@ -53,9 +53,8 @@ std::atomic<bool> g_hold_workers{false};  // testing::hold_workers  // set while
 // system call and the worker ~10-50 us, during which the caller simply does the work alone.
 // Every spin turn yields the core, so a spinning worker costs another library nothing.
 constexpr int kPreemptedUs = 30;  // a gap this long between two looks: the core was taken away
-constexpr int kLateUs = 1000;                 // a job seen this late: the core was taken
-constexpr int kLateJobs = 1;                  // jobs seen that late in a row while spinning,
-constexpr std::int64_t kCalmNs = 20'000'000;  // then sleep between jobs for this long
+constexpr int kLateUs = 1000;                 // a job seen this late while spinning: the core
+constexpr std::int64_t kCalmNs = 20'000'000;  // was taken; then sleep between jobs this long
 
 inline std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -163,21 +162,13 @@ struct Pool {
     // 30 us or 200 us threshold, made back-to-back small products up to a third slower, partly
     // because a woken worker tends to be placed on its waker's core.
     std::int64_t calm_until = 0;
-    int late_in_row = 0;
     for (;;) {
       const std::int64_t before = now_ns();
       bool slept = false;
       seen = wait_for_job(seen, before >= calm_until, &slept);
       const std::int64_t seen_at = now_ns();
-      if (!slept) {
-        const bool late =
-            seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000;
-        late_in_row = late ? late_in_row + 1 : 0;
-        if (late_in_row >= kLateJobs) {
-          calm_until = seen_at + kCalmNs;
-          late_in_row = 0;
-        }
-      }
+      if (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000)
+        calm_until = seen_at + kCalmNs;
       DenormalGuard guard;
       join(seen, slot);
     }
