@@ -1,6 +1,5 @@
 #include "cpu/dropout.h"
 
-#include "common/fpenv.h"
 #include "common/parallel.h"
 #include "common/rng.h"
 #include "common/threading.h"

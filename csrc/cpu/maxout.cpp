@@ -1,6 +1,5 @@
 #include "cpu/maxout.h"
 
-#include "common/fpenv.h"
 #include "common/parallel.h"
 #include "common/threading.h"
 

@@ -1,7 +1,6 @@
 #include "cpu/softmax.h"
 
 #include "common/activations.h"
-#include "common/fpenv.h"
 #include "common/loss_math.h"
 #include "common/parallel.h"
 #include "common/threading.h"
