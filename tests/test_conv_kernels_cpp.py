@@ -143,6 +143,9 @@ CONV_CASES = [
     (2, 32, 17, 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 2, None),     # groups of 16
     (1, 16, 66, 65, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # two bands of tiles
     (2, 16, 20, 20, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, (18, 17)),  # output cut short
+    # Winograd on small images: several whole images a band, the last band short
+    (20, 32, 7, 7, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # 7x7: 16 tiles an image
+    (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # odd sizes, 6 + 3 images
     # several small images in one GEMM, weights beyond the GEMM's direct-path budget
     (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
@@ -219,6 +222,7 @@ def test_conv2d_backward_weight_without_db(rng):
 
 ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
     (2, 16, 17, 19, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd
+    (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, images a band
 ]
 
 
@@ -274,6 +278,8 @@ DETERMINISM_CASES = [
     (1, 8, 33, 34, 4, (3, 3), (2, 2), (1, 1), (1, 1), 1, None),       # batch 1, stride 2
     (3, 16, 66, 65, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, bands
     (7, 24, 6, 7, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),       # images batched
+    (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, images a band
+    (6, 1, 12, 13, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # one input channel: GEMM
 ]
 
 

@@ -2,9 +2,10 @@
 //
 // The path is chosen from the shape alone (never from the thread count, so that results are
 // bit-identical at any number of threads):
-//  - direct loops when every output channel reads one input channel (depthwise, or a single
-//    input channel): a GEMM would have k = kh*kw, far too short to pay for a tile;
-//  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers with 16+ channels and 16x16+ outputs:
+//  - direct loops when every output channel reads one input channel and there are few outputs a
+//    group (depthwise): a GEMM would have k = kh*kw and m = 1, far too small to pay for a tile;
+//  - Winograd F(2x2, 3x3) for 3x3 stride-1 layers with 16+ channels and 16x16+ outputs, or
+//    smaller images with 32+ channels, several whole images to a band (winograd_ok):
 //    2.25x fewer multiply-adds, 16 GEMMs per band of tiles (the biggest single win: at 56x56 with
 //    64 channels it ran in 0.55x the time of im2col + GEMM);
 //  - pointwise (1x1, stride 1, no padding): the input plane already is the GEMM operand;
@@ -138,6 +139,16 @@ struct Derived {
         P(g.oh * g.ow), HW(g.h * g.w) {}
 };
 
+// The direct loops serve layers whose output channels each read one input channel and are few
+// per group (depthwise). With one input channel but many outputs (a network's first layer) the
+// im2col GEMM, k = kh*kw, wins: at 1 -> 32 channels, 28x28, batch 64 it took 0.22x of the
+// direct loops' time forward and 0.25x for the weight gradient.
+constexpr index_t kDirectMaxOut = 4;
+
+bool direct(const ConvGeom& g) {
+  return g.ci == g.groups && g.co / g.groups < kDirectMaxOut;
+}
+
 bool pointwise(const ConvGeom& g) {
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
          g.oh == g.h && g.ow == g.w;
@@ -265,15 +276,13 @@ void wino_input_generic(T* v, index_t sv, const T* r0, index_t pitch, index_t tw
   wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
 }
 template <class T>
-void wino_output_generic(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
-            T* tmp) {
-  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
+void wino_output_generic(T* o, index_t so, const T* m, index_t sm, index_t cols, T bias) {
+  wino_output_loop<T>(o, so, m, sm, cols, bias);
 }
 
 template <class T>
-void wino_grad_generic(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
-          T* tmp) {
-  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
+void wino_grad_generic(T* z, index_t sz, const T* d, index_t sd, index_t cols) {
+  wino_grad_loop<T>(z, sz, d, sd, cols);
 }
 
 template <class T>
@@ -604,16 +613,6 @@ void forward_gemm(T* y, const T* x, const WeightView<T>& wv, const T* bias, cons
 // budgets measured 2-5% slower at 56x56 with 64 channels).
 constexpr double kWinoBandBytes = 1024.0 * 1024.0;
 
-bool winograd_ok(const ConvGeom& g) {
-  const index_t cgi = g.ci / g.groups, cgo = g.co / g.groups;
-  // Below ~16 channels the 16 GEMMs (k = cgi) are too short to run near the tile's speed, and
-  // the transforms' cost per channel pair no longer hides behind them. Below 64 tiles an image
-  // (16x16 outputs) the GEMMs get too few columns: at 14x14 Winograd merely tied with im2col,
-  // at 7x7 it lost by half.
-  const index_t tiles = ((g.oh + 1) / 2) * ((g.ow + 1) / 2);
-  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         cgi >= 16 && cgo >= 16 && tiles >= 64;
-}
 
 // U[grp][xi][c][co] = (G w[grp*cgo + co][c] G^T)[xi], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
 // K-major like to_k_major, so that the GEMM reads U in place in either orientation.
@@ -642,71 +641,212 @@ void wino_weights(T* U, const T* w, const ConvGeom& g) {
       }
 }
 
+// The work items of a Winograd layer. An item is a band of Tn tiles of one image (rows may be
+// cut), within an L2 budget for the transformed inputs and the products, 16 * (cgi + cgo) values
+// a tile, and Tn a multiple of the micro-tile width NR, so that no GEMM column tile runs half
+// empty (at 56x56, whole rows of 28 tiles left one in eight columns of every tile padding).
+// When a whole image has fewer tiles than a band holds, an item is `ipb` whole images side by
+// side instead: at 14x14 one image made GEMMs of 49 columns, and Winograd merely tied with
+// im2col (winograd_ok says what several images a band gained).
+struct WinoPlan {
+  index_t TH = 0, TW = 0, tiles = 0;  // tile rows, tile columns, tiles an image
+  index_t Tn = 0, bands = 0;          // tiles a band and bands an image (ipb == 1)
+  index_t ipb = 1, items = 0;         // images an item and items in all
+  index_t n = 0;                      // images in all
+};
+
 template <class T>
-void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g) {
+WinoPlan wino_plan(const ConvGeom& g) {
   const Derived d(g);
-  const index_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2, tiles = TH * TW;
-  // A band is a run of Tn tiles (row-major over the image's tiles, rows may be cut): the
-  // transformed inputs and the products, 16 * (cgi + cgo) * Tn values, within an L2 budget, and
-  // Tn a multiple of the micro-tile width NR, so that no GEMM column tile runs half empty (at
-  // 56x56, whole rows of 28 tiles left one in eight columns of every tile padding).
+  WinoPlan w;
+  w.n = g.n;
+  w.TH = (g.oh + 1) / 2;
+  w.TW = (g.ow + 1) / 2;
+  w.tiles = w.TH * w.TW;
   const index_t nr = gemm_kernel<T>().blk.nr;
   const double per_tile = 16.0 * double(d.cgi + d.cgo) * double(sizeof(T));
-  index_t Tn = std::max<index_t>(nr, index_t(kWinoBandBytes / per_tile) / nr * nr);
-  if (Tn >= tiles) Tn = tiles;
-  // Whole bands of Tn tiles; the remainder joins the last band (a band of 4 tiles after three of
-  // 64 at 28x28 cost as much bookkeeping as a full one).
-  const index_t bands = std::max<index_t>(1, tiles / Tn);
-  const double work = double(g.n) * double(g.co) * double(tiles) * 16.0 * double(d.cgi);
-  const ConvLoops<T>& L = conv_loops<T>();
+  const index_t budget = std::max<index_t>(nr, index_t(kWinoBandBytes / per_tile) / nr * nr);
+  if (budget >= 2 * w.tiles) {
+    w.ipb = std::min<index_t>(g.n, budget / w.tiles);
+    w.Tn = w.tiles;
+    w.bands = 1;
+    w.items = (g.n + w.ipb - 1) / w.ipb;
+  } else {
+    w.Tn = std::min(budget, w.tiles);
+    // Whole bands of Tn tiles; the remainder joins the last band (a band of 4 tiles after three
+    // of 64 at 28x28 cost as much bookkeeping as a full one).
+    w.bands = std::max<index_t>(1, w.tiles / w.Tn);
+    w.items = g.n * w.bands;
+  }
+  return w;
+}
 
-  for_tasks(g.n * bands, work, [&](index_t task, int inner) {
-    const index_t n = task / bands, band = task % bands, T0 = band * Tn;
-    const index_t tn = band + 1 == bands ? tiles - T0 : Tn;
-    const index_t a_first = T0 / TW, a_last = (T0 + tn - 1) / TW;
+// Winograd where it measured faster than im2col + GEMM (one thread, Sapphire Rapids-class
+// core). Below ~16 channels the 16 GEMMs (k = cgi) are too short to run near the tile's speed,
+// and the transforms' cost per channel pair no longer hides behind them. Images of 64+ tiles
+// (16x16 outputs) always win. Smaller ones win once a band holds several images: 14x14 with
+// 32 -> 64 channels, batch 64, ran in 0.71x (forward), 0.73x (weights) and 0.75x (data) of
+// im2col's time, 7x7 with 64 channels in 0.78x / 0.60x / 0.77x; but 7x7 with 16 channels, or
+// with 128 channels and a batch of 8 (64 tiles a GEMM), lost up to 15% forward; 98 tiles won.
+template <class T>
+bool winograd_ok(const ConvGeom& g) {
+  const index_t cgi = g.ci / g.groups, cgo = g.co / g.groups;
+  if (!(g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+        cgi >= 16 && cgo >= 16))
+    return false;
+  const WinoPlan w = wino_plan<T>(g);
+  if (w.tiles >= 64) return true;
+  return w.tiles >= 16 && cgi >= 32 && cgo >= 32 && w.ipb * w.tiles >= 96;
+}
+
+// One item of a WinoPlan: images [n0, n0 + nimg), each its tiles [T0, T0 + tn), as GEMM columns
+// [i*tn, (i+1)*tn) of image i; the tile rows a_first..a_last hold them.
+struct WinoItem {
+  index_t n0, nimg, T0, tn, a_first, a_last;
+  WinoItem(const WinoPlan& w, index_t it) {
+    if (w.ipb > 1) {
+      n0 = it * w.ipb;
+      nimg = std::min(w.ipb, w.n - n0);
+      T0 = 0;
+      tn = w.tiles;
+    } else {
+      const index_t band = it % w.bands;
+      n0 = it / w.bands;
+      nimg = 1;
+      T0 = band * w.Tn;
+      tn = band + 1 == w.bands ? w.tiles - T0 : w.Tn;
+    }
+    a_first = T0 / w.TW;
+    a_last = (T0 + tn - 1) / w.TW;
+  }
+  // The tile rows of the band, each as a segment [c0, c0 + cnt) of tile columns stored from
+  // column o of the image's run.
+  template <class F>
+  void for_segments(const WinoPlan& w, F&& fn) const {
+    for (index_t a = a_first; a <= a_last; ++a) {
+      const index_t lo = std::max(T0, a * w.TW), hi = std::min(T0 + tn, (a + 1) * w.TW);
+      fn(a, lo - a * w.TW, hi - lo, lo - T0);
+    }
+  }
+  PadBand pad(const WinoPlan& w, const ConvGeom& g) const {
     PadBand b;  // tile row a reads padded rows 2a .. 2a+3, tile column t columns 2t .. 2t+3
     b.ih0 = 2 * a_first - g.ph;
     b.Rp = 2 * (a_last - a_first + 1) + 2;
-    b.Wp = 2 * TW + 2;
-    const index_t xp_elems = d.cgi * b.Rp * b.Wp;
-    // V[c][xi][tile] and M[co][xi][tile]: a transform touches 16 rows tn apart (with [xi][c]
-    // they were cgi*tn apart, 28 KiB at 64 channels: all 16 in one L1 set, thrashing it). The
-    // rows of one xi (a GEMM operand) are ld apart, one cache line more than 16*tn: with tn a
-    // multiple of 16 a plain 16*tn would again put every row of a GEMM's B panel and C tile in
-    // one L1 set (4 KiB apart at tn = 64).
-    const index_t ld = 16 * tn + 64 / index_t(sizeof(T));
-    T* xp = op_scratch<T>(xp_elems + (d.cgi + d.cgo) * ld + 4 * b.Wp + 8 * TW);
-    T* V = xp + xp_elems;
+    b.Wp = 2 * w.TW + 2;
+    return b;
+  }
+};
+
+// V[c][xi][col] = (B^T d B)[xi] of every tile of the item, grp's channels; V rows ld apart.
+template <class T>
+void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
+                 const WinoPlan& w, const WinoItem& item, index_t grp) {
+  const Derived d(g);
+  const ConvLoops<T>& L = conv_loops<T>();
+  const PadBand b = item.pad(w, g);
+  const index_t cols = item.nimg * item.tn;
+  for (index_t i = 0; i < item.nimg; ++i) {
+    pad_band(xp, x + ((item.n0 + i) * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
+    for (index_t c = 0; c < d.cgi; ++c)
+      item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t o) {
+        L.input(V + c * ld + i * item.tn + o, cols,
+                xp + (c * b.Rp + 2 * (a - item.a_first)) * b.Wp + 2 * c0, b.Wp, cnt, tmp);
+      });
+  }
+}
+
+// Scratch of one item: the padded band, V, the products (M or Z) and the loops' tmp.
+template <class T>
+T* wino_scratch(const ConvGeom& g, const WinoPlan& w, const WinoItem& item, index_t ld) {
+  const Derived d(g);
+  const PadBand b = item.pad(w, g);
+  return op_scratch<T>(d.cgi * b.Rp * b.Wp + (d.cgi + d.cgo) * ld +
+                      std::max(4 * b.Wp + 8 * w.TW, 4 * item.nimg * item.tn));
+}
+
+// V and M rows: a transform touches 16 rows `cols` apart (with [xi][c] they were cgi*cols
+// apart, 28 KiB at 64 channels: all 16 in one L1 set, thrashing it). The rows of one xi (a GEMM
+// operand) are ld apart, one cache line more than 16*cols: with cols a multiple of 16 a plain
+// 16*cols would again put every row of a GEMM's B panel and C tile in one L1 set.
+template <class T>
+index_t wino_ld(const WinoItem& item) {
+  return 16 * item.nimg * item.tn + 64 / index_t(sizeof(T));
+}
+
+// The 2x2 outputs of one image's tiles (O[k*so + t], from output_loop) into its plane y_img.
+template <class T>
+void wino_place(T* y_img, const T* O, index_t so, const ConvGeom& g, const WinoPlan& w,
+                const WinoItem& item) {
+  item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t o) {
+    const index_t full = std::min(cnt, (g.ow - 2 * c0) / 2);  // tiles with both columns inside
+    for (index_t r = 0; r < 2 && 2 * a + r < g.oh; ++r) {
+      T* yr = y_img + (2 * a + r) * g.ow + 2 * c0;
+      const T* e = O + 2 * r * so + o;
+      const T* f = e + so;
+      for (index_t t = 0; t < full; ++t) {
+        yr[2 * t] = e[t];
+        yr[2 * t + 1] = f[t];
+      }
+      if (full < cnt) yr[2 * full] = e[full];  // odd ow: the last tile's first column only
+    }
+  });
+}
+
+// The adjoint of wino_place: one image's output-gradient plane dy_img to its tiles' 2x2 blocks,
+// D[k*so + t] (k = 2*row + column), zero where a tile reaches past an odd edge.
+template <class T>
+void wino_gather(T* D, index_t so, const T* dy_img, const ConvGeom& g, const WinoPlan& w,
+                 const WinoItem& item) {
+  item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t o) {
+    const index_t full = std::min(cnt, (g.ow - 2 * c0) / 2);
+    for (index_t r = 0; r < 2; ++r) {
+      T* e = D + 2 * r * so + o;
+      T* f = e + so;
+      if (2 * a + r >= g.oh) {
+        zero(e, cnt);
+        zero(f, cnt);
+        continue;
+      }
+      const T* yr = dy_img + (2 * a + r) * g.ow + 2 * c0;
+      for (index_t t = 0; t < full; ++t) {
+        e[t] = yr[2 * t];
+        f[t] = yr[2 * t + 1];
+      }
+      if (full < cnt) {
+        e[full] = yr[2 * full];
+        f[full] = T(0);
+      }
+    }
+  });
+}
+
+template <class T>
+void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g) {
+  const Derived d(g);
+  const WinoPlan w = wino_plan<T>(g);
+  const double work = double(g.n) * double(g.co) * double(w.tiles) * 16.0 * double(d.cgi);
+  const ConvLoops<T>& L = conv_loops<T>();
+
+  for_tasks(w.items, work, [&](index_t task, int inner) {
+    const WinoItem item(w, task);
+    const index_t cols = item.nimg * item.tn, ld = wino_ld<T>(item);
+    const PadBand b = item.pad(w, g);
+    T* xp = wino_scratch<T>(g, w, item, ld);
+    T* V = xp + d.cgi * b.Rp * b.Wp;
     T* M = V + d.cgi * ld;
     T* tmp = M + d.cgo * ld;
-    // The band's tile rows, each as a segment [c0, c1) of tile columns stored from offset o.
-    auto for_segments = [&](auto&& fn) {
-      for (index_t a = a_first; a <= a_last; ++a) {
-        const index_t lo = std::max(T0, a * TW), hi = std::min(T0 + tn, (a + 1) * TW);
-        fn(a, lo - a * TW, hi - lo, lo - T0);
-      }
-    };
+    T* O = tmp;
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      pad_band(xp, x + (n * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
-      for (index_t c = 0; c < d.cgi; ++c)
-        for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
-          L.input(V + c * ld + o, tn, xp + (c * b.Rp + 2 * (a - a_first)) * b.Wp + 2 * c0,
-                  b.Wp, cnt, tmp);
-        });
+      wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
       const T* Ug = U + grp * 16 * d.cgi * d.cgo;
       for (int xi = 0; xi < 16; ++xi)
-        mm_as_posed<T>(d.cgo, tn, d.cgi, Ug + xi * d.cgi * d.cgo, 1, d.cgo, V + xi * tn, ld,
-                       M + xi * tn, ld, T(0), nullptr, inner);
+        mm_as_posed<T>(d.cgo, cols, d.cgi, Ug + xi * d.cgi * d.cgo, 1, d.cgo, V + xi * cols, ld,
+                       M + xi * cols, ld, T(0), nullptr, inner);
       for (index_t co = 0; co < d.cgo; ++co) {
-        const T b0 = bias ? bias[grp * d.cgo + co] : T(0);
-        T* yo = y + (n * g.co + grp * d.cgo + co) * d.P;
-        for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
-          const index_t oh0 = 2 * a;
-          T* y0 = yo + oh0 * g.ow + 2 * c0;
-          T* y1 = oh0 + 1 < g.oh ? y0 + g.ow : nullptr;
-          L.output(y0, y1, M + co * ld + o, tn, cnt, std::min(2 * cnt, g.ow - 2 * c0), b0,
-                   tmp);
-        });
+        L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
+        for (index_t i = 0; i < item.nimg; ++i)
+          wino_place(y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, O + i * item.tn, cols, g,
+                     w, item);
       }
     }
   });
@@ -718,11 +858,11 @@ template <class T>
 void forward_impl(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g,
                   std::size_t job_at = 0) {
   const Derived d(g);
-  if (d.cgi == 1) {
+  if (direct(g)) {
     direct_forward(y, x, w, bias, g);
     return;
   }
-  if (winograd_ok(g)) {
+  if (winograd_ok<T>(g)) {
     char* job = static_cast<char*>(job_buffer(job_at + std::size_t(16 * g.co * d.cgi) * sizeof(T)));
     T* U = reinterpret_cast<T*>(job + job_at);
     wino_weights(U, w, g);
@@ -826,6 +966,20 @@ void backward_data_impl(T* dx, const T* dy, const T* w, const ConvGeom& g) {
 
 // ---- backward of the weight --------------------------------------------------------------------
 
+// The sum of one plane: 16 lanes of T (each adds P/16 values), then a fixed tree in double. (Four
+// double lanes with a conversion per element cost 6% of a Winograd weight gradient.)
+template <class T>
+inline double plane_sum(const T* r, index_t P) {
+  T lane[16] = {};
+  index_t i = 0;
+  for (; i + 16 <= P; i += 16)
+    for (int l = 0; l < 16; ++l) lane[l] += r[i + l];
+  for (; i < P; ++i) lane[i & 15] += r[i];
+  double half[8];
+  for (int l = 0; l < 8; ++l) half[l] = double(lane[l]) + double(lane[l + 8]);
+  return ((half[0] + half[4]) + (half[1] + half[5])) + ((half[2] + half[6]) + (half[3] + half[7]));
+}
+
 // db[co] = sum over the batch and the pixels of dy, in double, one channel per chunk.
 template <class T>
 void bias_grad(T* db, const T* dy, const ConvGeom& g) {
@@ -834,15 +988,7 @@ void bias_grad(T* db, const T* dy, const ConvGeom& g) {
                  [&](index_t lo, index_t hi) {
     for (index_t co = lo; co < hi; ++co) {
       double s = 0.0;
-      for (index_t n = 0; n < g.n; ++n) {
-        const T* r = dy + (n * g.co + co) * P;
-        double part[4] = {0.0, 0.0, 0.0, 0.0};
-        index_t i = 0;
-        for (; i + 4 <= P; i += 4)
-          for (int l = 0; l < 4; ++l) part[l] += double(r[i + l]);
-        for (; i < P; ++i) part[i & 3] += double(r[i]);
-        s += (part[0] + part[2]) + (part[1] + part[3]);
-      }
+      for (index_t n = 0; n < g.n; ++n) s += plane_sum(dy + (n * g.co + co) * P, P);
       db[co] = T(s);
     }
   });
@@ -878,13 +1024,9 @@ constexpr double kRowTapBandBytes = 512.0 * 1024.0;
 template <class T>
 void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
-  const index_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2, tiles = TH * TW;
-  const index_t nr = gemm_kernel<T>().blk.nr;
-  const double per_tile = 16.0 * double(d.cgi + d.cgo) * double(sizeof(T));
-  index_t Tn = std::max<index_t>(nr, index_t(kWinoBandBytes / per_tile) / nr * nr);
-  if (Tn >= tiles) Tn = tiles;
-  const index_t bands = std::max<index_t>(1, tiles / Tn);
-  const index_t items = g.n * bands;
+  const WinoPlan w = wino_plan<T>(g);
+  const index_t tiles = w.tiles;
+  const index_t items = w.items;
   const index_t s_elems = 16 * g.co * d.cgi;  // S[grp][xi][co][c]
   const index_t chunks = weight_chunks(items, std::size_t(s_elems) * sizeof(T));
   T* partials = static_cast<T*>(job_buffer(std::size_t(chunks * s_elems) * sizeof(T)));
@@ -894,43 +1036,24 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
     T* S = partials + c * s_elems;
     const index_t it0 = items * c / chunks, it1 = items * (c + 1) / chunks;
     for (index_t it = it0; it < it1; ++it) {
-      const index_t n = it / bands, band = it % bands, T0 = band * Tn;
-      const index_t tn = band + 1 == bands ? tiles - T0 : Tn;
-      const index_t a_first = T0 / TW, a_last = (T0 + tn - 1) / TW;
-      PadBand b;
-      b.ih0 = 2 * a_first - g.ph;
-      b.Rp = 2 * (a_last - a_first + 1) + 2;
-      b.Wp = 2 * TW + 2;
-      const index_t xp_elems = d.cgi * b.Rp * b.Wp;
-      const index_t ld = 16 * tn + 64 / index_t(sizeof(T));  // see wino_forward
-      T* xp = op_scratch<T>(xp_elems + (d.cgi + d.cgo) * ld + 4 * b.Wp + 8 * TW);
-      T* V = xp + xp_elems;
+      const WinoItem item(w, it);
+      const index_t cols = item.nimg * item.tn, ld = wino_ld<T>(item);
+      const PadBand b = item.pad(w, g);
+      T* xp = wino_scratch<T>(g, w, item, ld);
+      T* V = xp + d.cgi * b.Rp * b.Wp;
       T* Z = V + d.cgi * ld;
       T* tmp = Z + d.cgo * ld;
-      auto for_segments = [&](auto&& fn) {
-        for (index_t a = a_first; a <= a_last; ++a) {
-          const index_t lo = std::max(T0, a * TW), hi = std::min(T0 + tn, (a + 1) * TW);
-          fn(a, lo - a * TW, hi - lo, lo - T0);
-        }
-      };
       const T beta = it == it0 ? T(0) : T(1);
       for (index_t grp = 0; grp < g.groups; ++grp) {
-        pad_band(xp, x + (n * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
-        for (index_t ci = 0; ci < d.cgi; ++ci)
-          for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
-            L.input(V + ci * ld + o, tn, xp + (ci * b.Rp + 2 * (a - a_first)) * b.Wp + 2 * c0,
-                    b.Wp, cnt, tmp);
-          });
+        wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
         for (index_t co = 0; co < d.cgo; ++co) {
-          const T* dyo = dy + (n * g.co + grp * d.cgo + co) * d.P;
-          for_segments([&](index_t a, index_t c0, index_t cnt, index_t o) {
-            const T* d0 = dyo + 2 * a * g.ow + 2 * c0;
-            const T* d1 = 2 * a + 1 < g.oh ? d0 + g.ow : nullptr;
-            L.grad(Z + co * ld + o, tn, d0, d1, cnt, std::min(2 * cnt, g.ow - 2 * c0), tmp);
-          });
+          for (index_t i = 0; i < item.nimg; ++i)
+            wino_gather(tmp + i * item.tn, cols,
+                        dy + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, g, w, item);
+          L.grad(Z + co * ld, cols, tmp, cols, cols);
         }
         for (int xi = 0; xi < 16; ++xi)  // S_xi += Z_xi @ V_xi^T
-          mm<T>(d.cgo, d.cgi, tn, Z + xi * tn, ld, 1, V + xi * tn, 1, ld,
+          mm<T>(d.cgo, d.cgi, cols, Z + xi * cols, ld, 1, V + xi * cols, 1, ld,
                 S + (grp * 16 + xi) * d.cgo * d.cgi, d.cgi, beta, nullptr);
       }
     }
@@ -974,12 +1097,12 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
 template <class T>
 void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
-  if (d.cgi == 1) {
+  if (direct(g)) {
     if (db) bias_grad(db, dy, g);
     direct_backward_weight(dw, dy, x, g);
     return;
   }
-  if (winograd_ok(g)) {
+  if (winograd_ok<T>(g)) {
     if (db) bias_grad(db, dy, g);
     wino_backward_weight(dw, dy, x, g);
     return;

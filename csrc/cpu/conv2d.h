@@ -47,15 +47,12 @@ struct ConvLoops {
   // 2t .. 2t+3) to v[xi*sv + t] = (B^T d B)[xi] for xi < 16.
   // tmp: 4 * (2*tw + 2) values of scratch.
   void (*input)(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp);
-  // The products m[xi*sm + t] of one row of tiles to output rows y0 and y1 (y1 may be null:
-  // an odd last row): (A^T m A) + bias, ow columns (the last tile half used when ow is odd).
-  // tmp: 8 * tw values of scratch.
-  void (*output)(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias, T* tmp);
-  // The weight gradient's transform of one row of output-gradient tiles: rows d0 and d1 (d1 null
-  // past the last row; the last tile's second column is 0 when ow is odd) to
-  // z[xi*sz + t] = (A dy A^T)[xi], the adjoint of `output`.
-  // tmp: 8 * tw values of scratch.
-  void (*grad)(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow, T* tmp);
+  // The products m[xi*sm + t] of `cols` tiles to their 2x2 outputs (A^T m A) + bias, output k
+  // (2*row + column) of tile t at o[k*so + t]; the caller places them in the image.
+  void (*output)(T* o, index_t so, const T* m, index_t sm, index_t cols, T bias);
+  // The weight gradient's transform of `cols` output-gradient tiles, element k (2*row + column)
+  // of tile t at d[k*sd + t], to z[xi*sz + t] = (A dy A^T)[xi]: the adjoint of `output`.
+  void (*grad)(T* z, index_t sz, const T* d, index_t sd, index_t cols);
   // Direct convolution of one plane (one input channel per output channel, g.kh x g.kw taps
   // w): y (oh x ow) := bias + sum over taps of w * shifted x (h x w).
   void (*direct_plane)(T* y, const T* x, const T* w, T bias, const ConvGeom& g);
@@ -178,84 +175,49 @@ static void wino_input_loop(T* __restrict v, index_t sv, const T* __restrict r0,
   }
 }
 
-// A^T = [1 1 1 0; 0 1 -1 -1]: first over the 4 rows of products (unit stride along the tiles,
-// into tmp), then over the columns, stored interleaved into the two output rows.
+// A^T = [1 1 1 0; 0 1 -1 -1]: the 2x2 outputs (A^T m A) + bias of `cols` tiles, m[xi*sm + t]
+// to o[k*so + t] (k = 2*row + column of the output in its tile). Unit stride along the tiles,
+// whatever rows or images they come from: at 14x14 a row of tiles is 7 long, and a loop over one
+// row at a time ran mostly in its scalar remainder (30% of the forward).
 template <class T>
-static void wino_output_loop(T* __restrict y0, T* __restrict y1, const T* __restrict m,
-                             index_t sm, index_t tw, index_t ow, T bias, T* __restrict tmp) {
-  T* p[2][4];
-  for (int k = 0; k < 2; ++k)
-    for (int l = 0; l < 4; ++l) p[k][l] = tmp + (4 * k + l) * tw;
-  for (int l = 0; l < 4; ++l) {
-    const T* a = m + l * sm;
-    const T* b = m + (4 + l) * sm;
-    const T* c = m + (8 + l) * sm;
-    const T* e = m + (12 + l) * sm;
-    T* p0 = p[0][l];
-    T* p1 = p[1][l];
+static void wino_output_loop(T* __restrict o, index_t so, const T* __restrict m, index_t sm,
+                             index_t cols, T bias) {
+  T* o0 = o;
+  T* o1 = o0 + so;
+  T* o2 = o1 + so;
+  T* o3 = o2 + so;
 #pragma GCC ivdep
-    for (index_t t = 0; t < tw; ++t) {
-      p0[t] = a[t] + b[t] + c[t];
-      p1[t] = b[t] - c[t] - e[t];
+  for (index_t t = 0; t < cols; ++t) {
+    T p0[4], p1[4];
+    for (int l = 0; l < 4; ++l) {
+      const T a = m[l * sm + t], b = m[(4 + l) * sm + t], c = m[(8 + l) * sm + t],
+              e = m[(12 + l) * sm + t];
+      p0[l] = a + b + c;
+      p1[l] = b - c - e;
     }
-  }
-  const index_t full = ow / 2;
-  for (int k = 0; k < 2; ++k) {
-    T* y = k == 0 ? y0 : y1;
-    if (!y) break;
-    const T* q0 = p[k][0];
-    const T* q1 = p[k][1];
-    const T* q2 = p[k][2];
-    const T* q3 = p[k][3];
-#pragma GCC ivdep
-    for (index_t t = 0; t < full; ++t) {
-      y[2 * t] = q0[t] + q1[t] + q2[t] + bias;
-      y[2 * t + 1] = q1[t] - q2[t] - q3[t] + bias;
-    }
-    if (full < tw) y[2 * full] = q0[full] + q1[full] + q2[full] + bias;  // odd ow
+    o0[t] = p0[0] + p0[1] + p0[2] + bias;
+    o1[t] = p0[1] - p0[2] - p0[3] + bias;
+    o2[t] = p1[0] + p1[1] + p1[2] + bias;
+    o3[t] = p1[1] - p1[2] - p1[3] + bias;
   }
 }
 
-// A = [1 0; 1 1; 1 -1; 0 -1]: z = A d A^T for the 2x2 tile d, the rows first (over the whole
-// width, unit stride, into tmp, zero-extended to 2*tw columns), then the columns.
+// A = [1 0; 1 1; 1 -1; 0 -1]: z = A d A^T for the 2x2 tiles d of `cols` tiles, element k
+// (2*row + column) of tile t at d[k*sd + t], to z[xi*sz + t]. Unit stride along the tiles, as
+// the output transform (a row of 7 tiles at a time had cost a quarter of the weight gradient).
 template <class T>
-static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d0,
-                           const T* __restrict d1, index_t tw, index_t ow, T* __restrict tmp) {
-  const index_t w2 = 2 * tw;
-  T* r0 = tmp;
-  T* r1 = r0 + w2;
-  T* r2 = r1 + w2;
-  T* r3 = r2 + w2;
-  if (d1) {
+static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, index_t sd,
+                           index_t cols) {
 #pragma GCC ivdep
-    for (index_t q = 0; q < ow; ++q) {
-      r0[q] = d0[q];
-      r1[q] = d0[q] + d1[q];
-      r2[q] = d0[q] - d1[q];
-      r3[q] = -d1[q];
-    }
-  } else {
-    for (index_t q = 0; q < ow; ++q) {
-      r0[q] = d0[q];
-      r1[q] = d0[q];
-      r2[q] = d0[q];
-      r3[q] = T(0);
-    }
-  }
-  for (index_t q = ow; q < w2; ++q) r0[q] = r1[q] = r2[q] = r3[q] = T(0);
-  for (int k = 0; k < 4; ++k) {
-    const T* rk = tmp + k * w2;
-    T* z0 = z + 4 * k * sz;
-    T* z1 = z0 + sz;
-    T* z2 = z1 + sz;
-    T* z3 = z2 + sz;
-#pragma GCC ivdep
-    for (index_t t = 0; t < tw; ++t) {
-      const T a = rk[2 * t], b = rk[2 * t + 1];
-      z0[t] = a;
-      z1[t] = a + b;
-      z2[t] = a - b;
-      z3[t] = -b;
+  for (index_t t = 0; t < cols; ++t) {
+    const T d00 = d[t], d01 = d[sd + t], d10 = d[2 * sd + t], d11 = d[3 * sd + t];
+    // rows of A d: r0 = d0, r1 = d0 + d1, r2 = d0 - d1, r3 = -d1 (two columns each)
+    const T r[4][2] = {{d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11}, {-d10, -d11}};
+    for (int k = 0; k < 4; ++k) {
+      z[(4 * k) * sz + t] = r[k][0];
+      z[(4 * k + 1) * sz + t] = r[k][0] + r[k][1];
+      z[(4 * k + 2) * sz + t] = r[k][0] - r[k][1];
+      z[(4 * k + 3) * sz + t] = -r[k][1];
     }
   }
 }

@@ -14,15 +14,13 @@ void input(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
 }
 
 template <class T>
-void output(T* y0, T* y1, const T* m, index_t sm, index_t tw, index_t ow, T bias,
-            T* tmp) {
-  wino_output_loop<T>(y0, y1, m, sm, tw, ow, bias, tmp);
+void output(T* o, index_t so, const T* m, index_t sm, index_t cols, T bias) {
+  wino_output_loop<T>(o, so, m, sm, cols, bias);
 }
 
 template <class T>
-void grad(T* z, index_t sz, const T* d0, const T* d1, index_t tw, index_t ow,
-          T* tmp) {
-  wino_grad_loop<T>(z, sz, d0, d1, tw, ow, tmp);
+void grad(T* z, index_t sz, const T* d, index_t sd, index_t cols) {
+  wino_grad_loop<T>(z, sz, d, sd, cols);
 }
 
 template <class T>
