@@ -96,12 +96,14 @@ def load_data(use_fastnn: bool) -> Tuple[Tuple[Any, ...], str]:
     return (prep(xtr), ytr.astype(np.int64), prep(xte), yte.astype(np.int64)), source
 
 
-def _timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int) -> List[float]:
-    progress(f"mlp    {lib:6s} warm-up ({WARMUP_SAMPLES // BATCH} batches)")
+def timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int, family: str = "mlp",
+                 warmup_batches: int = WARMUP_SAMPLES // BATCH) -> List[float]:
+    """Run ``warmup()`` untimed, then time ``epochs`` calls of ``epoch()``."""
+    progress(f"{family:6s} {lib:6s} warm-up ({warmup_batches} batches)")
     warmup()
     times = []
     for i in range(epochs):
-        progress(f"mlp    {lib:6s} epoch {i + 1}/{epochs}")
+        progress(f"{family:6s} {lib:6s} epoch {i + 1}/{epochs}")
         t0 = time.perf_counter()
         epoch()
         times.append(time.perf_counter() - t0)
@@ -120,7 +122,7 @@ def train_fastnn(data: Tuple[Any, ...], epochs: int) -> Dict[str, Any]:
                         Dense(10, activation="softmax")])
     model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = _timed_epochs(
+    times = timed_epochs(
         "fastnn", lambda: model.fit(xtr, ytr, epochs=1, batch_size=BATCH, verbose=0),
         lambda: model.fit(xtr[:WARMUP_SAMPLES], ytr[:WARMUP_SAMPLES], epochs=1,
                           batch_size=BATCH, verbose=0), epochs)
@@ -146,7 +148,7 @@ def train_torch(torch: Any, data: Tuple[Any, ...], epochs: int) -> Dict[str, Any
             loss.backward()
             opt.step()
 
-    times = _timed_epochs("torch", epoch, lambda: epoch(WARMUP_SAMPLES), epochs)
+    times = timed_epochs("torch", epoch, lambda: epoch(WARMUP_SAMPLES), epochs)
     model.eval()
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
@@ -164,9 +166,10 @@ def run_library(lib: str, epochs: int, mods: Dict[str, Any]) -> Dict[str, Any]:
     return {"data": source, "n_train": len(data[0]), "n_test": len(data[2]), **res}
 
 
-def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """fastnn's and torch's runs (or {"error"/"skipped": ...}) side by side."""
-    out: Dict[str, Any] = {"batch_size": BATCH, "warmup_samples": WARMUP_SAMPLES,
+def combine(results: Dict[str, Dict[str, Any]], batch: int = BATCH,
+            warmup_batches: int = WARMUP_SAMPLES // BATCH) -> Dict[str, Any]:
+    """fastnn's and torch's runs (or {"error"/"skipped": ...}) side by side (also the CNN's)."""
+    out: Dict[str, Any] = {"batch_size": batch, "warmup_batches": warmup_batches,
                            "target": TARGET, "ratio": None, "pass": None,
                            "statistic": "median epoch time; ratio: fastnn / torch"}
     for lib in ("fastnn", "torch"):
@@ -181,8 +184,9 @@ def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def report(res: Dict[str, Any]) -> str:
-    title = "Fashion-MNIST MLP training (784-128 relu-dropout-10 softmax, Adam, batch 32)"
+def report(res: Dict[str, Any],
+           title: str = "Fashion-MNIST MLP training (784-128 relu-dropout-10 softmax, Adam, "
+                        "batch 32)") -> str:
     rows, sources, n_train = [], [], "-"
     for name in ("fastnn", "torch"):
         r = res[name]
@@ -200,8 +204,8 @@ def report(res: Dict[str, Any]) -> str:
     if res["ratio"] is None:
         verdict = "no fastnn/torch ratio (one side did not run)"
     else:
-        verdict = (f"fastnn/torch median epoch time = {res['ratio']:.2f} (target <= {TARGET}): "
-                   + ("pass" if res["pass"] else "MISS"))
+        verdict = (f"fastnn/torch median epoch time = {res['ratio']:.2f} "
+                   f"(target <= {res['target']}): " + ("pass" if res["pass"] else "MISS"))
     return (f"{title}\ndata: {'; '.join(sources) or '-'}\nwarm-up: "
-            f"{WARMUP_SAMPLES // BATCH} untimed batches, then epochs of {n_train} samples timed\n"
+            f"{res['warmup_batches']} untimed batches, then epochs of {n_train} samples timed\n"
             f"{head}\n{verdict}")

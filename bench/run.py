@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the bench package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import cnn, common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
-FAMILIES = ("gemm", "conv", "mlp", "interference")
+FAMILIES = ("gemm", "conv", "mlp", "cnn", "interference")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -40,7 +40,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
-                        "Fashion-MNIST training; interference: libraries in one process")
+                        "Fashion-MNIST training; cnn: the Fashion-MNIST CNN's training epoch; "
+                        "interference: libraries in one process")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -103,6 +104,15 @@ def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
     return res
 
 
+def run_cnn(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
+    epochs = ["--epochs", "1" if args.quick else "2"]
+    per_lib = {lib: _worker("cnn", lib, args, epochs)
+               for lib in ["fastnn"] + (["torch"] if with_torch else [])}
+    res = cnn.combine(per_lib)
+    res["threads"] = args.threads
+    return res
+
+
 def run_interference(args: argparse.Namespace) -> Dict[str, Any]:
     common.progress("interference: starting the shared process")
     return run_module("bench.interference", ["--threads", str(args.threads)]
@@ -155,6 +165,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "mlp" in families:
         results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)
+    if "cnn" in families:
+        results["cnn"] = run_cnn(args, with_torch)
+        print(cnn.report(results["cnn"]) + "\n", flush=True)
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)

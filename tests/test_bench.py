@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # bench/ is not installed with the package
     sys.path.insert(0, str(ROOT))
 
-from bench import common, gemm, interference, mlp, peak, run, stats  # noqa: E402
+from bench import cnn, common, gemm, interference, mlp, peak, run, stats  # noqa: E402
 from bench.launch import child_env  # noqa: E402
 
 
@@ -115,6 +115,16 @@ def test_mlp_combine_ratio():
     assert "0.50" in mlp.report(res)
     res = mlp.combine({"fastnn": {"skipped": "no nn"}})
     assert res["ratio"] is None and "no nn" in mlp.report(res)
+
+
+def test_cnn_combine_ratio():
+    res = cnn.combine({"fastnn": {"epoch_s": [6.0, 7.0], "test_accuracy": 0.9, "data": "x",
+                                  "n_train": 10},
+                       "torch": {"epoch_s": [10.0, 10.0], "test_accuracy": 0.9, "data": "x",
+                                 "n_train": 10}})
+    assert res["ratio"] == pytest.approx(0.65) and res["pass"] is False
+    text = cnn.report(res)
+    assert "CNN" in text and "MISS" in text and f"{cnn.WARMUP_BATCHES} untimed" in text
 
 
 def test_interference_report_marks_targets():
