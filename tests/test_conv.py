@@ -204,6 +204,56 @@ def test_conv2d_backward_finite_differences(backend, conv_path, rng):
     np.testing.assert_allclose(dw, numeric_grad(g, w), **FD)
 
 
+# (activation, alpha): the fused epilogue, gelu (kept apart: its derivative needs z) included
+FUSED_ACTS = [("relu", None), ("leaky_relu", 0.2), ("gelu", None)]
+# every path of the C++ kernels: im2col (also stride 2), direct (depthwise), pointwise, Winograd
+FUSED_CASES = {name: CONV[name] for name in ("3x3_pad1", "stride2_odd", "depthwise", "1x1")}
+FUSED_CASES["winograd"] = (1, 16, 16, 16, 16, (3, 3), 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("act,alpha", FUSED_ACTS)
+@pytest.mark.parametrize("name", list(FUSED_CASES))
+def test_conv2d_fused_activation_matches_reference(backend, rng, name, act, alpha):
+    for dtype in DTYPES:
+        x, w, b, kw = conv_case(rng, FUSED_CASES[name], dtype)
+        y, ctx = ops.conv2d_forward(x, w, b, activation=act, alpha=alpha, **kw)
+        z = R.conv2d(x, w, b, *ref_args(kw))
+        check_op(y, R.activation(z, act, alpha), dtype, reduction=red(w))
+        np.testing.assert_array_equal(ops.conv2d(x, w, b, activation=act, alpha=alpha, **kw), y)
+        dy = randn(rng, y.shape, dtype)
+        dx, dw, db = ops.conv2d_backward(ctx, dy)
+        dz = R.activation_backward(z, act, alpha, dy)
+        rx, rw, rb = R.conv2d_backward(x, w, b, dz, *ref_args(kw))
+        n, co, oh, ow = y.shape
+        check_op(dx, rx, dtype, reduction=(co // kw["groups"]) * w.shape[2] * w.shape[3])
+        check_op(dw, rw, dtype, reduction=n * oh * ow)
+        check_op(db, rb, dtype, reduction=n * oh * ow)
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_conv2d_fused_activation_finite_differences(backend, rng, act):
+    x, w, b = randn(rng, (2, 3, 5, 6)), randn(rng, (4, 3, 3, 2)), randn(rng, 4)
+    kw = dict(stride=(1, 2), padding=1, activation=act)
+    y, ctx = ops.conv2d_forward(x, w, b, **kw)
+    dy = randn(rng, y.shape)
+    dx, dw, db = ops.conv2d_backward(ctx, dy)
+
+    def f():
+        return float((ops.conv2d(x, w, b, **kw) * dy).sum())
+
+    np.testing.assert_allclose(dx, numeric_grad(f, x), **FD)
+    np.testing.assert_allclose(dw, numeric_grad(f, w), **FD)
+    np.testing.assert_allclose(db, numeric_grad(f, b), **FD)
+
+
+def test_conv2d_rejects_unknown_activation(backend, rng):
+    x, w = randn(rng, (1, 2, 4, 4)), randn(rng, (3, 2, 3, 3))
+    with pytest.raises(ValueError, match="unknown activation"):
+        ops.conv2d(x, w, activation="swishy")
+    with pytest.raises(TypeError, match="alpha"):
+        ops.conv2d(x, w, activation="leaky_relu", alpha="0.1")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_gemm_path_in_chunks(backend, conv_path, rng, dtype, monkeypatch):
     # 5 images, 2 per GEMM: chunks of 2, 2 and 1, in every group

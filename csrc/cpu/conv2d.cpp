@@ -25,6 +25,7 @@
 #include <cstring>
 #include <new>
 
+#include "common/activations.h"
 #include "common/cpuid.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
@@ -77,7 +78,8 @@ T* op_scratch(index_t elems) {
 // C (m x n, row stride rsc, unit columns) := beta*C + A @ B (+ bias[i] per row).
 template <class T>
 void mm(index_t m, index_t n, index_t k, const T* a, index_t rsa, index_t csa, const T* b,
-        index_t rsb, index_t csb, T* c, index_t rsc, T beta, const T* row_bias) {
+        index_t rsb, index_t csb, T* c, index_t rsc, T beta, const T* row_bias,
+        int act = act::NONE, T act_param = T(0)) {
   GemmProblem<T> p;
   p.m = m; p.n = n; p.k = k;
   p.beta = beta;
@@ -86,7 +88,21 @@ void mm(index_t m, index_t n, index_t k, const T* a, index_t rsa, index_t csa, c
   p.c = c; p.rsc = rsc; p.csc = 1;
   p.ep.bias = row_bias;
   p.ep.bias_axis = 0;
+  p.ep.act = act;
+  p.ep.act_param = act_param;
   gemm(p);
+}
+
+// The forward's activation over n values in place, while they are still in cache.
+template <class T>
+void activate(T* y, index_t n, const ConvGeom& g) {
+  if (g.act == act::NONE) return;
+  const T param = T(g.act_param);
+  if (g.act == act::RELU) {  // the common case, in a loop the compiler vectorizes
+    for (index_t i = 0; i < n; ++i) y[i] = act::forward<T>(act::RELU, y[i], param);
+    return;
+  }
+  for (index_t i = 0; i < n; ++i) y[i] = act::forward<T>(g.act, y[i], param);
 }
 
 // C := beta*C + A @ B (+ row bias) exactly as posed: the direct GEMM driver, B read in place
@@ -327,6 +343,7 @@ void direct_forward(T* y, const T* x, const T* w, const T* bias, const ConvGeom&
       const index_t n = pl / g.co, co = pl % g.co, c = co / d.cgo;
       L.direct_plane(y + pl * d.P, x + (n * g.ci + c) * d.HW, w + co * d.kk,
                      bias ? bias[co] : T(0), g);
+      activate(y + pl * d.P, d.P, g);
     }
   });
 }
@@ -571,7 +588,7 @@ void forward_gemm(T* y, const T* x, const WeightView<T>& wv, const T* bias, cons
       for (index_t grp = 0; grp < g.groups; ++grp)
         mm<T>(d.cgo, np, d.K, wv.p + grp * wv.gs, wv.rs, wv.cs, x_img + grp * d.cgi * d.HW + p0,
               d.HW, 1, y_img + grp * d.cgo * d.P + p0, d.P, T(0),
-              bias ? bias + grp * d.cgo : nullptr);
+              bias ? bias + grp * d.cgo : nullptr, g.act, T(g.act_param));
       return;
     }
     const PhaseBand b = phase_band(g, r0, rows);
@@ -586,7 +603,7 @@ void forward_gemm(T* y, const T* x, const WeightView<T>& wv, const T* bias, cons
         phase_cols(cols + i * b.Q, Qt, xp, g, d.cgi, b);
       }
       mm<T>(d.cgo, Qt, d.K, wv.p + grp * wv.gs, wv.rs, wv.cs, cols, Qt, 1, yb, Qt, T(0),
-            bias ? bias + grp * d.cgo : nullptr);
+            bias ? bias + grp * d.cgo : nullptr, g.act, T(g.act_param));
       for (index_t i = 0; i < nimg; ++i)
         for (index_t co = 0; co < d.cgo; ++co) {
           T* yo = y + ((n0 + i) * g.co + grp * d.cgo + co) * d.P + r0 * g.ow;
@@ -844,6 +861,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
                        M + xi * cols, ld, T(0), nullptr, inner);
       for (index_t co = 0; co < d.cgo; ++co) {
         L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
+        activate(O, 4 * cols, g);
         for (index_t i = 0; i < item.nimg; ++i)
           wino_place(y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, O + i * item.tn, cols, g,
                      w, item);

@@ -18,6 +18,10 @@ struct ConvGeom {
   index_t kh = 1, kw = 1;
   index_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   index_t groups = 1;
+  // The forward's epilogue: y := act(conv + b) (act::Kind of common/activations.h, with its
+  // parameter). The backward kernels ignore it (the ops layer applies the derivative to dy).
+  int act = 0;
+  double act_param = 0.0;
 };
 
 // y := conv(x, w) + b (b may be null).

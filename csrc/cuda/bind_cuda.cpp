@@ -257,17 +257,30 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "conv2d_forward",
       [](py::object y, py::object x, py::object w, py::object b, index_t sh, index_t sw,
-         index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+         index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups, int act,
+         double act_param) {
         const ImageArg Y = to_image(y, "y", 4, false), X = to_image(x, "x", 4, false),
                        W = to_image(w, "w", 4, false), B = to_image(b, "b", 1, true);
         const bool dbl = float_type({{&Y, "y"}, {&X, "x"}, {&W, "w"}, {&B, "b"}});
         const ConvGeometry g{sh, sw, ph, pw, dil_h, dil_w, groups};
         py::gil_scoped_release nogil;
         conv2d_forward(dbl, Y.a, X.a, W.a, B.a, g);
+        if (act != 0) {  // in place over y, as the elementwise kernels allow
+          NdArg yn;
+          yn.ptr = Y.a.ptr;
+          std::vector<index_t> shape(4);
+          for (int d = 0; d < 4; ++d) {
+            shape[d] = Y.a.dim[d];
+            yn.strides[d] = Y.a.stride[d];
+          }
+          activation(dbl, shape, yn, yn, act, act_param);
+        }
       },
       py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
       py::arg("ph"), py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
-      "y := conv2d(x, w) + b (b may be None); ph/pw are the top/left padding.");
+      py::arg("act") = 0, py::arg("act_param") = 0.0,
+      "y := act(conv2d(x, w) + b) (b may be None; act 0: none); ph/pw are the top/left "
+      "padding.");
   m.def(
       "conv2d_backward_data",
       [](py::object dx, py::object dy, py::object w, index_t sh, index_t sw, index_t ph,

@@ -61,15 +61,19 @@ void bind_conv(py::module_& m) {
   m.def(
       "conv2d_forward",
       [](py::array y, py::array x, py::array w, py::object b, index_t sh, index_t sw, index_t ph,
-         index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
-        const ConvGeom g = geom(x, w, y, sh, sw, ph, pw, dil_h, dil_w, groups);
+         index_t pw, index_t dil_h, index_t dil_w, index_t groups, int act, double act_param) {
+        ConvGeom g = geom(x, w, y, sh, sw, ph, pw, dil_h, dil_w, groups);
+        g.act = act;
+        g.act_param = act_param;
         if (is_f32(y)) forward_t<float>(y, x, w, b, g);
         else forward_t<double>(y, x, w, b, g);
       },
       py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"), py::arg("sw"),
       py::arg("ph"), py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"), py::arg("groups"),
-      "y := conv2d(x, w) + b (b may be None); (ph, pw) is the top/left padding, y's shape sets "
-      "the rest. Arguments are trusted: use fastnn.ops.conv2d.");
+      py::arg("act") = 0, py::arg("act_param") = 0.0,
+      "y := act(conv2d(x, w) + b) (b may be None; act an activation code, 0 for none); (ph, pw) "
+      "is the top/left padding, y's shape sets the rest. Arguments are trusted: use "
+      "fastnn.ops.conv2d.");
   m.def(
       "conv2d_backward_data",
       [](py::array dx, py::array dy, py::array w, index_t sh, index_t sw, index_t ph, index_t pw,

@@ -177,9 +177,14 @@ class _Conv(_KernelBiasLayer, ABC):
         # (filters, c/g, k) -> (filters, c/g, 1, k): a view, contiguous like the kernel.
         return self.kernel if self._RANK == 2 else self.kernel[:, :, None, :]
 
+    # Whether _run applies an elementwise activation inside the kernel (conv2d's fused epilogue;
+    # its backward then includes the activation's derivative).
+    _FUSES_ACTIVATION = False
+
     @abstractmethod
-    def _run(self, xi: np.ndarray) -> np.ndarray:
-        """The convolution of an NCHW batch; keeps the op's ctx and the padding it used."""
+    def _run(self, xi: np.ndarray, act: Any = None) -> np.ndarray:
+        """The convolution of an NCHW batch, with the fused activation ``act`` (a spec, or None)
+        where the class fuses one; keeps the op's ctx and the padding it used."""
 
     @abstractmethod
     def _run_backward(self, dy: np.ndarray, need_dx: bool):
@@ -187,10 +192,11 @@ class _Conv(_KernelBiasLayer, ABC):
 
     def forward(self, x, training=False):
         x = self._input(x)
-        y = self._run(sp.to_nchw(x, self._RANK, self._last))
         act = self.activation
+        fuse = self._FUSES_ACTIVATION and act.fused is not None
+        y = self._run(sp.to_nchw(x, self._RANK, self._last), act if fuse else None)
         self._act_ctx = self._post_ctx = None
-        if act.fused is not None:  # elementwise: on the contiguous NCHW result
+        if act.fused is not None and not fuse:  # elementwise: on the contiguous NCHW result
             y, self._act_ctx = ops.activation_forward(y, act.fused, alpha=act.fused_alpha)
         y = sp.from_nchw(y, self._RANK, self._last)
         if act.post_forward is not None:  # softmax: along the caller's last axis, as Keras
@@ -254,7 +260,9 @@ class _Forward(_Conv):
                              f" (padding={self.padding!r})")
         return pads, (padded - k_span) // s + 1
 
-    def _run(self, xi):
+    _FUSES_ACTIVATION = True
+
+    def _run(self, xi, act=None):
         pads = tuple(self._axis_geometry(a, xi.shape[2 + a])[0] for a in range(2))
         crop = None
         if pads[0][0] == pads[0][1] and pads[1][0] == pads[1][1]:
@@ -265,7 +273,9 @@ class _Forward(_Conv):
             xi, padding, crop = sp.pad_images(xi, pads), 0, pads
         y, self._ctx = ops.conv2d_forward(xi, self._kernel4, self.bias, stride=self._s2,
                                           padding=padding, dilation=self._d2,
-                                          groups=self.groups)
+                                          groups=self.groups,
+                                          activation=None if act is None else act.fused,
+                                          alpha=None if act is None else act.fused_alpha)
         self._geom = crop
         return y
 
@@ -395,7 +405,7 @@ class Conv2DTranspose(_Conv):
                              f"{self.kernel_size}, strides {self.strides})")
         return pad, op_pad, crop, out
 
-    def _run(self, xi):
+    def _run(self, xi, act=None):
         geo = [self._axis_geometry(a, xi.shape[2 + a]) for a in range(2)]
         y, self._ctx = ops.conv_transpose2d_forward(
             xi, self.kernel, self.bias, stride=self._s2, padding=(geo[0][0], geo[1][0]),

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from .elementwise import in_array, numba_dtype, out_array, specialize, threads
+from .elementwise import activation, in_array, numba_dtype, out_array, specialize, threads
 from .gemm import gemm as _gemm
 
 __all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
@@ -378,9 +378,16 @@ class _Conv:
         return out
 
 
-def conv2d_forward(y, x, w, b, sh, sw, ph, pw, dil_h, dil_w, groups):
-    """y := conv2d(x, w) + b. y (N, C_out, OH, OW), x (N, C_in, H, W), w (C_out, C_in/groups,
-    kh, kw), b (C_out,) or None; ph/pw are the top/left padding, OH/OW come from y."""
+def conv2d_forward(y, x, w, b, sh, sw, ph, pw, dil_h, dil_w, groups, act=0, act_param=0.0):
+    """y := act(conv2d(x, w) + b). y (N, C_out, OH, OW), x (N, C_in, H, W), w (C_out,
+    C_in/groups, kh, kw), b (C_out,) or None; ph/pw are the top/left padding, OH/OW come from y;
+    act an activation code (activations.h; 0: none) with its parameter."""
+    _forward_plain(y, x, w, b, sh, sw, ph, pw, dil_h, dil_w, groups)
+    if act:
+        activation(y, y, act, act_param)
+
+
+def _forward_plain(y, x, w, b, sh, sw, ph, pw, dil_h, dil_w, groups):
     cv = _Conv(x.shape, w.shape, y.shape, y.dtype, sh, sw, ph, pw, dil_h, dil_w, groups)
     if not cv.use_gemm():
         bb = b if b is not None else np.empty(0, y.dtype)

@@ -27,20 +27,24 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from .. import backend as _backend
 from . import _image as _im
+from ._activations import GELU, resolve
 
 __all__ = ["conv2d", "conv2d_forward", "conv2d_backward", "conv_transpose2d",
            "conv_transpose2d_forward", "conv_transpose2d_backward", "ConvCtx"]
 
 PairArg = Union[int, Tuple[int, int]]
 _SUMS = (0, 2, 3)
+_NO_ACT = (0, 0.0)
 
 
 class ConvCtx:
     """What the backward needs: the (C-contiguous) input and weight, whether there was a bias,
     the geometry the kernels take (stride, top/left padding, dilation, groups) and the output
-    shape."""
-    __slots__ = ("x", "w", "has_bias", "geom", "y_shape", "transposed")
+    shape; with a fused activation its (code, parameter), the output y and, for activations
+    whose derivative needs it (gelu), the pre-activation z."""
+    __slots__ = ("x", "w", "has_bias", "geom", "y_shape", "transposed", "act", "y", "z")
 
 
 def _weights(x: Any, w: Any, b: Any, groups: Any, op: str, transposed: bool):
@@ -117,32 +121,57 @@ def _fill_bias(y: np.ndarray, b: Optional[np.ndarray]) -> None:
     y[...] = 0 if b is None else b[:, None, None]
 
 
-def _conv2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: Any):
+def _conv2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+            act: Tuple[int, float] = _NO_ACT):
+    """(y, x, w, b, geom, z): y = act(conv + b); z the pre-activation where the derivative needs
+    it (gelu: not fused into the kernel, applied after it), else None."""
     x, w, b, geom, y_shape = _conv_args(x, w, b, stride, padding, dilation, groups)
+    code, param = act
+    fused = act if code not in (0, GELU) else ()  # the kernels' trailing (act, act_param)
     if _im.any_device(x, w, b):
         y = _im.device_empty(y_shape, x.dtype)
         if y.size:
-            _im.device_kernel("conv2d_forward")(y, x, w, b, *geom)
-        return y, x, w, b, geom
-    y = np.empty(y_shape, x.dtype)
-    if y.size:
-        if x.size:
-            _im.kernel("conv2d_forward")(y, x, w, b, *geom)
-        else:
-            _fill_bias(y, b)
-    return y, x, w, b, geom
+            _im.device_kernel("conv2d_forward")(y, x, w, b, *geom, *fused)
+    else:
+        y = np.empty(y_shape, x.dtype)
+        if y.size:
+            if x.size:
+                _im.kernel("conv2d_forward")(y, x, w, b, *geom, *fused)
+            else:
+                _fill_bias(y, b)
+                if code not in (0, GELU):
+                    _backend.kernels_for(y).activation(y, y, code, param)
+    z = None
+    if code == GELU:
+        z, y = y, _empty_like(y)
+        if y.size:
+            _backend.kernels_for(z).activation(y, z, code, param)
+    return y, x, w, b, geom, z
+
+
+def _empty_like(a: Any) -> Any:
+    return np.empty_like(a) if isinstance(a, np.ndarray) else _im.device_empty(a.shape, a.dtype)
+
+
+def _activation(activation: Optional[str], alpha: Optional[float]) -> Tuple[int, float]:
+    if activation is None and alpha is None:
+        return _NO_ACT
+    return resolve(activation, alpha)
 
 
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: PairArg = 1,
-           padding: Union[PairArg, str] = 0, dilation: PairArg = 1, groups: int = 1
-           ) -> np.ndarray:
+           padding: Union[PairArg, str] = 0, dilation: PairArg = 1, groups: int = 1,
+           activation: Optional[str] = None, alpha: Optional[float] = None) -> np.ndarray:
     """2-D cross-correlation, as PyTorch's ``conv2d``: x (N, C_in, H, W), w (C_out,
     C_in/groups, kh, kw), b (C_out,) or None -> (N, C_out, OH, OW).
 
     ``padding`` is an int, a pair, "valid" (none) or "same" (output size = input size, stride 1
     only; when the total padding is odd, the extra row/column goes to the bottom/right).
+    ``activation`` (relu, leaky_relu with slope ``alpha``, sigmoid, tanh, elu, selu, gelu or
+    None) is applied to the result inside the kernel, while each block of it is still in cache,
+    as the fused epilogue of ``linear``.
     """
-    return _conv2d(x, w, b, stride, padding, dilation, groups)[0]
+    return _conv2d(x, w, b, stride, padding, dilation, groups, _activation(activation, alpha))[0]
 
 
 def _ctx(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], geom: tuple,
@@ -150,15 +179,21 @@ def _ctx(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], geom: tuple,
     ctx = ConvCtx()
     ctx.x, ctx.w, ctx.has_bias, ctx.geom = x, w, b is not None, geom
     ctx.y_shape, ctx.transposed = y_shape, transposed
+    ctx.act, ctx.y, ctx.z = None, None, None
     return ctx
 
 
 def conv2d_forward(x: Any, w: Any, b: Any = None, *, stride: PairArg = 1,
-                   padding: Union[PairArg, str] = 0, dilation: PairArg = 1, groups: int = 1
+                   padding: Union[PairArg, str] = 0, dilation: PairArg = 1, groups: int = 1,
+                   activation: Optional[str] = None, alpha: Optional[float] = None
                    ) -> Tuple[np.ndarray, ConvCtx]:
     """``conv2d`` plus the context for ``conv2d_backward``."""
-    y, x, w, b, geom = _conv2d(x, w, b, stride, padding, dilation, groups)
-    return y, _ctx(x, w, b, geom, y.shape, transposed=False)
+    act = _activation(activation, alpha)
+    y, x, w, b, geom, z = _conv2d(x, w, b, stride, padding, dilation, groups, act)
+    ctx = _ctx(x, w, b, geom, y.shape, transposed=False)
+    if act[0]:
+        ctx.act, ctx.y, ctx.z = act, y, z
+    return y, ctx
 
 
 def _check_ctx(ctx: Any, transposed: bool, op: str) -> None:
@@ -179,6 +214,10 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
     _check_ctx(ctx, False, op)
     x, w = ctx.x, ctx.w
     dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
+    if ctx.act is not None and dy.size:  # through the fused activation first
+        dz = _empty_like(dy)
+        _backend.kernels_for(dy).activation_backward(dz, dy, ctx.z, ctx.y, *ctx.act)
+        dy = dz
     if _im.any_device(x, w, dy):
         return _device_backward(ctx, dy, need_dx, need_dw, need_db, transposed=False)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
