@@ -754,6 +754,9 @@ struct WinoItem {
   }
 };
 
+// The distance of V's rows (one per xi): the item's tiles and the input loop's spare values.
+inline index_t wino_vs(const WinoItem& item) { return item.nimg * item.tn + kWinoShortRow; }
+
 // V[c][xi][col] = (B^T d B)[xi] of every tile of the item, grp's channels; V rows ld apart.
 template <class T>
 void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
@@ -761,12 +764,12 @@ void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
   const Derived d(g);
   const ConvLoops<T>& L = conv_loops<T>();
   const PadBand b = item.pad(w, g);
-  const index_t cols = item.nimg * item.tn;
+  const index_t vs = wino_vs(item);
   for (index_t i = 0; i < item.nimg; ++i) {
     pad_band(xp, x + ((item.n0 + i) * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
     for (index_t c = 0; c < d.cgi; ++c)
       item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t o) {
-        L.input(V + c * ld + i * item.tn + o, cols,
+        L.input(V + c * ld + i * item.tn + o, vs,
                 xp + (c * b.Rp + 2 * (a - item.a_first)) * b.Wp + 2 * c0, b.Wp, cnt, tmp);
       });
   }
@@ -787,7 +790,7 @@ T* wino_scratch(const ConvGeom& g, const WinoPlan& w, const WinoItem& item, inde
 // 16*cols would again put every row of a GEMM's B panel and C tile in one L1 set.
 template <class T>
 index_t wino_ld(const WinoItem& item) {
-  return 16 * item.nimg * item.tn + 64 / index_t(sizeof(T));
+  return 16 * wino_vs(item) + 64 / index_t(sizeof(T));
 }
 
 // The 2x2 outputs of one image's tiles (O[k*so + t], from output_loop) into its plane y_img.
@@ -846,7 +849,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
 
   for_tasks(w.items, work, [&](index_t task, int inner) {
     const WinoItem item(w, task);
-    const index_t cols = item.nimg * item.tn, ld = wino_ld<T>(item);
+    const index_t cols = item.nimg * item.tn, vs = wino_vs(item), ld = wino_ld<T>(item);
     const PadBand b = item.pad(w, g);
     T* xp = wino_scratch<T>(g, w, item, ld);
     T* V = xp + d.cgi * b.Rp * b.Wp;
@@ -857,7 +860,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
       wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
       const T* Ug = U + grp * 16 * d.cgi * d.cgo;
       for (int xi = 0; xi < 16; ++xi)
-        mm_as_posed<T>(d.cgo, cols, d.cgi, Ug + xi * d.cgi * d.cgo, 1, d.cgo, V + xi * cols, ld,
+        mm_as_posed<T>(d.cgo, cols, d.cgi, Ug + xi * d.cgi * d.cgo, 1, d.cgo, V + xi * vs, ld,
                        M + xi * cols, ld, T(0), nullptr, inner);
       for (index_t co = 0; co < d.cgo; ++co) {
         L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
@@ -1055,7 +1058,7 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
     const index_t it0 = items * c / chunks, it1 = items * (c + 1) / chunks;
     for (index_t it = it0; it < it1; ++it) {
       const WinoItem item(w, it);
-      const index_t cols = item.nimg * item.tn, ld = wino_ld<T>(item);
+      const index_t cols = item.nimg * item.tn, vs = wino_vs(item), ld = wino_ld<T>(item);
       const PadBand b = item.pad(w, g);
       T* xp = wino_scratch<T>(g, w, item, ld);
       T* V = xp + d.cgi * b.Rp * b.Wp;
@@ -1071,7 +1074,7 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
           L.grad(Z + co * ld, cols, tmp, cols, cols);
         }
         for (int xi = 0; xi < 16; ++xi)  // S_xi += Z_xi @ V_xi^T
-          mm<T>(d.cgo, d.cgi, cols, Z + xi * cols, ld, 1, V + xi * cols, 1, ld,
+          mm<T>(d.cgo, d.cgi, cols, Z + xi * cols, ld, 1, V + xi * vs, 1, ld,
                 S + (grp * 16 + xi) * d.cgo * d.cgi, d.cgi, beta, nullptr);
       }
     }

@@ -141,6 +141,10 @@ static void direct_plane_adjoint_loop(T* __restrict dx, const T* __restrict dy,
   }
 }
 
+// Rows of at most this many tiles take the input transform's fixed-width loop; the rows of V
+// (sv apart) leave this many values spare after their last tile for it.
+constexpr int kWinoShortRow = 8;
+
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], applied to the rows (over the whole padded
 // width, unit stride) and then to the columns (tile t reads columns 2t .. 2t+3 of tmp). ivdep:
 // the 16 output rows never overlap, which the compiler cannot prove for a run-time sv.
@@ -151,6 +155,37 @@ static void wino_input_loop(T* __restrict v, index_t sv, const T* __restrict r0,
   const T* r2 = r1 + pitch;
   const T* r3 = r2 + pitch;
   const index_t wp = 2 * tw + 2;
+  if (tw <= kWinoShortRow) {
+    // Small images (7 tiles a row at 14x14): a fixed count of 8 tiles, which the compiler turns
+    // into whole vectors (stride-2 columns by permutes). The tiles past tw come from zeros and
+    // land in the next segment's slots or the row's padding (sv leaves kWinoShortRow spare).
+    T tt[4][2 * kWinoShortRow + 2];
+    for (index_t q = 0; q < 2 * kWinoShortRow + 2; ++q) {
+      const bool in = q < wp;
+      tt[0][q] = in ? r0[q] - r2[q] : T(0);
+      tt[1][q] = in ? r1[q] + r2[q] : T(0);
+      tt[2][q] = in ? r2[q] - r1[q] : T(0);
+      tt[3][q] = in ? r1[q] - r3[q] : T(0);
+    }
+    for (int k = 0; k < 4; ++k) {
+      // Even and odd columns first (tile t reads even t, t+1 and odd t, t+1), so that every
+      // operand below is a plain vector.
+      T ev[kWinoShortRow + 1], od[kWinoShortRow + 1];
+      for (int q = 0; q <= kWinoShortRow; ++q) {
+        ev[q] = tt[k][2 * q];
+        od[q] = tt[k][2 * q + 1];
+      }
+      T* __restrict v0 = v + 4 * k * sv;
+      T* __restrict v1 = v0 + sv;
+      T* __restrict v2 = v1 + sv;
+      T* __restrict v3 = v2 + sv;
+      for (int t = 0; t < kWinoShortRow; ++t) v0[t] = ev[t] - ev[t + 1];
+      for (int t = 0; t < kWinoShortRow; ++t) v1[t] = od[t] + ev[t + 1];
+      for (int t = 0; t < kWinoShortRow; ++t) v2[t] = ev[t + 1] - od[t];
+      for (int t = 0; t < kWinoShortRow; ++t) v3[t] = od[t] - od[t + 1];
+    }
+    return;
+  }
   T* t0 = tmp;
   T* t1 = tmp + wp;
   T* t2 = t1 + wp;
