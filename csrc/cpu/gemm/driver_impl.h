@@ -121,7 +121,8 @@ struct Frame {
   }
 
   // ---- micro-kernel ----
-  // A packed: a[p*MR + i]. A direct: row i at arow[i], element p at arow[i][p*csa].
+  // A packed: a[p*MR + i] (csa 0). A column-major in place: a[p*csa + i] (PACKED_A, csa != 0).
+  // A direct: row i at arow[i], element p at arow[i][p*csa].
   // B: row p at b + p*rsb, unit-stride along n; FULL_N=false masks loads beyond n_rem.
   // R <= MR rows are computed (the others of acc stay unused): a partial tile at the bottom edge
   // runs a shorter kernel instead of multiplying padding.
@@ -135,13 +136,20 @@ struct Frame {
       __builtin_prefetch(c + i * rsc, 1, 3);
       __builtin_prefetch(c + i * rsc + (n_rem - 1) * csc, 1, 3);
     }
+    // Packed A advances by a sliver's MR values a step; a column-major A read in place (rows
+    // unit-stride, csa != 0) by its column stride.
+    const index_t astep = csa ? csa : MR;
     V acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)  // rows >= R are never stored (m_rem <= R); zeroed for clarity
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
 
+    // A column-major A read in place with long columns touches a new cache line (often a new
+    // page) every step, too far apart for the hardware prefetchers: ask for it a few steps ahead.
+    const bool far_a = PACKED_A && csa > 64;
     for (index_t p = 0; p < k; ++p) {
+      if (far_a) __builtin_prefetch(a + 8 * astep, 0, 3);
       V bv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
@@ -152,7 +160,7 @@ struct Frame {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
       }
-      if (PACKED_A) a += MR;
+      if (PACKED_A) a += astep;
       b += rsb;
     }
     store_tile(acc, m_rem, n_rem, alpha, beta, c, rsc, csc, ep, i0, j0);
@@ -375,7 +383,20 @@ struct Frame {
         // Rows past the edge repeat the last real row: computed, never stored.
         for (int i = 0; i < MR; ++i) arow[i] = p.a + (i0 + (i < m_rem ? i : m_rem - 1)) * p.rsa;
         T* cp = p.c + i0 * p.rsc + j0 * p.csc;
-        if (pack_b_operand) {
+        if (p.rsa == 1 && m_rem == MR) {
+          // A column-major (x^T, the K-major weights of conv): one pointer and offsets instead
+          // of MR row pointers, which the compiler kept on the stack and reloaded every step
+          // (a sixth of the kernel's time at 64 x 3136 x 128).
+          const T* bp = pack_b_operand ? ws + jr * NR * p.k : b + j0;
+          const index_t rb = pack_b_operand ? NR : rsb;
+          if (pack_b_operand || n_rem == NR) {
+            tile<true, true>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
+                             p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+          } else {
+            tile<true, false>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
+                              p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+          }
+        } else if (pack_b_operand) {
           tile<false, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
                             p.alpha, p.beta, cp, p.rsc, p.csc, ep, i0, j0);
         } else if (n_rem == NR) {

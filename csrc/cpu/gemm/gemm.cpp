@@ -72,8 +72,15 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   plan.nthreads = threads_for(volume, 200000.0);
 
   GemmProblem<T> q = transposed(p);
-  if (direct_cost(q, b) < direct_cost(p, b)) p = q;
-  const double b_bytes = double(p.k) * double(round_up(p.n, b.nr)) * sizeof(T);
+  auto b_bytes_of = [&](const GemmProblem<T>& r) {
+    return double(r.k) * double(round_up(r.n, b.nr)) * sizeof(T);
+  };
+  const bool p_fits = b_bytes_of(p) <= kDirectMaxBBytes, q_fits = b_bytes_of(q) <= kDirectMaxBBytes;
+  // The cheaper orientation, unless only the other keeps its B operand within the direct path's
+  // budget: a short, wide product (64 x 3136 x 128, a CNN's dense layer) is then direct with
+  // B = the short side, where the blocked path packed all of the wide operand for 64 rows.
+  if (p_fits == q_fits ? direct_cost(q, b) < direct_cost(p, b) : q_fits) p = q;
+  const double b_bytes = b_bytes_of(p);
   if (volume >= kBlockedVolume && b_bytes > kDirectMaxBBytes) {
     plan.blocked = true;
     p = p0;
