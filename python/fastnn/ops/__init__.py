@@ -31,3 +31,4 @@ from .rnn import (gru, gru_backward, gru_cell, gru_cell_backward, gru_cell_forwa
                   gru_forward, lstm, lstm_backward, lstm_cell, lstm_cell_backward,
                   lstm_cell_forward, lstm_forward, rnn, rnn_backward, rnn_cell, rnn_cell_backward,
                   rnn_cell_forward, rnn_forward)
+from .embedding import embedding, embedding_backward, embedding_forward  # noqa: F401
