@@ -146,6 +146,29 @@ def test_unit_forget_bias_and_initializers(rng):
     assert len(no_bias.params) == 2 and no_bias.count_params() == 3 * 4 * (5 + 4)
 
 
+def test_regularizers(rng):
+    plain = nn.GRU(3, dtype="float64")
+    reg = nn.GRU(3, dtype="float64", kernel_regularizer=nn.regularizers.L2(0.1),
+                 recurrent_regularizer=nn.regularizers.L1(0.2), bias_regularizer="l2")
+    x = rng.standard_normal((2, 4, 2))
+    plain.build((None, 4, 2))
+    reg.build((None, 4, 2))
+    _randomize(plain, rng)
+    reg.set_weights(plain.get_weights())
+    dy = rng.standard_normal((2, 3))
+    for layer in (plain, reg):
+        layer.forward(x)
+        layer.backward(dy)
+    k, u, bi, bh = plain.params
+    want = (0.1 * np.sum(k * k) + 0.2 * np.sum(np.abs(u))
+            + 0.01 * (np.sum(bi * bi) + np.sum(bh * bh)))
+    assert reg.has_regularizer and not plain.has_regularizer
+    np.testing.assert_allclose(reg.regularization_loss(), want, rtol=1e-12)
+    extra = [0.2 * k, 0.2 * np.sign(u), 0.02 * bi, 0.02 * bh]
+    for g, g0, e in zip(reg.grads, plain.grads, extra):
+        np.testing.assert_allclose(g - g0, e, rtol=1e-10, atol=1e-14)
+
+
 # -- backward against finite differences -----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", RNN_KINDS)

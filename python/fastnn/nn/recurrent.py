@@ -240,6 +240,7 @@ class _Recurrent(Layer):
         else:
             d_out, d_states = dy, [None] * self._STATES
         seq_shape, state_shape = (batch, steps, self.units), (batch, self.units)
+        # dseq stays None without a gradient for the sequence: the op then reads none.
         d_states = [None if d is None else self._grad(d, state_shape, f"d_state[{i}]")
                     for i, d in enumerate(d_states)]
         dseq = None
@@ -248,13 +249,12 @@ class _Recurrent(Layer):
         elif d_out is not None:  # the last output is the final h
             d_h = self._grad(d_out, state_shape, "dy")
             d_states[0] = d_h if d_states[0] is None else d_h + d_states[0]
-        if dseq is None:
-            dseq = np.zeros(seq_shape, self.dtype)
         empty = st["empty"]
         passed = None
         if empty is not None:  # an empty sequence's outputs and final state are constants
-            dseq = dseq.copy()
-            dseq[empty] = 0
+            if dseq is not None:
+                dseq = dseq.copy()
+                dseq[empty] = 0
             passed = [None if d is None else d[empty] for d in d_states]
             d_states = [None if d is None else np.where(empty[:, None], 0, d).astype(self.dtype)
                         for d in d_states]
