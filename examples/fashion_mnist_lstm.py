@@ -8,6 +8,11 @@ Prints the time of every epoch and the test accuracy (the target: at least 0.87 
 epochs). ``--torch`` trains the same model (same initialization scheme, Adam settings, batch
 order policy) with PyTorch instead, for a per-epoch time comparison on the same machine.
 
+Pixels are standardized (zero mean, unit variance over the training set): the LSTM's gates
+then start in their sensitive range, which is worth about a point of accuracy at three epochs.
+Measured on a shared 2-core Xeon (AVX-512): 0.8746 test accuracy after 3 epochs with seed 0
+(0.8631 with ``--unit-range``; PyTorch from the same initial weights, ``--unit-range``: 0.8538).
+
 The LSTM's weights follow Keras's defaults (Glorot-uniform input kernel, orthogonal recurrent
 kernel, zero biases but 1 on the forget gate); the PyTorch run copies the fastnn model's initial
 weights, so both start from the same point.
@@ -99,6 +104,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch", action="store_true",
                     help="train the same model with PyTorch instead (for timing)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for fastnn (or PyTorch with --torch); default: all cores")
+    ap.add_argument("--unit-range", action="store_true",
+                    help="pixels scaled to [0, 1] instead of standardized (slower to learn)")
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     args = ap.parse_args()
     if args.limit is not None and args.limit < 1:
@@ -110,13 +119,21 @@ def main() -> None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
         x_test, y_test = x_test[:args.limit], y_test[:args.limit]
     # (n, 28, 28) images are already (batch, steps, features): row r is step r.
-    data = ((normalize(x_train, 0, 255), y_train), (normalize(x_test, 0, 255), y_test))
+    x_train, x_test = normalize(x_train, 0, 255), normalize(x_test, 0, 255)
+    if not args.unit_range:
+        mean, std = x_train.mean(), x_train.std()
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    data = ((x_train, y_train), (x_test, y_test))
+    if args.threads is not None:
+        fastnn.set_num_threads(args.threads)
 
     model = build_model(args.units)
     if args.verbose and not args.torch:
         model.summary()
     if args.torch:
         import torch
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         epoch_s, acc = train_torch(model, data, args)
         who = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
     else:
