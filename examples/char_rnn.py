@@ -6,10 +6,17 @@ predict the next one, then writes new text of its own.
 
 Run:  python examples/char_rnn.py [--text FILE] [--steps 600] [--temperature 0.7]
 By default it trains on examples/data/sonnets.txt (a few Shakespeare sonnets and the opening of
-Alice in Wonderland, all public domain) for a minute or two on a CPU, printing the loss as it
-falls and a sample of generated text every ``--sample-every`` steps. ``--temperature`` scales
+Alice in Wonderland, all public domain) for about a minute on a 2-core CPU, printing the
+training loss as it falls, the loss on a held-out tenth of the text, and a sample of generated
+text every ``--sample-every`` steps. ``--temperature`` scales
 the logits before sampling: low values (0.3) give safe, repetitive text, 1.0 the model's own
 distribution, higher values more adventurous spelling.
+
+The shipped text is small (about 10 KB), so the model learns spelling and short words within a
+few hundred steps (held-out loss about 2.4 at steps 200-300 from 4.2 at the start) and then
+memorizes: the training loss keeps falling (about 0.35 at step 800) while the held-out loss
+rises, and late samples quote the text. Give it a larger text with ``--text`` for a model that
+generalizes.
 
 Training is a custom loop over the model's ``forward`` / ``backward`` and an optimizer's
 ``step``, since the loss covers every step of the sequence. Generation runs the trained
@@ -59,11 +66,21 @@ def sample(model: nn.Sequential, chars: str, prime: str, length: int, temperatur
     return prime + "".join(out)
 
 
+def held_out_loss(model: nn.Sequential, held: np.ndarray, seq_len: int) -> float:
+    """Mean next-character loss over the held-out text, cut into consecutive windows."""
+    n = (len(held) - 1) // seq_len
+    if n == 0:
+        return float("nan")
+    x = held[:n * seq_len].reshape(n, seq_len)
+    y = held[1:n * seq_len + 1].reshape(n, seq_len)
+    return float(ops.softmax_cross_entropy(model.forward(x), y))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--text", default=DEFAULT_TEXT, help="a UTF-8 text file to learn")
-    ap.add_argument("--steps", type=int, default=600, help="training steps")
-    ap.add_argument("--hidden", type=int, default=192)
+    ap.add_argument("--steps", type=int, default=800, help="training steps")
+    ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -81,8 +98,9 @@ def main() -> None:
         text = f.read()
     chars = "".join(sorted(set(text + args.prime)))
     data = np.array([chars.index(c) for c in text], np.int64)
-    if len(data) <= args.seq_len + 1:
-        ap.error(f"the text has {len(data)} characters; it needs more than --seq-len + 1")
+    if len(data) * 0.9 <= args.seq_len + 1:
+        ap.error(f"the text has {len(data)} characters; training needs more than "
+                 f"(--seq-len + 1) / 0.9")
     print(f"{len(data)} characters, {len(chars)} distinct; GRU({args.hidden}), windows of "
           f"{args.seq_len}, batch {args.batch_size}; {fastnn.get_backend()} backend")
 
@@ -91,11 +109,15 @@ def main() -> None:
     model = build_model(len(chars), args.hidden)
     model.summary()
     opt = optim.Adam(learning_rate=args.lr, clipnorm=5.0)
-    starts = np.arange(len(data) - args.seq_len - 1)
+    # The last tenth of the text is held out: its loss shows how much is learned rather than
+    # memorized (on a text this small, the training loss falls much further).
+    cut = int(len(data) * 0.9)
+    train, held = data[:cut], data[cut:]
+    starts = np.arange(len(train) - args.seq_len - 1)
     window = np.arange(args.seq_len + 1)
     smooth, t0 = None, time.perf_counter()
     for step in range(1, args.steps + 1):
-        batch = data[rng.choice(starts, args.batch_size)[:, None] + window]
+        batch = train[rng.choice(starts, args.batch_size)[:, None] + window]
         x, y = batch[:, :-1], batch[:, 1:]
         logits = model.forward(x, training=True)
         loss, ctx = ops.softmax_cross_entropy_forward(logits, y)
@@ -106,6 +128,7 @@ def main() -> None:
             print(f"step {step:4d}  loss {smooth:.3f}  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
         if step % args.sample_every == 0 or step == args.steps:
+            print(f"held-out loss {held_out_loss(model, held, args.seq_len):.3f}")
             print(f"--- sample at step {step}, temperature {args.temperature} ---")
             print(sample(model, chars, args.prime, args.sample_length, args.temperature, rng))
             print("---", flush=True)
