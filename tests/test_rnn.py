@@ -319,3 +319,12 @@ def test_default_backend_runs_rnn(rng):
                  "rnn_forward", "rnn_backward"):
         assert callable(fastnn.ops._image.kernel(name))
     assert _backend.get_backend() in _backend.BACKENDS
+
+
+@pytest.mark.parametrize("name", ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+                                  "rnn_forward", "rnn_backward"])
+def test_cuda_functions_take_the_numba_signatures(name):
+    import inspect
+    nk = _backend.kernels("numba")
+    want = list(inspect.signature(getattr(nk, name)).parameters)
+    assert list(inspect.signature(getattr(fastnn.cuda, name)).parameters) == want

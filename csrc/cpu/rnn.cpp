@@ -12,8 +12,8 @@
 //
 // Backward: per step, one job over unit chunks that first adds dG_{t+1} W_hh (its columns) to the
 // gradient flowing into h_t, then runs the fused gate-derivative pass of step t for its units, so
-// again one job a step. dG is kept for all steps; dx, dW_ih, dW_hh and the bias gradients are
-// large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y (flattened
+// again one job a step; the bias gradients are summed in that pass, while a row is in L1. dG is
+// kept for all steps; dx, dW_ih and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y (flattened
 // (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran) and then
 // replaces the pairing at each sequence start by h0, with one small GEMM.
 //
@@ -28,7 +28,6 @@
 #include "common/parallel.h"
 #include "common/threading.h"
 #include "common/workspace.h"
-#include "cpu/elementwise.h"
 #include "cpu/gemm/gemm.h"
 
 namespace fastnn {
@@ -158,12 +157,11 @@ void zero_units(T* dst, index_t u0, index_t u1) {
   std::memset(dst + u0, 0, std::size_t(u1 - u0) * sizeof(T));
 }
 
-// dx = dgx @ w_ih; dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1};
-// db_ih, db_hh: column sums. tmp: B*H elements.
+// dx = dgx @ w_ih; dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}.
+// tmp: B*H elements.
 template <class T>
-void param_grads(T* dx, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T* dgx, const T* dgh,
-                 const T* x, const T* y, const T* h0, const T* w_ih, const RnnDims& d, index_t GH,
-                 T* tmp) {
+void param_grads(T* dx, T* dw_ih, T* dw_hh, const T* dgx, const T* dgh, const T* x, const T* y,
+                 const T* h0, const T* w_ih, const RnnDims& d, index_t GH, T* tmp) {
   const index_t BT = d.B * d.T, H = d.H;
   mm<T>(BT, d.I, GH, dgx, GH, 1, w_ih, d.I, dx, d.I, T(0));
   mm<T>(GH, d.I, BT, dgx, 1, GH, x, d.I, dw_ih, d.I, T(0));
@@ -177,8 +175,18 @@ void param_grads(T* dx, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T* dgx, co
     for (index_t j = 0; j < H; ++j)
       tmp[b * H + j] = h0[b * H + j] - (b ? y[((b - 1) * d.T + d.T - 1) * H + j] : T(0));
   mm<T>(GH, H, d.B, dgh, 1, d.T * GH, tmp, H, dw_hh, H, T(1));
-  column_sums<T>(db_ih, dgx, BT, GH, GH);
-  if (db_hh != db_ih) column_sums<T>(db_hh, dgh, BT, GH, GH);
+}
+
+// db[q*H + j] += g[q*H + j] for the chunk's units: the bias gradients summed in the step pass,
+// while the row is in L1 (a pass over all of dG afterwards would read it from memory again).
+// The order (steps descending, rows ascending) does not depend on the threads.
+template <class T>
+void add_units(T* db, const T* g, int G, index_t H, index_t u0, index_t u1) {
+  for (int q = 0; q < G; ++q) {
+    T* o = db + q * H;
+    const T* v = g + q * H;
+    for (index_t j = u0; j < u1; ++j) o[j] += v[j];
+  }
 }
 
 }  // namespace
@@ -247,6 +255,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   T* dc = dc0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memcpy(dc, dc_n, std::size_t(B * H) * sizeof(T));
+  std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const Steps s = plan_steps(B, H, G, sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   for (index_t st = Tn; st >= 0; --st) {
@@ -262,13 +271,14 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
           const T* cprev = t ? gates + (bt - 1) * 5 * H + 4 * H : c0 + b * H;
           R.lstm_bwd(g, dh + b * H, dc + b * H, dy + bt * H, gates + bt * 5 * H, cprev, u0, u1,
                      H);
+          add_units(db_ih, g, G, H, u0, u1);
         } else {
           for (int q = 0; q < G; ++q) zero_units(g + q * H, u0, u1);
         }
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, db_ih, db_ih, dg, dg, x, y, h0, w_ih, d, GH, tmp);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, x, y, h0, w_ih, d, GH, tmp);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -335,6 +345,8 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   T* tmp = cv.take<T>(B * H);
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
+  std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
+  std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const Steps s = plan_steps(B, H, G, sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   for (index_t st = Tn; st >= 0; --st) {
@@ -349,6 +361,8 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
           const T* hprev = t ? y + (bt - 1) * H : h0 + b * H;
           R.gru_bwd(dgx + bt * GH, dgh + bt * GH, dh + b * H, dy + bt * H, gates + bt * 4 * H,
                     hprev, u0, u1, H);
+          add_units(db_ih, dgx + bt * GH, G, H, u0, u1);
+          add_units(db_hh, dgh + bt * GH, G, H, u0, u1);
         } else {
           for (int q = 0; q < G; ++q) {
             zero_units(dgx + bt * GH + q * H, u0, u1);
@@ -358,7 +372,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgx, dgh, x, y, h0, w_ih, d, GH, tmp);
+  param_grads(dx, dw_ih, dw_hh, dgx, dgh, x, y, h0, w_ih, d, GH, tmp);
 }
 
 // ---- Elman RNN ----------------------------------------------------------------------------------
@@ -417,6 +431,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   T* tmp = cv.take<T>(B * H);
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
+  std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const Steps s = plan_steps(B, H, 1, sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   for (index_t st = Tn; st >= 0; --st) {
@@ -429,13 +444,14 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         const index_t bt = b * Tn + t;
         if (t < lengths[b]) {
           R.rnn_bwd(dg + bt * H, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
+          add_units(db_ih, dg + bt * H, 1, H, u0, u1);
         } else {
           zero_units(dg + bt * H, u0, u1);
         }
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, db_ih, db_ih, dg, dg, x, y, h0, w_ih, d, H, tmp);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, x, y, h0, w_ih, d, H, tmp);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 
