@@ -1,4 +1,4 @@
-"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|all] [--threads N]
+"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|rnn|all] [--threads N]
 [--quick] [--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
 
 The runner loads no library itself: every measurement runs in a process of its own, one per
@@ -18,9 +18,10 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cnn, common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import rnn  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
-FAMILIES = ("gemm", "conv", "mlp", "cnn", "interference")
+FAMILIES = ("gemm", "conv", "mlp", "cnn", "rnn", "interference")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -41,7 +42,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
                         "Fashion-MNIST training; cnn: the Fashion-MNIST CNN's training epoch; "
-                        "interference: libraries in one process")
+                        "rnn: LSTM and GRU forward and forward+backward; interference: "
+                        "libraries in one process")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -93,6 +95,12 @@ def run_gemm(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
 
 def run_conv(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
     return conv.combine({lib: _worker("conv", lib, args) for lib in libs})
+
+
+def run_rnn(args: argparse.Namespace, libs: List[str],
+            peak_result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    pk = peak_result or _peak_probe(args)
+    return rnn.combine({lib: _worker("rnn", lib, args) for lib in libs}, pk.get("gflops"))
 
 
 def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
@@ -168,6 +176,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "cnn" in families:
         results["cnn"] = run_cnn(args, with_torch)
         print(cnn.report(results["cnn"]) + "\n", flush=True)
+    if "rnn" in families:
+        results["rnn"] = run_rnn(args, libs, results.get("peak"))
+        print(rnn.report(results["rnn"]) + "\n", flush=True)
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)

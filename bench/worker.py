@@ -48,11 +48,11 @@ def _sizes(text: str) -> List[int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from . import cnn, conv, gemm, mlp
+    from . import cnn, conv, gemm, mlp, rnn
     from .environment import libraries
     from .launch import write_result
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "env"))
+    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "rnn", "env"))
     p.add_argument("--lib", choices=LIBRARIES, default="numpy")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--quick", action="store_true")
@@ -70,6 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = conv.run_library(args.lib, args.quick, mods)
     elif args.family == "cnn":
         result = cnn.run_library(args.lib, args.epochs, mods)
+    elif args.family == "rnn":
+        result = rnn.run_library(args.lib, args.quick, mods)
     else:
         result = mlp.run_library(args.lib, args.epochs, mods)
     progress(f"{args.family:6s} {args.lib:6s} done")

@@ -23,7 +23,9 @@ needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="fastnn._C is not built")
 KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activation_backward",
                     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
                     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-                    "avg_pool2d_backward"]
+                    "avg_pool2d_backward",
+                    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
+                    "rnn_backward"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:

@@ -97,6 +97,20 @@ void avg_pool2d_forward(bool dbl, Array4 y, Array4 x, const PoolWindow& p,
 void avg_pool2d_backward(bool dbl, Array4 dx, Array4 dy, const PoolWindow& p,
                          bool count_include_pad);
 
+// The recurrent family (rnn.cu), with the semantics and saved gates of csrc/cpu/rnn.h. Every
+// array is C-contiguous on the device; an address of 0 is absent (gates in inference). kind: 0
+// LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu. The names are those of the kernel signatures.
+struct RnnCall {
+  index_t B = 0, T = 0, I = 0, H = 0;
+  int kind = 0;
+  std::uintptr_t y = 0, h_n = 0, c_n = 0, gates = 0, x = 0, h0 = 0, c0 = 0, w_ih = 0, w_hh = 0,
+                 b_ih = 0, b_hh = 0, lengths = 0;
+  std::uintptr_t dx = 0, dh0 = 0, dc0 = 0, dw_ih = 0, dw_hh = 0, db_ih = 0, db_hh = 0, dy = 0,
+                 dh_n = 0, dc_n = 0;
+};
+void rnn_forward(bool dbl, const RnnCall& c);
+void rnn_backward(bool dbl, const RnnCall& c);
+
 // Runtime services for the Python front.
 int device_count(std::string* error);  // 0 (and the reason in *error) when none can be used
 void use_device_of(std::uintptr_t ptr);  // make the device that owns ptr current (host: no-op)

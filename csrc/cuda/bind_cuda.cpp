@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -382,4 +383,35 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("dx"), py::arg("dy"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
       py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"),
       "dx := each dy element divided by its window's divisor, spread over the window.");
+  m.def(
+      "rnn_call",
+      [](bool dbl, bool backward, int kind, index_t B, index_t T, index_t I, index_t H,
+         const std::map<std::string, std::uintptr_t>& ptrs) {
+        RnnCall c;
+        c.B = B; c.T = T; c.I = I; c.H = H; c.kind = kind;
+        const std::pair<const char*, std::uintptr_t*> slots[] = {
+            {"y", &c.y}, {"h_n", &c.h_n}, {"c_n", &c.c_n}, {"gates", &c.gates}, {"x", &c.x},
+            {"h0", &c.h0}, {"c0", &c.c0}, {"w_ih", &c.w_ih}, {"w_hh", &c.w_hh},
+            {"b_ih", &c.b_ih}, {"b_hh", &c.b_hh}, {"lengths", &c.lengths}, {"dx", &c.dx},
+            {"dh0", &c.dh0}, {"dc0", &c.dc0}, {"dw_ih", &c.dw_ih}, {"dw_hh", &c.dw_hh},
+            {"db_ih", &c.db_ih}, {"db_hh", &c.db_hh}, {"dy", &c.dy}, {"dh_n", &c.dh_n},
+            {"dc_n", &c.dc_n}};
+        for (const auto& kv : ptrs) {
+          bool known = false;
+          for (const auto& s : slots) {
+            if (kv.first == s.first) {
+              *s.second = kv.second;
+              known = true;
+            }
+          }
+          if (!known) throw py::value_error("rnn_call: unknown array " + kv.first);
+        }
+        py::gil_scoped_release nogil;
+        if (backward) rnn_backward(dbl, c);
+        else rnn_forward(dbl, c);
+      },
+      py::arg("dbl"), py::arg("backward"), py::arg("kind"), py::arg("B"), py::arg("T"),
+      py::arg("I"), py::arg("H"), py::arg("ptrs"),
+      "The recurrent kernels (kind 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu): device addresses of "
+      "C-contiguous arrays by their kernel-signature names.");
 }

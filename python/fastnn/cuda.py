@@ -41,7 +41,8 @@ else:
 
 __all__ = ["is_compiled", "is_available", "unavailable_reason", "device_count", "device_empty",
            "synchronize", "gemm", "linear", "linear_backward", "activation",
-           "activation_backward", "device_kernel", "DEVICE_KERNELS"]
+           "activation_backward", "device_kernel", "DEVICE_KERNELS", "lstm_forward",
+           "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward"]
 
 _probe: Optional[Tuple[int, str]] = None
 _host_provider: Optional[Callable[[], Any]] = None
@@ -319,10 +320,12 @@ def _img(v: Optional[_View]) -> Optional[Tuple[int, str, Tuple[int, ...], Tuple[
 
 
 def _conv2d_forward(y: Any, x: Any, w: Any, b: Any, sh: int, sw: int, ph: int, pw: int,
-                    dil_h: int, dil_w: int, groups: int) -> None:
-    """y := conv2d(x, w) + b (b may be None); ph/pw are the top/left padding, OH/OW come from
-    y. Empty reductions are fine (C_in == 0 gives y = b)."""
-    geom = (int(sh), int(sw), int(ph), int(pw), int(dil_h), int(dil_w), int(groups))
+                    dil_h: int, dil_w: int, groups: int, act: int = 0,
+                    act_param: float = 0.0) -> None:
+    """y := act(conv2d(x, w) + b) (b may be None; act an activation code, 0: none); ph/pw are
+    the top/left padding, OH/OW come from y. Empty reductions are fine (C_in == 0 gives y = b)."""
+    geom = (int(sh), int(sw), int(ph), int(pw), int(dil_h), int(dil_w), int(groups), int(act),
+            float(act_param))
     _run((y, x, w, b), 1, lambda *v: _cuda.conv2d_forward(*map(_img, v), *geom))
 
 
@@ -378,6 +381,79 @@ def _avg_pool2d_backward(dx: Any, dy: Any, kh: int, kw: int, sh: int, sw: int, p
     win = (int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
     _run((dx, dy), 1,
          lambda *v: _cuda.avg_pool2d_backward(*map(_img, v), *win, bool(count_include_pad)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The recurrent family (rnn.cu): the signatures of the C++ kernels; arrays are C-contiguous
+# (NumPy arrays from fastnn.ops, staged through the device).
+
+_LSTM_FWD = ("y", "h_n", "c_n", "gates", "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh",
+             "lengths")
+_LSTM_BWD = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "gates", "y", "dy", "dh_n",
+             "dc_n", "x", "h0", "c0", "w_ih", "w_hh", "lengths")
+_GRU_FWD = ("y", "h_n", "gates", "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths")
+_GRU_BWD = ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh", "gates", "y", "dy", "dh_n", "x",
+            "h0", "w_ih", "w_hh", "lengths")
+_RNN_FWD = ("y", "h_n", "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths")
+_RNN_BWD = ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh", "y", "dy", "dh_n", "x", "h0",
+            "w_ih", "w_hh", "lengths")
+
+
+def _recurrent(kind: int, backward: bool, names: Sequence[str], args: Sequence[Any],
+               n_out: int) -> None:
+    x, w_hh = args[names.index("x")], args[names.index("w_hh")]
+    b, t, i = (int(n) for n in x.shape)
+    dims = (b, t, i, int(w_hh.shape[1]))
+
+    def launch(*views: Optional[_View]) -> None:
+        ptrs = {n: v.ptr for n, v in zip(names, views) if v is not None}
+        _cuda.rnn_call(_FLOATS[views[names.index("x")].dtype], backward, kind, *dims, ptrs)
+
+    _run(args, n_out, launch, index=(names.index("lengths"),))
+
+
+def lstm_forward(y: Any, h_n: Any, c_n: Any, gates: Any, x: Any, h0: Any, c0: Any, w_ih: Any,
+                 w_hh: Any, b_ih: Any, b_hh: Any, lengths: Any) -> None:
+    """LSTM over batch-first sequences: y, h_n, c_n and (unless None) the gates [i f g o c]."""
+    _recurrent(0, False, _LSTM_FWD, (y, h_n, c_n, gates, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                     lengths), 4)
+
+
+def lstm_backward(dx: Any, dh0: Any, dc0: Any, dw_ih: Any, dw_hh: Any, db_ih: Any, db_hh: Any,
+                  gates: Any, y: Any, dy: Any, dh_n: Any, dc_n: Any, x: Any, h0: Any, c0: Any,
+                  w_ih: Any, w_hh: Any, lengths: Any) -> None:
+    """LSTM backward through time from the saved gates and y."""
+    _recurrent(0, True, _LSTM_BWD, (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, gates, y, dy, dh_n,
+                                    dc_n, x, h0, c0, w_ih, w_hh, lengths), 7)
+
+
+def gru_forward(y: Any, h_n: Any, gates: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
+                b_hh: Any, lengths: Any) -> None:
+    """GRU over batch-first sequences: y, h_n and (unless None) the gates [r z n U_n h + b_hn]."""
+    _recurrent(1, False, _GRU_FWD, (y, h_n, gates, x, h0, w_ih, w_hh, b_ih, b_hh, lengths), 3)
+
+
+def gru_backward(dx: Any, dh0: Any, dw_ih: Any, dw_hh: Any, db_ih: Any, db_hh: Any, gates: Any,
+                 y: Any, dy: Any, dh_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any,
+                 lengths: Any) -> None:
+    """GRU backward through time from the saved gates and y."""
+    _recurrent(1, True, _GRU_BWD, (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, gates, y, dy, dh_n, x,
+                                   h0, w_ih, w_hh, lengths), 6)
+
+
+def rnn_forward(y: Any, h_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any,
+                lengths: Any, relu: bool) -> None:
+    """Elman RNN (tanh, or relu) over batch-first sequences: y, h_n."""
+    _recurrent(3 if relu else 2, False, _RNN_FWD, (y, h_n, x, h0, w_ih, w_hh, b_ih, b_hh,
+                                                   lengths), 2)
+
+
+def rnn_backward(dx: Any, dh0: Any, dw_ih: Any, dw_hh: Any, db_ih: Any, db_hh: Any, y: Any,
+                 dy: Any, dh_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any, lengths: Any,
+                 relu: bool) -> None:
+    """Elman RNN backward through time from y."""
+    _recurrent(3 if relu else 2, True, _RNN_BWD, (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, y, dy,
+                                                  dh_n, x, h0, w_ih, w_hh, lengths), 6)
 
 
 _DEVICE: dict = {

@@ -10,9 +10,12 @@ from .callbacks import (Callback, EarlyStopping, History, LambdaCallback,  # noq
 from .conv import Conv1D, Conv2D, Conv2DTranspose  # noqa: F401
 from .core import Dense, Flatten, Layer, Reshape  # noqa: F401
 from .dropout import Dropout  # noqa: F401
+from .embedding import Embedding  # noqa: F401
 from .maxout import Maxout  # noqa: F401
 from .model import Sequential  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
+from .recurrent import GRU, LSTM, SimpleRNN  # noqa: F401
+from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D,  # noqa: F401
                       MaxPool2D, MaxPooling2D)
 from .saving import load_model  # noqa: F401
@@ -25,3 +28,4 @@ __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Resh
            "Sequential", "load_model", "load_torch_state_dict", "torch_state_dict", "Callback",
            "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "activations",
            "callbacks", "initializers", "losses", "metrics", "regularizers"]
+__all__ += ["Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]

@@ -19,8 +19,8 @@ import numpy as np
 from .. import random as _random
 
 __all__ = ["Initializer", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-           "LecunNormal", "LecunUniform", "RandomNormal", "RandomUniform", "Zeros", "Ones",
-           "Constant", "get", "serialize"]
+           "LecunNormal", "LecunUniform", "RandomNormal", "RandomUniform", "Orthogonal", "Zeros",
+           "Ones", "Constant", "get", "serialize"]
 
 
 def compute_fans(shape: Tuple[int, ...]) -> Tuple[int, int]:
@@ -175,6 +175,36 @@ class LecunUniform(_Named):
     _args = (1.0, "fan_in", "uniform")
 
 
+class Orthogonal(_Random):
+    """A (semi-)orthogonal matrix times ``gain``: the Keras default for recurrent kernels.
+
+    The shape is read as ``(shape[0], prod(shape[1:]))``; the smaller side gets orthonormal
+    vectors (rows of a wide matrix, columns of a tall one). The QR factor's signs are fixed by the
+    diagonal of R, so the draw is uniform over orthogonal matrices (Mezzadri's correction).
+    """
+
+    def __init__(self, gain: float = 1.0, seed: Optional[int] = None) -> None:
+        super().__init__(seed)
+        if not gain > 0:
+            raise ValueError(f"gain must be > 0, got {gain}")
+        self.gain = float(gain)
+
+    def _sample(self, shape):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initialization needs a shape of 2 or more "
+                             f"dimensions, got {shape}")
+        rows, cols = shape[0], int(np.prod(shape[1:]))
+        a = self.rng.standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
 class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
@@ -204,7 +234,7 @@ class Ones(Constant):
 
 _CLASSES = {c.__name__: c for c in (GlorotUniform, GlorotNormal, HeUniform, HeNormal,
                                      LecunNormal, LecunUniform, RandomNormal, RandomUniform,
-                                     VarianceScaling, Zeros, Ones, Constant)}
+                                     VarianceScaling, Orthogonal, Zeros, Ones, Constant)}
 _NAMES = {
     "glorot_uniform": GlorotUniform, "xavier_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "xavier_normal": GlorotNormal,
@@ -212,6 +242,7 @@ _NAMES = {
     "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform,
     "random_normal": RandomNormal, "small_random": RandomNormal,
     "random_uniform": RandomUniform,
+    "orthogonal": Orthogonal,
     "zeros": Zeros, "ones": Ones, "constant": Constant,
 }
 

@@ -32,6 +32,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import saving as _saving
 from .core import Layer, _unique_name, get_layer_class
+from .masking import link_masks
 
 __all__ = ["Sequential"]
 
@@ -140,6 +141,7 @@ class Sequential:
                 layer.build(self.layers[-1].output_shape)
         self.layers.append(layer)
         self._plan = None
+        link_masks(self.layers)
         if not self.built and self.layers[0].batch_input_shape is not None:
             self.build()  # as in Keras: a known input shape builds the model at once
 
@@ -180,6 +182,7 @@ class Sequential:
             else:
                 layer.build(shape)
             shape = layer.output_shape
+        link_masks(self.layers)
         self.built = True
         self._plan = None
 
@@ -288,6 +291,9 @@ class Sequential:
                                       for w, s in zip(want[1:], x.shape[1:])):
             raise ValueError(f"{what} has shape {x.shape} but the model expects inputs of "
                              f"shape {want}")
+        convert = getattr(self.layers[0], "convert_input", None)  # Embedding: int64 ids
+        if convert is not None:
+            return convert(x)
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def _prepare_xy(self, x: Any, y: Any, what: str = "") -> Tuple[np.ndarray, np.ndarray]:

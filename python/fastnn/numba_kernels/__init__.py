@@ -7,3 +7,5 @@ from .elementwise import *  # noqa: F401,F403
 from .nn_kernels import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403

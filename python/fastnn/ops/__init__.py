@@ -27,3 +27,8 @@ from .pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward,  # noqa:
                    max_pool2d, max_pool2d_backward, max_pool2d_forward)
 from .batchnorm import (batch_norm2d, batch_norm2d_backward,  # noqa: F401
                         batch_norm2d_forward)
+from .rnn import (gru, gru_backward, gru_cell, gru_cell_backward, gru_cell_forward,  # noqa: F401
+                  gru_forward, lstm, lstm_backward, lstm_cell, lstm_cell_backward,
+                  lstm_cell_forward, lstm_forward, rnn, rnn_backward, rnn_cell, rnn_cell_backward,
+                  rnn_cell_forward, rnn_forward)
+from .embedding import embedding, embedding_backward, embedding_forward  # noqa: F401

@@ -5,3 +5,5 @@ from .nn_ops import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403

@@ -1,0 +1,58 @@
+// AVX-512 build of the recurrent gate passes and their float32 sigmoid/tanh (compiled with
+// AVX-512 flags only in this file): 16 lanes, so one vector per block of 16 hidden units.
+#include <immintrin.h>
+
+// GCC 12's _mm512 conversions pass an intentionally undefined vector internally, which
+// -Wmaybe-uninitialized reports as a false positive once inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "common/activations.h"
+#include "cpu/rnn.h"
+
+namespace fastnn {
+namespace rnn_avx512 {
+
+struct VecF {
+  using R = __m512;
+  static constexpr int N = 16;
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R abs(R a) { return _mm512_abs_ps(a); }
+  static R copysign(R mag, R sgn) {
+    const __m512i m = _mm512_set1_epi32(0x7fffffff);
+    // m ? mag : sgn, bit by bit (truth table 0xCA)
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(mag),
+                                                         _mm512_castps_si512(sgn), 0xCA));
+  }
+  static R select_lt(R a, R b, R x, R y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+  }
+  static R pow2i(R n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+};
+
+#include "cpu/kernels/vmath_impl.h"
+#include "cpu/kernels/rnn_rows_impl.h"
+
+}  // namespace rnn_avx512
+
+const RnnIsaRows kRnnRowsAvx512 = {"avx512", rnn_avx512::make_rnn_rows<float>(),
+                                   rnn_avx512::make_rnn_rows<double>()};
+
+}  // namespace fastnn
