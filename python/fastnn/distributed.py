@@ -64,6 +64,11 @@ def init() -> None:
     _initialized = True
     if not _launched():
         return
+    # Open MPI spins while it waits for the other ranks. With more runnable processes than
+    # cores (other jobs, a laptop) a spinning rank keeps its core from the rank it waits for:
+    # yield it instead (costs a system call per poll on an idle machine; the user's setting
+    # wins).
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
     except ImportError as e:
