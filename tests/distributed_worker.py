@@ -52,6 +52,7 @@ def collectives(out: dict) -> None:
     out["mean"] = dist.allreduce(a, op="mean")
     out["max"] = dist.allreduce(a, op="max")
     out["int_mean"] = dist.allreduce(np.array([r, 2 * r]), op="mean")
+    out["bool_sum"] = dist.allreduce(np.array([r == 1, True]), op="sum")
     inplace = a.copy()
     out["inplace_is_out"] = dist.allreduce(inplace, op="sum", out=inplace) is inplace
     out["inplace"] = inplace

@@ -63,6 +63,7 @@ def test_world_of_one():
         got = dist.allreduce(a, op=op)
         assert got is not a and np.array_equal(got, a) and got.dtype == a.dtype
     assert dist.allreduce(np.array([1, 2]), op="mean").dtype == np.float64
+    assert dist.allreduce(np.array([True]), op="max").dtype == np.int32
     out = np.empty_like(a)
     assert dist.allreduce(a, "sum", out=out) is out and np.array_equal(out, a)
     assert dist.broadcast(a) is a
@@ -73,6 +74,8 @@ def test_bad_arguments():
     a = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="op must be"):
         dist.allreduce(a, op="prod")
+    with pytest.raises(TypeError, match="numeric"):
+        dist.allreduce(np.array(["a"]))
     with pytest.raises(ValueError, match="out is"):
         dist.allreduce(a, out=np.zeros(4, np.float32))
     with pytest.raises(TypeError, match="NumPy array"):
@@ -172,6 +175,7 @@ def test_collectives_on_two_ranks(trained):
     np.testing.assert_array_equal(two["mean"], 1.5 * a)
     np.testing.assert_array_equal(two["max"], 2 * a)
     np.testing.assert_array_equal(two["int_mean"], [0.5, 1.0])
+    np.testing.assert_array_equal(two["bool_sum"], [1, 2])
     assert two["inplace_is_out"] and np.array_equal(two["inplace"], 3 * a)
     np.testing.assert_array_equal(two["bcast"], 8.0)  # from root 1
     np.testing.assert_array_equal(two["rank_size"], [0, 2, 0, 2])

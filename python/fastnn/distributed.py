@@ -180,11 +180,15 @@ def allreduce(array: Any, op: str = "mean", out: Optional[np.ndarray] = None) ->
 
     Returns a new array, or fills ``out`` (which may be ``array`` itself, for in place) and
     returns it. Every rank must pass the same shape and dtype. "mean" of integers is computed
-    in float64.
+    in float64; booleans count as int32 0 and 1.
     """
     _check_op(op)
     init()
     a = np.asarray(array)
+    if a.dtype.kind == "b":
+        a = a.astype(np.int32)
+    elif a.dtype.kind not in "iufc":
+        raise TypeError(f"allreduce needs a numeric array, got dtype {a.dtype}")
     if op == "mean" and a.dtype.kind not in "fc":
         a = a.astype(np.float64)
     if out is None:
