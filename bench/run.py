@@ -18,9 +18,10 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import distributed  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
-FAMILIES = ("gemm", "conv", "mlp", "interference")
+FAMILIES = ("gemm", "conv", "mlp", "interference", "distributed")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -40,7 +41,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
-                        "Fashion-MNIST training; interference: libraries in one process")
+                        "Fashion-MNIST training; interference: libraries in one process; "
+                        "distributed: data-parallel epochs on 1-2 ranks (mpirun) against "
+                        "PyTorch DDP")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -109,6 +112,11 @@ def run_interference(args: argparse.Namespace) -> Dict[str, Any]:
                       + (["--quick"] if args.quick else []), clear_openblas=True)
 
 
+def run_distributed(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
+    # Fixed configurations (1x1, 1x2, 2x1 ranks x threads): --threads does not apply.
+    return distributed.run(args.quick, with_torch)
+
+
 def _kernel_check(libs_env: Dict[str, Any], procs: Dict[str, Any]) -> List[str]:
     """Warn when NumPy's timing process ran another OpenBLAS kernel than reported above."""
     want = [b.get("architecture") for b in libs_env.get("numpy_blas", [])]
@@ -158,6 +166,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)
+
+    if "distributed" in families:
+        results["distributed"] = run_distributed(args, with_torch)
+        print(distributed.report(results["distributed"]) + "\n", flush=True)
 
     results["elapsed_s"] = time.perf_counter() - t0
     args.json.parent.mkdir(parents=True, exist_ok=True)
