@@ -376,6 +376,7 @@ class DistributedOptimizer(_optim.Optimizer):
         self._buckets: List[_Bucket] = []
         self._where: List[Tuple[int, int, int]] = []    # param -> (bucket, offset, size)
         self._views: List[np.ndarray] = []
+        self._active: List[Any] = []
         self._scale = 1.0
         self._loss: Optional[float] = None
         self.loss: Optional[float] = None
@@ -469,6 +470,7 @@ class DistributedOptimizer(_optim.Optimizer):
         self._reset_pending()
 
     def _reset_pending(self) -> None:
+        self._active: List[Any] = []
         for bk in self._buckets:
             bk.pending = len(bk.members)
             bk.request = None
@@ -498,11 +500,18 @@ class DistributedOptimizer(_optim.Optimizer):
         if bk.pending == 0 and self.overlap:
             self._start(bk)
 
+    def progress(self) -> None:
+        """Let MPI move the buckets in flight a step further (it moves them only inside MPI
+        calls, and this process has no thread of its own for that): called between layers."""
+        if self._active:
+            _MPI.Request.Testall(self._active)
+
     def _start(self, bk: _Bucket) -> None:
         if bk.extra:
             bk.buf[-1] = 0.0 if self._loss is None else self._loss * self._scale
         if _size > 1:
             bk.request = _comm.Iallreduce(_MPI.IN_PLACE, bk.buf, op=_MPI.SUM)
+            self._active.append(bk.request)
         else:
             bk.request = True
 

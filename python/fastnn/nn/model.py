@@ -449,12 +449,13 @@ class Sequential:
         to it as soon as they exist; returns the loss averaged over the ranks."""
         sync = plan.sync
         sync.begin_step(plan.params, value)
-        ready = sync.grad_ready
+        ready, progress = sync.grad_ready, sync.progress
         for b, layer, start in plan.backward_hooked:
             d = b(d)
             if layer is not None:
                 for j, g in enumerate(layer.grads):
                     ready(start + j, g)
+            progress()
         if plan.first_start is not None:
             plan.backward_first(d, False)
             for j, g in enumerate(plan.first_start[0].grads):
