@@ -220,3 +220,20 @@ def test_mismatched_models_fail_clearly(tmp_path):
     assert proc.returncode != 0
     assert "the model differs across ranks" in proc.stderr
     assert "float32[16, 12]" in proc.stderr and "float32[8, 12]" in proc.stderr
+
+
+def test_nothing_to_train_still_averages_the_loss():
+    x, y = _data(32)
+    m = _model(dist.DistributedOptimizer(fastnn.optim.SGD(0.1)))
+    for layer in m.layers:
+        layer.trainable = False
+    m._plan = None
+    w = m.get_weights()
+    h = m.fit(x, y, epochs=1, batch_size=16, verbose=0, distributed=True)
+    assert np.isfinite(h.history["loss"][0])
+    for p, q in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_lazy_attribute():
+    assert fastnn.distributed is dist

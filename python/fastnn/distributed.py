@@ -454,6 +454,8 @@ class DistributedOptimizer(_optim.Optimizer):
                 used = 0
             groups[-1][1].append(i)
             used += nbytes
+        if not groups:  # nothing to train: one bucket still averages the loss
+            groups.append((np.dtype(np.float64), []))
         self._buckets, self._where = [], [(0, 0, 0)] * len(params)
         for b, (dtype, idx) in enumerate(groups):
             members, off = [], 0
