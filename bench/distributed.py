@@ -18,7 +18,6 @@ network in each case says how much of the communication the backward hides.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess

@@ -332,6 +332,7 @@ def _wait_all(requests: List[Any]) -> None:
         time.sleep(nap)
         nap = min(2 * nap, 1e-3)
 
+
 class _Bucket:
     __slots__ = ("buf", "members", "pending", "request", "extra")
 
