@@ -121,7 +121,8 @@ class _World:
         self.plan, self.model = plan, model
         opt = model.optimizer
         self.saved_sync = plan.sync
-        plan.sync = opt if getattr(opt, "grad_ready", None) else dist.DistributedOptimizer(opt)
+        if self.size > 1 and not getattr(opt, "grad_ready", None):
+            plan.sync = dist.DistributedOptimizer(opt)  # alone, the plain loop is the fastest
         dist.broadcast_weights(model)
         dist.broadcast_optimizer_state(opt, plan.params)
         self.buffers = [b for layer in model.layers for b in layer.buffers]
