@@ -9,15 +9,17 @@ global batch in halves (per-rank batch 128 for the MLP, 64 for the CNN) and aver
 gradients. Both sides run the same model, initialization scheme, optimizer (Adam 1e-3),
 dropout and batches, with the data already in memory.
 
-fastnn's two-rank MLP runs twice more, with its gradient buckets' allreduces started during the
-backward (the default) and only at the optimizer step: the median time a step waited for the
-network in each case says how much of the communication the backward hides.
+fastnn's two-rank runs are repeated with the gradient buckets' allreduces started only at the
+optimizer step instead of during the backward (the default): the median time a step waited for
+the network in each case says how much of the communication the backward hides. The load
+average before and after each run is printed: the figures mean little on a busy machine.
 
 ``python -m bench.distributed worker ...`` is one rank of one configuration (used by ``run``).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -32,7 +34,7 @@ from .stats import summarize
 
 CONFIGS: Tuple[Tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1))   # (ranks, threads per rank)
 MODELS = {"mlp": {"global_batch": 256, "samples": 60000, "quick_samples": 60000},
-          "cnn": {"global_batch": 128, "samples": 6400, "quick_samples": 2560}}
+          "cnn": {"global_batch": 128, "samples": 3200, "quick_samples": 1280}}
 TARGET_SCALING = 1.8     # fastnn 2 ranks x 1 thread over 1 rank x 1 thread
 TARGET_VS_TORCH = 2.0    # fastnn throughput over PyTorch's, 2 ranks x 1 thread
 LR = 1e-3
@@ -202,17 +204,21 @@ def launch(lib: str, kind: str, ranks: int, threads: int, epochs: int, samples: 
             mpirun = shutil.which("mpirun")
             if mpirun is None:
                 return {"error": "mpirun not found"}
-            procs = [subprocess.Popen([mpirun, "-n", str(ranks), "--oversubscribe"] + base,
-                                      env=env, stdout=sys.stderr)]
+            # Unbound, as PyTorch's processes are: on a busy machine a rank pinned to one core
+            # waits for that core while the other may be free.
+            procs = [subprocess.Popen([mpirun, "-n", str(ranks), "--oversubscribe",
+                                       "--bind-to", "none"] + base, env=env, stdout=sys.stderr)]
         else:
             port = _free_port()
             procs = [subprocess.Popen(base + ["--rank", str(r), "--port", str(port)], env=env,
                                       stdout=sys.stderr) for r in range(ranks)]
+        load_before = os.getloadavg()[0]
         codes = [p.wait() for p in procs]
         if any(codes) or not out.is_file():
             return {"error": f"{lib} {ranks}x{threads} failed (exit status {codes})"}
         import json
-        return json.loads(out.read_text())
+        # The 1-minute load average around the run: other processes on the machine's cores
+        return {**json.loads(out.read_text()), "load": [load_before, os.getloadavg()[0]]}
 
 
 def run(quick: bool, with_torch: bool) -> Dict[str, Any]:
@@ -228,10 +234,9 @@ def run(quick: bool, with_torch: bool) -> Dict[str, Any]:
                 progress(f"distributed {kind} {lib} {ranks} rank(s) x {threads} thread(s)")
                 rows[f"{lib} {ranks}x{threads}"] = launch(lib, kind, ranks, threads, epochs,
                                                           samples)
-        if kind == "mlp":
-            progress("distributed mlp fastnn 2x1, allreduces started at the step")
-            rows["fastnn 2x1 no-overlap"] = launch("fastnn", kind, 2, 1, epochs, samples,
-                                                   overlap=False)
+        progress(f"distributed {kind} fastnn 2x1, allreduces started at the step")
+        rows["fastnn 2x1 no-overlap"] = launch("fastnn", kind, 2, 1, epochs, samples,
+                                               overlap=False)
         res["models"][kind] = {"samples": samples, "global_batch": spec["global_batch"],
                                "runs": rows}
     return combine(res)
@@ -274,13 +279,14 @@ def report(res: Dict[str, Any]) -> str:
         rows = []
         for key, r in m["runs"].items():
             if "median" not in r:
-                rows.append([key, "-", "-", "-", "-", r.get("error", "")])
+                rows.append([key, "-", "-", "-", "-", "-", r.get("error", "")])
                 continue
             lib, cfg = key.split(" ", 1)
             base = m["runs"].get(f"{lib} 1x1", {}).get("samples_per_s")
             wait = r.get("wait_ms_median")
+            load = "-".join(f"{v:.1f}" for v in r.get("load", ()))
             rows.append([key, num(r["median"], 3), spread(r), f"{r['samples_per_s']:.0f}",
-                         num(r["samples_per_s"] / base if base else None, 2),
+                         num(r["samples_per_s"] / base if base else None, 2), load or "-",
                          "" if wait is None else f"{wait:.3f} ms wait/step, "
                          f"{r.get('buckets')} bucket(s)"])
         v = m["verdicts"]
@@ -293,8 +299,8 @@ def report(res: Dict[str, Any]) -> str:
         lines.append(
             f"Data-parallel {what}: one epoch of {m['samples']} samples, global batch "
             f"{m['global_batch']}, Adam; {res['epochs']} timed epoch(s), median\n"
-            + table(["library ranks x threads", "epoch s", "IQR", "samples/s", "vs 1x1", ""],
-                    rows)
+            + table(["library ranks x threads", "epoch s", "IQR", "samples/s", "vs 1x1",
+                     "load avg", ""], rows)
             + f"\nfastnn 2x1 scaling {num(v['fastnn 2x1 scaling'], 2)} (target >= "
               f"{TARGET_SCALING}): {verdict(v['pass scaling'])}; torch 2x1 scaling "
               f"{num(v['torch 2x1 scaling'], 2)}, fastnn's at least that: "
