@@ -93,6 +93,15 @@ def train(outdir: Path) -> None:
     out["sgd_same"] = same_on_every_rank(m.get_weights())
     out["buckets_per_step"] = opt.stats["buckets"] / opt.stats["steps"]
 
+    # BatchNormalization's running statistics saw each rank's part: averaged after the epoch.
+    fastnn.random.seed(9 + dist.rank())
+    m = nn.Sequential([nn.Reshape((1, 3, 4), input_shape=(FEATURES,)),
+                       nn.Conv2D(2, 2, activation="relu"), nn.BatchNormalization(),
+                       nn.Flatten(), nn.Dense(CLASSES, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    m.fit(x, y, epochs=1, batch_size=per_rank, verbose=0, distributed=True)
+    out["bn_same"] = same_on_every_rank(m.get_weights())
+
     # A custom loop: broadcast, then DistributedOptimizer.step without hooks.
     m = model()
     dist.broadcast_weights(m)
