@@ -18,10 +18,22 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cnn, common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import distributed  # noqa: E402
 from bench import rnn  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
-FAMILIES = ("gemm", "conv", "mlp", "cnn", "rnn", "interference")
+# One family a line (several people add families). "all" runs every one but the
+# opt-in ones, which take long or need extra software.
+FAMILIES = (
+    "gemm",
+    "conv",
+    "mlp",
+    "cnn",
+    "rnn",
+    "interference",
+    "distributed",
+)
+OPT_IN = ("distributed",)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -43,7 +55,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         "conv2d forward, forward+backward and max pooling; mlp: "
                         "Fashion-MNIST training; cnn: the Fashion-MNIST CNN's training epoch; "
                         "rnn: LSTM and GRU forward and forward+backward; interference: "
-                        "libraries in one process")
+                        "libraries in one process; distributed (not in all): data-parallel "
+                        "epochs on 1-2 ranks (mpirun) against PyTorch DDP")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -127,6 +140,11 @@ def run_interference(args: argparse.Namespace) -> Dict[str, Any]:
                       + (["--quick"] if args.quick else []), clear_openblas=True)
 
 
+def run_distributed(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
+    # Fixed configurations (1x1, 1x2, 2x1 ranks x threads): --threads does not apply.
+    return distributed.run(args.quick, with_torch)
+
+
 def _kernel_check(libs_env: Dict[str, Any], procs: Dict[str, Any]) -> List[str]:
     """Warn when NumPy's timing process ran another OpenBLAS kernel than reported above."""
     want = [b.get("architecture") for b in libs_env.get("numpy_blas", [])]
@@ -140,7 +158,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     with_torch = common.torch_installed()
     libs = libraries_to_time(with_torch)
-    families = FAMILIES if args.family == "all" else (args.family,)
+    if args.family == "all":
+        families = tuple(f for f in FAMILIES if f not in OPT_IN)
+    else:
+        families = (args.family,)
     t0 = time.perf_counter()
 
     mach = environment.machine(args.threads)
@@ -182,6 +203,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)
+
+    if "distributed" in families:
+        results["distributed"] = run_distributed(args, with_torch)
+        print(distributed.report(results["distributed"]) + "\n", flush=True)
 
     results["elapsed_s"] = time.perf_counter() - t0
     args.json.parent.mkdir(parents=True, exist_ok=True)

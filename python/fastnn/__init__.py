@@ -15,6 +15,9 @@ backend._check_isa_env()
 
 
 def __getattr__(name):
+    if name == "distributed":  # imported on first use too: MPI is optional
+        import importlib
+        return importlib.import_module(".distributed", __name__)
     # fastnn.datasets is imported on first use: it is optional and keeps `import fastnn` fast.
     if name == "datasets":
         import importlib

@@ -435,4 +435,5 @@ def get(identifier: Any) -> Optimizer:
 
 
 def serialize(opt: Optimizer) -> Dict[str, Any]:
+    opt = getattr(opt, "wrapped_optimizer", opt)  # a DistributedOptimizer saves what it wraps
     return {"class_name": type(opt).__name__, "config": opt.get_config()}

@@ -167,8 +167,11 @@ class ModelCheckpoint(_Monitor):
 
     ``filepath`` may hold ``{epoch}`` (1-based) and log names, as in
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.fnn"``. With ``save_best_only`` only improvements of
-    ``monitor`` are saved (and the file is overwritten each time).
+    ``monitor`` are saved (and the file is overwritten each time). In a distributed ``fit``
+    only rank 0 writes (``rank_zero_only``).
     """
+
+    rank_zero_only = True
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, mode: str = "auto",

@@ -72,6 +72,18 @@ class _Plan:
         self.backward_first = layers[first].backward if trainable else None
         self.grad_layers = [layers[i] for i in trainable]
         self.params = [p for layer in self.grad_layers for p in layer.params]
+        # A distributed optimizer (``grad_ready``) hears of each layer's gradients as soon as
+        # its backward is done, to start their allreduce under the rest of the backward; the
+        # plain loop above stays as it is. Entries: (backward, layer or None, first param index).
+        self.sync = getattr(model.optimizer, "grad_ready", None) and model.optimizer
+        start, starts = 0, {}
+        for layer in self.grad_layers:
+            starts[id(layer)] = start
+            start += len(layer.params)
+        self.backward_hooked = [(layer.backward, layer if id(layer) in starts else None,
+                                 starts.get(id(layer), 0))
+                                for layer in reversed(layers[first + 1:])]
+        self.first_start = (layers[first], 0) if trainable else None
         self.reg_layers = [layer for layer in layers if getattr(layer, "has_regularizer", False)]
         self.metrics = list(model.metrics)
         self.prob_metrics = any(m.needs_probabilities for m in self.metrics) and self.fused
@@ -97,6 +109,75 @@ class _Plan:
             fused = self.fused
             for m in self.metrics:
                 m.update(y, out, fused)
+
+
+class _World:
+    """What ``fit(distributed=True)`` needs from the ranks: set-up (broadcasts, the
+    distributed optimizer in the plan), each epoch's shard, and the end-of-epoch sums."""
+
+    def __init__(self, model: "Sequential", plan: _Plan) -> None:
+        from .. import distributed as dist
+        self.dist = dist
+        self.rank, self.size = dist.rank(), dist.size()
+        self.plan, self.model = plan, model
+        opt = model.optimizer
+        self.saved_sync = plan.sync
+        if self.size > 1 and not getattr(opt, "grad_ready", None):
+            plan.sync = dist.DistributedOptimizer(opt)  # alone, the plain loop is the fastest
+        dist.broadcast_weights(model)
+        dist.broadcast_optimizer_state(opt, plan.params)
+        self.buffers = [b for layer in model.layers for b in layer.buffers]
+
+    def close(self) -> None:
+        self.plan.sync = self.saved_sync
+
+    def shard(self, n: int, batch_size: int, shuffle: bool) -> np.ndarray:
+        """This rank's sample indices for the epoch, batch after batch: part ``rank`` of
+        every global batch of one order that all ranks share."""
+        if shuffle:
+            seed = np.array([_random.draw_seed() if self.rank == 0 else 0], np.int64)
+            self.dist.broadcast(seed)
+            order = np.random.default_rng(int(seed[0])).permutation(n)
+        else:
+            order = np.arange(n)
+        if self.size == 1:
+            return order
+        g = batch_size * self.size
+        full = (n // g) * g
+        parts = [order[:full].reshape(-1, self.size, batch_size)[:, self.rank].reshape(-1)]
+        if full < n:
+            last = order[full:]
+            per = -(-len(last) // self.size)
+            last = np.concatenate([last, order[:per * self.size - len(last)]])
+            parts.append(last[self.rank * per:(self.rank + 1) * per])
+        return np.concatenate(parts)
+
+    def part(self, val: Tuple[np.ndarray, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        n = len(val[0])
+        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        return val[0][lo:hi], val[1][lo:hi]
+
+    def reduce_logs(self, total: float, seen: int, metrics: List[_metrics.Metric]
+                    ) -> Tuple[float, int]:
+        """Sums of the loss, the sample count and every metric's running sums over ranks."""
+        if self.size == 1:
+            return total, seen
+        v = [total, seen]
+        for m in metrics:
+            v += [m.total, m.count]
+        v = self.dist.allreduce(np.array(v, np.float64), op="sum")
+        for i, m in enumerate(metrics):
+            m.total, m.count = float(v[2 + 2 * i]), int(round(v[3 + 2 * i]))
+        return float(v[0]), int(round(v[1]))
+
+    def average_buffers(self) -> None:
+        """Running statistics (BatchNormalization) saw only this rank's samples: average."""
+        if self.size > 1:
+            for b in self.buffers:
+                if b.flags.c_contiguous:
+                    self.dist.allreduce(b, op="mean", out=b)
+                else:
+                    b[...] = self.dist.allreduce(b, op="mean")
 
 
 @_saving.register_model_class
@@ -358,6 +439,8 @@ class Sequential:
             h = f(h, True)
         value, ctx = plan.loss.forward(h, y)
         d = plan.loss.backward(ctx)
+        if plan.sync:
+            return self._synced_backward(plan, value, d), h
         for b in plan.backward:
             d = b(d)
         if plan.backward_first is not None:
@@ -367,8 +450,29 @@ class Sequential:
         self.optimizer.step(plan.params, plan.grads())
         return value, h
 
+    @staticmethod
+    def _synced_backward(plan: _Plan, value: float, d: Any) -> float:
+        """The backward pass and step with a distributed optimizer: each layer's gradients go
+        to it as soon as they exist; returns the loss averaged over the ranks."""
+        sync = plan.sync
+        sync.begin_step(plan.params, value)
+        ready, progress = sync.grad_ready, sync.progress
+        for b, layer, start in plan.backward_hooked:
+            d = b(d)
+            if layer is not None:
+                for j, g in enumerate(layer.grads):
+                    ready(start + j, g)
+            progress()
+        if plan.first_start is not None:
+            plan.backward_first(d, False)
+            for j, g in enumerate(plan.first_start[0].grads):
+                ready(j, g)
+        reg = plan.regularization() if plan.reg_layers else 0.0
+        sync.step(plan.params, plan.grads())
+        return sync.loss + reg
+
     def _eval_batches(self, plan: _Plan, x: np.ndarray, y: np.ndarray,
-                      batch_size: int) -> Dict[str, float]:
+                      batch_size: int, reduce: Any = None) -> Dict[str, float]:
         for m in plan.metrics:
             m.reset()
         total, n = 0.0, len(x)
@@ -380,6 +484,8 @@ class Sequential:
             value, _ = plan.loss.forward(h, yb)
             total += value * len(xb)
             plan.update_metrics(yb, h)
+        if reduce is not None:  # distributed: sums over every rank's part
+            total, n = reduce(total, n, plan.metrics)
         logs = {"loss": (total / n if n else float("nan")) + plan.regularization()}
         for m in plan.metrics:
             logs[m.name] = m.result()
@@ -429,7 +535,8 @@ class Sequential:
     def fit(self, x: Any = None, y: Any = None, epochs: int = 1, batch_size: int = 32,
             validation_split: float = 0.0, validation_data: Optional[Sequence[Any]] = None,
             shuffle: bool = True, callbacks: Optional[Sequence[_callbacks.Callback]] = None,
-            verbose: int = 1, initial_epoch: int = 0) -> _callbacks.History:
+            verbose: int = 1, initial_epoch: int = 0,
+            distributed: bool = False) -> _callbacks.History:
         """Train until epoch ``epochs``; returns a History (``.history["loss"]`` etc.).
 
         ``validation_split`` holds out that fraction of the samples (the last ones, before
@@ -441,6 +548,21 @@ class Sequential:
         ``initial_epoch=2, epochs=5`` the epochs numbered 3, 4 and 5 run (0-based 2, 3, 4 in
         callbacks and ``History.epoch``). With a model from :func:`~fastnn.nn.load_model`, this
         resumes a run saved after epoch ``initial_epoch`` exactly as if it had not stopped.
+
+        ``distributed=True`` trains data-parallel over the ranks of an MPI job (``mpirun -n 2
+        python train.py``; a world of one process without it, see :mod:`fastnn.distributed`).
+        Every rank passes the same ``x`` and ``y``. Rank 0's weights and optimizer state are
+        broadcast first (after checking that every rank built the same model). Each epoch's
+        shuffled order comes from a seed drawn on rank 0, the same on every rank, and each
+        global batch of ``batch_size * size()`` samples is cut into one part per rank:
+        ``batch_size`` is per rank, as in Horovod (a last short batch is evened out by
+        repeating a few samples of the epoch). The gradients are averaged across ranks by a
+        :class:`~fastnn.distributed.DistributedOptimizer` (the compiled one, or one made here
+        around it), and so is the reported loss; the metrics, the validation (sharded too) and
+        BatchNormalization's running statistics are combined over all ranks at the end of each
+        epoch. Only rank 0 prints, and callbacks marked ``rank_zero_only`` (ModelCheckpoint)
+        run on rank 0 alone. The learning rate is not scaled with the number of ranks: a larger
+        global batch often wants a larger one, which is the caller's choice.
         """
         self._require_compiled()
         epochs = int(epochs)
@@ -469,35 +591,52 @@ class Sequential:
         if n == 0:
             raise ValueError("x is empty: nothing to train on")
         plan = self._get_plan()
-        steps = -(-n // batch_size)
+        callbacks = list(callbacks or [])
+        world = None
+        if distributed:
+            world = _World(self, plan)
+            if world.rank != 0:
+                verbose = 0
+                callbacks = [cb for cb in callbacks if not getattr(cb, "rank_zero_only", False)]
+            steps = -(-n // (batch_size * world.size))
+        else:
+            steps = -(-n // batch_size)
         history = _callbacks.History()
-        cbs = _callbacks.CallbackList(list(callbacks or []) + [history], self,
+        cbs = _callbacks.CallbackList(callbacks + [history], self,
                                       {"epochs": epochs, "steps": steps, "verbose": verbose,
                                        "batch_size": batch_size, "samples": n})
         self.history = history
         self.stop_training = False
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            if self.stop_training:
-                break
-            cbs.on_epoch_begin(epoch)
-            t0 = time.perf_counter()
-            logs = self._fit_epoch(plan, x, y, batch_size, steps, epoch, epochs, verbose, cbs,
-                                   val, bool(shuffle))
-            if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - "
-                      f"{_fmt_logs(logs)}", flush=True)
-            cbs.on_epoch_end(epoch, logs)
-        cbs.on_train_end()
+        try:
+            cbs.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                if self.stop_training:
+                    break
+                cbs.on_epoch_begin(epoch)
+                t0 = time.perf_counter()
+                logs = self._fit_epoch(plan, x, y, batch_size, steps, epoch, epochs, verbose,
+                                       cbs, val, bool(shuffle), world)
+                if verbose == 2:
+                    print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - "
+                          f"{_fmt_logs(logs)}", flush=True)
+                cbs.on_epoch_end(epoch, logs)
+            cbs.on_train_end()
+        finally:
+            if world is not None:
+                world.close()
         return history
 
     def _fit_epoch(self, plan: _Plan, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int,
                    epoch: int, epochs: int, verbose: int, cbs: _callbacks.CallbackList,
-                   val: Optional[Tuple[np.ndarray, np.ndarray]], shuffle: bool
-                   ) -> Dict[str, float]:
+                   val: Optional[Tuple[np.ndarray, np.ndarray]], shuffle: bool,
+                   world: Optional["_World"] = None) -> Dict[str, float]:
         n = len(x)
-        rng = _random.get_generator()
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        if world is None:
+            rng = _random.get_generator()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+        else:
+            order = world.shard(n, batch_size, shuffle)
+            n = len(order)
         # One gather buffer per batch size, reused across steps and epochs.
         full = min(batch_size, n)
         bufs = {}
@@ -545,6 +684,9 @@ class Sequential:
                     bar.set_postfix_str(_fmt_logs(self._running(total, seen, metrics)),
                                         refresh=False)
                     bar.update(s + 1 - bar.n)
+        if world is not None:
+            total, seen = world.reduce_logs(total, seen, metrics)
+            world.average_buffers()
         logs = self._running(total, seen, metrics)
         if stopped_on is not None:
             self.stop_training = True
@@ -552,7 +694,9 @@ class Sequential:
                           f"{stopped_on[0] + 1}: training stopped (check the inputs for NaN "
                           f"or inf, or lower the learning rate)", RuntimeWarning, stacklevel=4)
         elif val is not None:
-            for k, v in self._eval_batches(plan, val[0], val[1], batch_size).items():
+            vx, vy = val if world is None else world.part(val)
+            reduce = None if world is None else world.reduce_logs
+            for k, v in self._eval_batches(plan, vx, vy, batch_size, reduce).items():
                 logs["val_" + k] = v
         if bar is not None:
             bar.set_postfix_str(_fmt_logs(logs), refresh=False)
