@@ -355,3 +355,17 @@ def test_vector_exp_matches_float64(isa, dtype):
     nan = np.array([np.nan] * 17, dtype)
     _backend._C._attention_exp(y[:17], nan)
     assert np.isnan(y[:17]).all()
+
+
+def test_cuda_mask_staging_keeps_broadcast_axes_unmaterialized():
+    """The CUDA wrapper stages only a mask's distinct elements and passes zero strides for the
+    broadcast axes (pure Python: runs without a GPU)."""
+    from fastnn import cuda
+    base = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+    view = np.broadcast_to(base, (4, 5, 2, 3))
+    compact = cuda._compact_mask(view)
+    assert compact.shape == (1, 1, 2, 3) and compact.flags.c_contiguous
+    v = cuda._View(1234, compact.shape, (6, 6, 3, 1), compact.dtype)
+    ptr, typ, shape, strides = cuda._mask_img(v, view.shape)
+    assert (ptr, typ, shape, strides) == (1234, "f4", (4, 5, 2, 3), (0, 0, 3, 1))
+    assert cuda._compact_mask(None) is None
