@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make the bench package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import attention  # noqa: E402
 from bench import cnn, common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
 from bench import distributed  # noqa: E402
 from bench import rnn  # noqa: E402
@@ -30,6 +31,7 @@ FAMILIES = (
     "mlp",
     "cnn",
     "rnn",
+    "attention",
     "interference",
     "distributed",
 )
@@ -54,7 +56,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
                         "Fashion-MNIST training; cnn: the Fashion-MNIST CNN's training epoch; "
-                        "rnn: LSTM and GRU forward and forward+backward; interference: "
+                        "rnn: LSTM and GRU forward and forward+backward; attention: fused "
+                        "attention speed and memory; interference: "
                         "libraries in one process; distributed (not in all): data-parallel "
                         "epochs on 1-2 ranks (mpirun) against PyTorch DDP")
     p.add_argument("--threads", type=int, default=common.default_threads(),
@@ -114,6 +117,17 @@ def run_rnn(args: argparse.Namespace, libs: List[str],
             peak_result: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     pk = peak_result or _peak_probe(args)
     return rnn.combine({lib: _worker("rnn", lib, args) for lib in libs}, pk.get("gflops"))
+
+
+def run_attention(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
+    per_lib = {lib: _worker("attention", lib, args) for lib in libs}
+    memory = {}
+    for lib in [lib for lib in libs if lib != "numpy"]:
+        common.progress(f"attention: memory of {lib}")
+        memory[lib] = run_module("bench.attention", ["--lib", lib, "--threads", str(args.threads)],
+                                 clear_openblas=False)
+    pk = peak.best_of([_peak_probe(args)])
+    return attention.combine(per_lib, memory, pk.get("gflops"))
 
 
 def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
@@ -191,6 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "conv" in families:
         results["conv"] = run_conv(args, libs)
         print(conv.report(results["conv"]) + "\n", flush=True)
+    if "attention" in families:
+        results["attention"] = run_attention(args, libs)
+        print(attention.report(results["attention"]) + "\n", flush=True)
     if "mlp" in families:
         results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)

@@ -1,7 +1,8 @@
 """One benchmark process: one library, one family.
 
 ``python -m bench.worker FAMILY --lib LIB --threads N [--quick] [--sizes 64,256] --out FILE``
-(started by the runner through ``bench.launch``; FAMILY is gemm, conv, mlp, cnn or env).
+(started by the runner through ``bench.launch``; FAMILY is gemm, conv, mlp, cnn, rnn,
+attention or env).
 
 The process loads the measured library and NumPy (which prepares inputs) and nothing else. When
 NumPy is not the one measured, its BLAS runs one thread: it has no idle workers to spin beside
@@ -48,11 +49,11 @@ def _sizes(text: str) -> List[int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from . import cnn, conv, gemm, mlp, rnn
+    from . import attention, cnn, conv, gemm, mlp, rnn
     from .environment import libraries
     from .launch import write_result
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "rnn", "env"))
+    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "rnn", "attention", "env"))
     p.add_argument("--lib", choices=LIBRARIES, default="numpy")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--quick", action="store_true")
@@ -72,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = cnn.run_library(args.lib, args.epochs, mods)
     elif args.family == "rnn":
         result = rnn.run_library(args.lib, args.quick, mods)
+    elif args.family == "attention":
+        result = attention.run_library(args.lib, args.quick, mods)
     else:
         result = mlp.run_library(args.lib, args.epochs, mods)
     progress(f"{args.family:6s} {args.lib:6s} done")

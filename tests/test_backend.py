@@ -26,6 +26,8 @@ KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activati
                     "avg_pool2d_backward",
                     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
                     "rnn_backward"]
+KERNEL_FUNCTIONS += ["attention_forward", "attention_backward", "layer_norm_forward",
+                     "layer_norm_backward"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:

@@ -9,3 +9,4 @@ from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403

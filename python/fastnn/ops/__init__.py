@@ -32,3 +32,5 @@ from .rnn import (gru, gru_backward, gru_cell, gru_cell_backward, gru_cell_forwa
                   lstm_cell_forward, lstm_forward, rnn, rnn_backward, rnn_cell, rnn_cell_backward,
                   rnn_cell_forward, rnn_forward)
 from .embedding import embedding, embedding_backward, embedding_forward  # noqa: F401
+from .attention import (attention, attention_backward, attention_forward,  # noqa: F401
+                        layer_norm, layer_norm_backward, layer_norm_forward)
