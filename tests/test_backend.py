@@ -23,7 +23,9 @@ needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="fastnn._C is not built")
 KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activation_backward",
                     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
                     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-                    "avg_pool2d_backward"]
+                    "avg_pool2d_backward",
+                    "rbm_hidden", "rbm_visible", "rbm_cd_step", "rbm_free_energy",
+                    "rbm_pseudo_likelihood"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:

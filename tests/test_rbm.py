@@ -16,17 +16,9 @@ DTYPES = [np.float32, np.float64]
 # (batch, n_visible, n_hidden): nothing tiles evenly on purpose.
 
 
-@pytest.fixture(autouse=True)
-def _needs_rbm_kernels(request):
-    # Until every backend has the RBM kernels (the C++ ones follow the Numba ones).
-    if "backend" in request.fixturenames:
-        request.getfixturevalue("backend")
-        from fastnn import backend as _b
-        if not hasattr(_b.kernels(), "rbm_hidden"):
-            pytest.skip("this backend has no RBM kernels yet")
-
-
-SHAPES = [(1, 1, 1), (7, 9, 17), (33, 65, 17), (5, 130, 33), (0, 4, 3)]
+SHAPES = [(1, 1, 1), (7, 9, 17), (33, 65, 17), (5, 130, 33), (0, 4, 3), (150, 5, 2)]
+# Big enough for the blocked GEMM, whose epilogue runs on the last k block only.
+BIG = [(200, 300, 700), (96, 700, 260)]
 
 
 def _params(rng, nv, nh, dtype, scale=0.5):
@@ -79,6 +71,18 @@ def test_rbm_visible_bernoulli_and_gaussian(backend, rng, dtype, shape):
     g = ops.rbm_visible(h, w, bv, visible="gaussian", sample=True, seed=3)
     check_op(g, ref.rbm_visible(h, w, bv, visible="gaussian", sample=True, seed=3), dtype,
              reduction=nh, scale=8.0)
+
+
+@pytest.mark.parametrize("shape", BIG)
+def test_sampling_on_the_blocked_gemm(rng, shape):
+    b, nv, nh = shape
+    w, bv, bh = _params(rng, nv, nh, np.float32, scale=0.1)
+    v = rng.random((b, nv)).astype(np.float32)
+    _check_samples(ops.rbm_hidden(v, w, bh, sample=True, seed=5), ref.rbm_hidden(v, w, bh), 5, 0,
+                   np.float32)
+    h = (rng.random((b, nh)) < 0.5).astype(np.float32)
+    _check_samples(ops.rbm_visible(h, w, bv, sample=True, seed=6), ref.rbm_visible(h, w, bv), 6,
+                   0, np.float32)
 
 
 def test_samples_are_bernoulli_with_the_right_mean(backend):
