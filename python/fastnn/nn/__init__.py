@@ -13,6 +13,7 @@ from .dropout import Dropout  # noqa: F401
 from .maxout import Maxout  # noqa: F401
 from .model import Sequential  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
+from .rbm import DBN, RBM  # noqa: F401
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D,  # noqa: F401
                       MaxPool2D, MaxPooling2D)
 from .saving import load_model  # noqa: F401
@@ -25,3 +26,4 @@ __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Resh
            "Sequential", "load_model", "load_torch_state_dict", "torch_state_dict", "Callback",
            "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "activations",
            "callbacks", "initializers", "losses", "metrics", "regularizers"]
+__all__ += ["RBM", "DBN"]
