@@ -1,4 +1,4 @@
-"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|all] [--threads N]
+"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|rbm|all] [--threads N]
 [--quick] [--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
 
 The runner loads no library itself: every measurement runs in a process of its own, one per
@@ -18,9 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import rbm  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
 FAMILIES = ("gemm", "conv", "mlp", "interference")
+FAMILIES += ("rbm",)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -40,7 +42,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
-                        "Fashion-MNIST training; interference: libraries in one process")
+                        "Fashion-MNIST training; interference: libraries in one process; "
+                        "rbm: an RBM epoch on Fashion-MNIST against scikit-learn")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -65,7 +68,7 @@ def _worker(family: str, lib: str, args: argparse.Namespace,
     argv = [family, "--lib", lib, "--threads", str(args.threads)] + (extra or [])
     # Only NumPy's processes drop the OpenBLAS overrides; the others keep the environment as is.
     return run_module("bench.worker", argv + (["--quick"] if args.quick else []),
-                      clear_openblas=lib == "numpy")
+                      clear_openblas=lib in ("numpy", "sklearn"))
 
 
 def _peak_probe(args: argparse.Namespace) -> Dict[str, Any]:
@@ -99,6 +102,14 @@ def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
     per_lib = {lib: _worker("mlp", lib, args, epochs)
                for lib in ["fastnn"] + (["torch"] if with_torch else [])}
     res = mlp.combine(per_lib)
+    res["threads"] = args.threads
+    return res
+
+
+def run_rbm(args: argparse.Namespace) -> Dict[str, Any]:
+    epochs = ["--epochs", "1" if args.quick else "3"]
+    libs = ["fastnn"] + (["sklearn"] if rbm.sklearn_installed() else [])
+    res = rbm.combine({lib: _worker("rbm", lib, args, epochs) for lib in libs})
     res["threads"] = args.threads
     return res
 
@@ -155,6 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "mlp" in families:
         results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)
+    if "rbm" in families:
+        results["rbm"] = run_rbm(args)
+        print(rbm.report(results["rbm"]) + "\n", flush=True)
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)

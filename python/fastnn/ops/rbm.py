@@ -52,6 +52,12 @@ def _mat(x: Any, name: str, op: str) -> np.ndarray:
     return x
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    # min and max propagate NaN and show an inf; two vectorized passes without the temporary
+    # of isfinite().all() (a third of its cost on weights checked at every training step).
+    return math.isfinite(float(a.min())) and math.isfinite(float(a.max()))
+
+
 def _params(w: Any, b_vis: Any, b_hid: Any, op: str, *, inplace: bool = False):
     """w (n_hidden, n_visible) and the biases, one float dtype, finite."""
     if inplace:
@@ -80,7 +86,7 @@ def _params(w: Any, b_vis: Any, b_hid: Any, op: str, *, inplace: bool = False):
             raise TypeError(f"{op}: {name} has dtype {b.dtype} but w has {w.dtype}")
         out.append(b)
     for name, a in zip(("w", "b_vis", "b_hid"), out):
-        if a is not None and a.size and not np.isfinite(a).all():
+        if a is not None and a.size and not _all_finite(a):
             raise ValueError(f"{op}: {name} contains NaN or inf")
     return out
 
