@@ -261,3 +261,17 @@ def test_bad_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError):
         ops.rbm_cd_step(v * 3, w, bv, bh, lr=0.1, seed=0)
     np.testing.assert_array_equal(w, w0)
+
+
+@pytest.mark.parametrize("name", ["rbm_hidden", "rbm_visible", "rbm_cd_step",
+                                  "rbm_free_energy", "rbm_pseudo_likelihood"])
+def test_cuda_kernels_have_the_host_signatures(name):
+    # fastnn.cuda defines its own RBM kernels (not host fallbacks), with the Numba signatures
+    # (which tests/test_backend.py matches against the C++ ones); no GPU needed.
+    import inspect
+
+    import fastnn
+    from fastnn import backend as _b
+    assert name in vars(fastnn.cuda)
+    got = list(inspect.signature(getattr(fastnn.cuda, name)).parameters)
+    assert got == list(inspect.signature(getattr(_b.kernels("numba"), name)).parameters)
