@@ -107,6 +107,9 @@ def test_rbm_fit_progress_and_errors(capsys, rng):
         nn.RBM(3).fit(bad, verbose=0)
     with pytest.raises(ValueError, match="features"):
         rbm.transform(x[:, :5])
+    rbm.w[0, 0] = np.inf
+    with pytest.raises(ValueError, match="w contains NaN or inf"):
+        rbm.fit(x, verbose=0)
     with pytest.raises(ValueError, match="k must be"):
         nn.RBM(3, k=0)
     with pytest.raises(RuntimeError, match="fit"):

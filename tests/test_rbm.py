@@ -160,6 +160,18 @@ def test_cd_step_without_error_returns_none(backend, rng):
     check_op(w, want[0], np.float64, reduction=10)
 
 
+def test_cd_step_without_value_scans_gives_the_same_update(backend, rng):
+    w, bv, bh = _params(rng, 9, 5, np.float64)
+    v0 = (rng.random((6, 9)) < 0.5).astype(np.float64)
+    chain = (rng.random((4, 5)) < 0.5).astype(np.float64)
+    want = ref.rbm_cd_step(v0, w, bv, bh, persistent_chain=chain, lr=0.1, seed=8)
+    err = ops.rbm_cd_step(v0, w, bv, bh, persistent_chain=chain, lr=0.1, seed=8,
+                          check_values=False)
+    check_op(w, want[0], np.float64, reduction=20)
+    np.testing.assert_array_equal(chain, want[3])
+    assert err == pytest.approx(want[5], rel=1e-9)
+
+
 def _brute_free_energy(v, w, bv, bh):
     # F(v) = -log sum_h exp(-E(v, h)), E = -v.bv - h.bh - h.W.v, by enumerating every h.
     nh = w.shape[0]

@@ -149,6 +149,9 @@ class RBM:
             raise ValueError("x is empty: nothing to train on")
         if self.w is None:
             self.initialize(x)
+        for name in ("w", "b_vis", "b_hid"):  # the steps below skip these scans (check_values)
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"the RBM's {name} contains NaN or inf")
         # Check the data once here, so that a bad value is reported before any update.
         lo, hi = float(x.min()), float(x.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -188,7 +191,7 @@ class RBM:
         step = ops.rbm_cd_step
         kw = dict(k=self.k, persistent_chain=self.chain, lr=self.learning_rate,
                   momentum=self.momentum, weight_decay=self.weight_decay, visible=self.visible,
-                  velocity=self.velocity)
+                  velocity=self.velocity, check_values=False)  # x was checked once, in fit
         err_sum, err_n = 0.0, 0
         t0 = time.perf_counter()
         for s in range(steps):

@@ -58,7 +58,8 @@ def _all_finite(a: np.ndarray) -> bool:
     return math.isfinite(float(a.min())) and math.isfinite(float(a.max()))
 
 
-def _params(w: Any, b_vis: Any, b_hid: Any, op: str, *, inplace: bool = False):
+def _params(w: Any, b_vis: Any, b_hid: Any, op: str, *, inplace: bool = False,
+            scan: bool = True):
     """w (n_hidden, n_visible) and the biases, one float dtype, finite."""
     if inplace:
         for name, a in (("w", w), ("b_vis", b_vis), ("b_hid", b_hid)):
@@ -86,19 +87,19 @@ def _params(w: Any, b_vis: Any, b_hid: Any, op: str, *, inplace: bool = False):
             raise TypeError(f"{op}: {name} has dtype {b.dtype} but w has {w.dtype}")
         out.append(b)
     for name, a in zip(("w", "b_vis", "b_hid"), out):
-        if a is not None and a.size and not _all_finite(a):
+        if scan and a is not None and a.size and not _all_finite(a):
             raise ValueError(f"{op}: {name} contains NaN or inf")
     return out
 
 
 def _data(x: Any, name: str, width: int, dtype: np.dtype, op: str, what: str, *,
-          unit_range: bool = False) -> np.ndarray:
+          unit_range: bool = False, scan: bool = True) -> np.ndarray:
     x = _mat(x, name, op)
     if x.shape[1] != width:
         raise ValueError(f"{op}: {name} must have {width} columns ({what}), got shape {x.shape}")
     if x.dtype != dtype:
         raise TypeError(f"{op}: {name} has dtype {x.dtype} but w has {dtype}")
-    if x.size:
+    if scan and x.size:
         lo, hi = float(x.min()), float(x.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN
             raise ValueError(f"{op}: {name} contains NaN or inf")
@@ -159,7 +160,7 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
                 momentum: float = 0.0, weight_decay: float = 0.0, seed: int,
                 visible: str = "bernoulli",
                 velocity: Optional[Sequence[np.ndarray]] = None,
-                compute_error: bool = True) -> Optional[float]:
+                compute_error: bool = True, check_values: bool = True) -> Optional[float]:
     """One contrastive-divergence update of ``w``, ``b_vis`` and ``b_hid``, in place.
 
     CD-k (``persistent_chain=None``): k Gibbs steps start from a hidden sample of the data.
@@ -173,13 +174,19 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
 
     Returns the reconstruction error (the mean over the batch of ``|v0 - E[v | h0]|^2``, with the
     parameters before the update), or None when ``compute_error`` is False (one product less).
+
+    ``check_values=False`` skips the scans of v0 and the parameters for NaN, inf and (Bernoulli
+    units) values outside [0, 1], a tenth of a small step's time; shapes, dtypes and the other
+    arguments are still checked. For callers that checked the data once, as ``nn.RBM.fit`` does
+    (it checks the whole data set before training and the weights after every epoch).
     """
     op = "rbm_cd_step"
     gaussian = _visible_kind(visible)
-    w, b_vis, b_hid = _params(w, b_vis, b_hid, op, inplace=True)
+    w, b_vis, b_hid = _params(w, b_vis, b_hid, op, inplace=True, scan=bool(check_values))
     nh, nv = w.shape
     dt = w.dtype
-    v0 = _data(v0, "v0", nv, dt, op, "n_visible of w", unit_range=not gaussian)
+    v0 = _data(v0, "v0", nv, dt, op, "n_visible of w", unit_range=not gaussian,
+               scan=bool(check_values))
     if v0.shape[0] == 0:
         raise ValueError(f"{op}: v0 must have at least one row, got shape {v0.shape}")
     k = _c.int_arg(k, "k", minimum=1)
@@ -202,7 +209,7 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
             raise ValueError(f"{op}: persistent_chain must have at least one row")
         if chain.size >= _COUNTER_LIMIT or chain.shape[0] * nv >= _COUNTER_LIMIT:
             raise ValueError(f"{op}: persistent_chain is too large for the sample counters")
-        if not ((chain == 0) | (chain == 1)).all():
+        if check_values and not ((chain == 0) | (chain == 1)).all():
             raise ValueError(f"{op}: persistent_chain must hold hidden samples (0/1 values)")
     vel = (None, None, None)
     if momentum != 0.0:
