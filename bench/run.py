@@ -1,4 +1,4 @@
-"""Benchmark runner: ``python -m bench [--family gemm|conv|mlp|interference|rnn|all] [--threads N]
+"""Benchmark runner: ``python -m bench [--family FAMILY|all] [--threads N]
 [--quick] [--sizes 64,256] [--json PATH]`` (also ``python bench/run.py ...``).
 
 The runner loads no library itself: every measurement runs in a process of its own, one per
@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
 from bench import attention  # noqa: E402
 from bench import cnn, common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
 from bench import distributed  # noqa: E402
+from bench import rbm  # noqa: E402
 from bench import rnn  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
@@ -32,6 +33,7 @@ FAMILIES = (
     "cnn",
     "rnn",
     "attention",
+    "rbm",
     "interference",
     "distributed",
 )
@@ -57,7 +59,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         "conv2d forward, forward+backward and max pooling; mlp: "
                         "Fashion-MNIST training; cnn: the Fashion-MNIST CNN's training epoch; "
                         "rnn: LSTM and GRU forward and forward+backward; attention: fused "
-                        "attention speed and memory; interference: "
+                        "attention speed and memory; rbm: an RBM epoch against scikit-learn; "
+                        "interference: "
                         "libraries in one process; distributed (not in all): data-parallel "
                         "epochs on 1-2 ranks (mpirun) against PyTorch DDP")
     p.add_argument("--threads", type=int, default=common.default_threads(),
@@ -84,7 +87,7 @@ def _worker(family: str, lib: str, args: argparse.Namespace,
     argv = [family, "--lib", lib, "--threads", str(args.threads)] + (extra or [])
     # Only NumPy's processes drop the OpenBLAS overrides; the others keep the environment as is.
     return run_module("bench.worker", argv + (["--quick"] if args.quick else []),
-                      clear_openblas=lib == "numpy")
+                      clear_openblas=lib in ("numpy", "sklearn"))
 
 
 def _peak_probe(args: argparse.Namespace) -> Dict[str, Any]:
@@ -144,6 +147,12 @@ def run_cnn(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
     per_lib = {lib: _worker("cnn", lib, args, epochs)
                for lib in ["fastnn"] + (["torch"] if with_torch else [])}
     res = cnn.combine(per_lib)
+
+
+def run_rbm(args: argparse.Namespace) -> Dict[str, Any]:
+    epochs = ["--epochs", "1" if args.quick else "3"]
+    libs = ["fastnn"] + (["sklearn"] if rbm.sklearn_installed() else [])
+    res = rbm.combine({lib: _worker("rbm", lib, args, epochs) for lib in libs})
     res["threads"] = args.threads
     return res
 
@@ -217,6 +226,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "rnn" in families:
         results["rnn"] = run_rnn(args, libs, results.get("peak"))
         print(rnn.report(results["rnn"]) + "\n", flush=True)
+
+
+    if "rbm" in families:
+        results["rbm"] = run_rbm(args)
+        print(rbm.report(results["rbm"]) + "\n", flush=True)
     if "interference" in families:
         results["interference"] = run_interference(args)
         print(interference.report(results["interference"]) + "\n", flush=True)

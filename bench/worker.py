@@ -17,13 +17,13 @@ from typing import Any, Dict, List, Optional
 from .common import (OPENBLAS_OVERRIDES, import_fastnn, limit_numpy_blas, numpy_blas_info,
                      progress)
 
-LIBRARIES = ("fastnn", "numpy", "torch")
+LIBRARIES = ("fastnn", "numpy", "torch", "sklearn")
 
 
 def setup(lib: str, threads: int) -> "tuple[Dict[str, Any], Dict[str, Any]]":
     """Load ``lib``, give it ``threads`` threads; returns (modules, what this process runs)."""
     mods: Dict[str, Any] = {}
-    notes: List[Optional[str]] = [limit_numpy_blas(threads if lib == "numpy" else 1)]
+    notes: List[Optional[str]] = [limit_numpy_blas(threads if lib in ("numpy", "sklearn") else 1)]
     facts: Dict[str, Any] = {
         "pid": os.getpid(),
         "openblas_overrides_seen": {k: os.environ[k] for k in OPENBLAS_OVERRIDES
@@ -53,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .environment import libraries
     from .launch import write_result
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "rnn", "attention", "env"))
+    p.add_argument("family", choices=("gemm", "conv", "mlp", "cnn", "rnn", "attention", "rbm", "env"))
     p.add_argument("--lib", choices=LIBRARIES, default="numpy")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--quick", action="store_true")
@@ -75,6 +75,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = rnn.run_library(args.lib, args.quick, mods)
     elif args.family == "attention":
         result = attention.run_library(args.lib, args.quick, mods)
+    elif args.family == "rbm":
+        from . import rbm
+        result = rbm.run_library(args.lib, args.epochs, mods)
     else:
         result = mlp.run_library(args.lib, args.epochs, mods)
     progress(f"{args.family:6s} {args.lib:6s} done")

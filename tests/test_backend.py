@@ -28,6 +28,8 @@ KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activati
                     "rnn_backward"]
 KERNEL_FUNCTIONS += ["attention_forward", "attention_backward", "layer_norm_forward",
                      "layer_norm_backward"]
+KERNEL_FUNCTIONS += ["rbm_hidden", "rbm_visible", "rbm_cd_step", "rbm_free_energy",
+                     "rbm_pseudo_likelihood"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:

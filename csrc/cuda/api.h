@@ -119,6 +119,31 @@ void attention_forward(bool dbl, Array4 o, Array4 lse, Array4 q, Array4 k, Array
 void attention_backward(bool dbl, Array4 dq, Array4 dk, Array4 dv, Array4 o, Array4 lse,
                         Array4 dout, Array4 q, Array4 k, Array4 v, Array4 mask, double scale,
                         bool causal);
+// RBM kernels (rbm.cu), the semantics of cpu/rbm.h: C-contiguous matrices given by their device
+// address, w of n_hidden x n_visible; free energy and pseudo-likelihood write float64.
+void rbm_hidden(bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t h,
+                std::uintptr_t v, std::uintptr_t w, std::uintptr_t b_hid, bool sample,
+                std::uint64_t seed);
+void rbm_visible(bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t v,
+                 std::uintptr_t h, std::uintptr_t w, std::uintptr_t b_vis, bool gaussian,
+                 bool sample, std::uint64_t seed);
+struct RbmStepArgs {
+  index_t batch = 0, nv = 0, nh = 0, particles = 0;  // particles 0: CD-k from the data
+  std::uintptr_t w = 0, b_vis = 0, b_hid = 0, chain = 0, vel_w = 0, vel_b_vis = 0,
+                 vel_b_hid = 0, v0 = 0;
+  int k = 1;
+  double lr = 0.0, momentum = 0.0, weight_decay = 0.0;
+  bool gaussian = false, compute_error = true;
+  std::uint64_t seed = 0;
+};
+// One CD-k / PCD update in place; returns the reconstruction error (NaN when not computed).
+double rbm_cd_step(bool dbl, const RbmStepArgs& s);
+void rbm_free_energy(bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out,
+                     std::uintptr_t v, std::uintptr_t w, std::uintptr_t b_vis,
+                     std::uintptr_t b_hid, bool gaussian);
+void rbm_pseudo_likelihood(bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out,
+                           std::uintptr_t v, std::uintptr_t w, std::uintptr_t b_vis,
+                           std::uintptr_t b_hid, std::uint64_t seed);
 
 // Runtime services for the Python front.
 int device_count(std::string* error);  // 0 (and the reason in *error) when none can be used

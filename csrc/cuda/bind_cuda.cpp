@@ -207,6 +207,68 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("b"), py::arg("c"), py::arg("alpha"), py::arg("beta"),
       "out := alpha * a @ b + beta * c; matrices as (ptr, row stride, col stride) or None.");
   m.def(
+      "rbm_hidden",
+      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t h, std::uintptr_t v,
+         std::uintptr_t w, std::uintptr_t b, bool sample, std::uint64_t seed) {
+        py::gil_scoped_release nogil;
+        rbm_hidden(dbl, batch, nv, nh, h, v, w, b, sample, seed);
+      },
+      py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("h"),
+      py::arg("v"), py::arg("w"), py::arg("b_hid"), py::arg("sample"), py::arg("seed"),
+      "h := sigmoid(v @ w.T + b_hid), sampled when sample (C-contiguous device arrays).");
+  m.def(
+      "rbm_visible",
+      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t v, std::uintptr_t h,
+         std::uintptr_t w, std::uintptr_t b, bool gaussian, bool sample, std::uint64_t seed) {
+        py::gil_scoped_release nogil;
+        rbm_visible(dbl, batch, nv, nh, v, h, w, b, gaussian, sample, seed);
+      },
+      py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("v"),
+      py::arg("h"), py::arg("w"), py::arg("b_vis"), py::arg("gaussian"), py::arg("sample"),
+      py::arg("seed"), "v := visible means given h, or samples (C-contiguous device arrays).");
+  m.def(
+      "rbm_cd_step",
+      [](bool dbl, index_t batch, index_t nv, index_t nh, index_t particles, std::uintptr_t w,
+         std::uintptr_t b_vis, std::uintptr_t b_hid, std::uintptr_t chain, std::uintptr_t vel_w,
+         std::uintptr_t vel_b_vis, std::uintptr_t vel_b_hid, std::uintptr_t v0, int k, double lr,
+         double momentum, double weight_decay, bool gaussian, bool compute_error,
+         std::uint64_t seed) {
+        RbmStepArgs s;
+        s.batch = batch; s.nv = nv; s.nh = nh; s.particles = particles;
+        s.w = w; s.b_vis = b_vis; s.b_hid = b_hid; s.chain = chain;
+        s.vel_w = vel_w; s.vel_b_vis = vel_b_vis; s.vel_b_hid = vel_b_hid; s.v0 = v0;
+        s.k = k; s.lr = lr; s.momentum = momentum; s.weight_decay = weight_decay;
+        s.gaussian = gaussian; s.compute_error = compute_error; s.seed = seed;
+        py::gil_scoped_release nogil;
+        return rbm_cd_step(dbl, s);
+      },
+      py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("particles"),
+      py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("chain"), py::arg("vel_w"),
+      py::arg("vel_b_vis"), py::arg("vel_b_hid"), py::arg("v0"), py::arg("k"), py::arg("lr"),
+      py::arg("momentum"), py::arg("weight_decay"), py::arg("gaussian"),
+      py::arg("compute_error"), py::arg("seed"),
+      "One CD-k / PCD update in place (device addresses, 0 for absent); returns the error.");
+  m.def(
+      "rbm_free_energy",
+      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out, std::uintptr_t v,
+         std::uintptr_t w, std::uintptr_t b_vis, std::uintptr_t b_hid, bool gaussian) {
+        py::gil_scoped_release nogil;
+        rbm_free_energy(dbl, batch, nv, nh, out, v, w, b_vis, b_hid, gaussian);
+      },
+      py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("out"),
+      py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("gaussian"),
+      "out (float64) := free energy of each row of v.");
+  m.def(
+      "rbm_pseudo_likelihood",
+      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out, std::uintptr_t v,
+         std::uintptr_t w, std::uintptr_t b_vis, std::uintptr_t b_hid, std::uint64_t seed) {
+        py::gil_scoped_release nogil;
+        rbm_pseudo_likelihood(dbl, batch, nv, nh, out, v, w, b_vis, b_hid, seed);
+      },
+      py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("out"),
+      py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("seed"),
+      "out (float64) := per-row pseudo-likelihood, as scikit-learn's.");
+  m.def(
       "linear",
       [](bool dbl, index_t mm, index_t n, index_t k, py::object y, py::object z, py::object x,
          py::object w, py::object b, int act, double param) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "common/activations.h"
+#include "common/rbm_math.h"
 
 namespace fastnn {
 namespace cuda {
@@ -34,6 +35,11 @@ struct GemmParams {
   T* z = nullptr; gindex_t rsz = 0, csz = 0;        // receives the pre-activation when non-null
   int act = 0;
   T act_param = T(0);
+  // RBM sampling after the activation (common/rbm_math.h): when draw is set, out := u < out for
+  // the counter-based uniform of element cnt_off + i * cnt_rs + j * cnt_cs in `stage`.
+  bool draw = false;
+  std::uint32_t key0 = 0, key1 = 0, stage = 0;
+  gindex_t cnt_rs = 0, cnt_cs = 0, cnt_off = 0;
   bool vec_a = false, vec_b = false;  // the unit-stride runs may be read as aligned vectors
 };
 
@@ -126,7 +132,12 @@ __device__ inline T epilogue_value(const GemmParams<T>& p, T acc, gindex_t i, gi
   if (p.c) v += p.beta * p.c[i * p.rsc + j * p.csc];
   if (p.bias) v += p.bias[j * p.bias_stride];
   if (p.z) p.z[i * p.rsz + j * p.csz] = v;
-  return act::forward<T>(p.act, v, p.act_param);
+  v = act::forward<T>(p.act, v, p.act_param);
+  if (p.draw) {
+    const auto idx = static_cast<std::uint32_t>(p.cnt_off + i * p.cnt_rs + j * p.cnt_cs);
+    v = rbm::bernoulli<T>(v, rng::Key{p.key0, p.key1}, idx, p.stage);
+  }
+  return v;
 }
 
 template <class T, class Cfg, bool A_KMAJOR, bool B_KMAJOR>

@@ -24,6 +24,7 @@ void run(GemmParams<T> p) {
     if (q.c) q.c += n0 * p.csc;
     if (q.bias) q.bias += n0 * p.bias_stride;
     if (q.z) q.z += n0 * p.csz;
+    q.cnt_off = p.cnt_off + n0 * p.cnt_cs;
     const dim3 grid(static_cast<unsigned>((q.m + Cfg::BM - 1) / Cfg::BM),
                     static_cast<unsigned>((q.n + Cfg::BN - 1) / Cfg::BN));
     launch("gemm kernel launch", gemm_kernel<T, Cfg, AK, BK>, grid, dim3(Cfg::THREADS), q);

@@ -44,6 +44,8 @@ __all__ = ["is_compiled", "is_available", "unavailable_reason", "device_count", 
            "activation_backward", "device_kernel", "DEVICE_KERNELS", "lstm_forward",
            "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
            "attention_forward", "attention_backward"]
+__all__ += ["rbm_hidden", "rbm_visible", "rbm_cd_step", "rbm_free_energy",
+            "rbm_pseudo_likelihood"]
 
 _probe: Optional[Tuple[int, str]] = None
 _host_provider: Optional[Callable[[], Any]] = None
@@ -314,6 +316,73 @@ def activation_backward(dx: Any, dy: Any, z: Any, y: Any, kind: int, param: floa
 # ---------------------------------------------------------------------------------------------
 # Image kernels (convolution, pooling): the signatures of numba_kernels.conv and .pool. Each
 # array is passed to fastnn._cuda as (ptr, type, shape, strides), so any strides work.
+
+
+# RBM kernels (csrc/cuda/rbm.cu): C-contiguous matrices, the signatures of fastnn._C.
+
+
+def _ptr(v: Optional[_View]) -> int:
+    return 0 if v is None else v.ptr
+
+
+def rbm_hidden(h: Any, v: Any, w: Any, b_hid: Any, sample: bool, seed: int) -> None:
+    """h := sigmoid(v @ w.T + b_hid), Bernoulli-sampled when ``sample``."""
+
+    def launch(hv: _View, vv: _View, wv: _View, bv: Optional[_View]) -> None:
+        _cuda.rbm_hidden(_FLOATS[hv.dtype], vv.shape[0], wv.shape[1], wv.shape[0], hv.ptr,
+                         vv.ptr, wv.ptr, _ptr(bv), bool(sample), int(seed))
+
+    _run((h, v, w, b_hid), 1, launch)
+
+
+def rbm_visible(v: Any, h: Any, w: Any, b_vis: Any, gaussian: bool, sample: bool,
+                seed: int) -> None:
+    """v := visible means given h (sigmoid, or identity for Gaussian units), or samples."""
+
+    def launch(vv: _View, hv: _View, wv: _View, bv: Optional[_View]) -> None:
+        _cuda.rbm_visible(_FLOATS[vv.dtype], hv.shape[0], wv.shape[1], wv.shape[0], vv.ptr,
+                          hv.ptr, wv.ptr, _ptr(bv), bool(gaussian), bool(sample), int(seed))
+
+    _run((v, h, w, b_vis), 1, launch)
+
+
+def rbm_cd_step(w: Any, b_vis: Any, b_hid: Any, chain: Any, vel_w: Any, vel_b_vis: Any,
+                vel_b_hid: Any, v0: Any, k: int, lr: float, momentum: float,
+                weight_decay: float, gaussian: bool, compute_error: bool, seed: int) -> float:
+    """One CD-k / PCD update in place; returns the reconstruction error (NaN if not asked)."""
+    result = [float("nan")]
+
+    def launch(wv: _View, bvv: _View, bhv: _View, cv: Optional[_View], vw: Optional[_View],
+               vbv: Optional[_View], vbh: Optional[_View], v0v: _View) -> None:
+        result[0] = _cuda.rbm_cd_step(
+            _FLOATS[wv.dtype], v0v.shape[0], wv.shape[1], wv.shape[0],
+            0 if cv is None else cv.shape[0], wv.ptr, bvv.ptr, bhv.ptr, _ptr(cv), _ptr(vw),
+            _ptr(vbv), _ptr(vbh), v0v.ptr, int(k), float(lr), float(momentum),
+            float(weight_decay), bool(gaussian), bool(compute_error), int(seed))
+
+    _run((w, b_vis, b_hid, chain, vel_w, vel_b_vis, vel_b_hid, v0), 7, launch,
+         updated=range(7))
+    return result[0]
+
+
+def rbm_free_energy(out: Any, v: Any, w: Any, b_vis: Any, b_hid: Any, gaussian: bool) -> None:
+    """out (float64) := the free energy of each row of v."""
+
+    def launch(ov: _View, vv: _View, wv: _View, bvv: _View, bhv: _View) -> None:
+        _cuda.rbm_free_energy(_FLOATS[vv.dtype], vv.shape[0], wv.shape[1], wv.shape[0], ov.ptr,
+                              vv.ptr, wv.ptr, bvv.ptr, bhv.ptr, bool(gaussian))
+
+    _run((out, v, w, b_vis, b_hid), 1, launch)
+
+
+def rbm_pseudo_likelihood(out: Any, v: Any, w: Any, b_vis: Any, b_hid: Any, seed: int) -> None:
+    """out (float64) := the pseudo-likelihood of each row of v, as scikit-learn's."""
+
+    def launch(ov: _View, vv: _View, wv: _View, bvv: _View, bhv: _View) -> None:
+        _cuda.rbm_pseudo_likelihood(_FLOATS[vv.dtype], vv.shape[0], wv.shape[1], wv.shape[0],
+                                    ov.ptr, vv.ptr, wv.ptr, bvv.ptr, bhv.ptr, int(seed))
+
+    _run((out, v, w, b_vis, b_hid), 1, launch)
 
 
 def _img(v: Optional[_View]) -> Optional[Tuple[int, str, Tuple[int, ...], Tuple[int, ...]]]:

@@ -21,6 +21,7 @@ struct Frame {
   // ---- store: C := alpha*acc + beta*C, then bias and activation (ep != nullptr) ----
 
   static inline bool act_in_register(const Epilogue<T>* ep) {
+    if (ep->rbm) return false;
     return ep->act == act::NONE || ep->act == act::RELU ||
            (ep->act == act::LEAKY_RELU && ep->act_param > T(0) && ep->act_param <= T(1));
   }
@@ -61,11 +62,34 @@ struct Frame {
       }
     }
     if (ep && !inreg) {
+      if (ep->rbm) {
+        for (int i = 0; i < m_rem; ++i) rbm_row(dst + i * ld, n_rem, ep, i0 + i, j0);
+        return;
+      }
       for (int i = 0; i < m_rem; ++i) {
         T* row = dst + i * ld;
         for (int j = 0; j < n_rem; ++j) row[j] = act::forward<T>(ep->act, row[j], ep->act_param);
       }
     }
+  }
+
+  // RBM units on one finished row of a tile (columns j0.. of row i): written as plain loops
+  // over the row so that the compiler vectorizes the sigmoid and the hash with this ISA.
+  static inline void rbm_row(T* row, int n, const Epilogue<T>* ep, index_t i, index_t j0) {
+    for (int j = 0; j < n; ++j) row[j] = rbm::sigmoid(row[j]);
+    if (ep->rbm != 2) return;
+    const rng::Key key{ep->key0, ep->key1};
+    const std::uint32_t base = static_cast<std::uint32_t>(i * ep->cnt_rs + j0 * ep->cnt_cs);
+    const std::uint32_t step = static_cast<std::uint32_t>(ep->cnt_cs), stage = ep->stage;
+    for (int j = 0; j < n; ++j)
+      row[j] = rbm::bernoulli<T>(row[j], key, base + std::uint32_t(j) * step, stage);
+  }
+
+  static inline T rbm_scalar(T x, const Epilogue<T>* ep, index_t i, index_t j) {
+    x = rbm::sigmoid(x);
+    if (ep->rbm != 2) return x;
+    const std::uint32_t idx = static_cast<std::uint32_t>(i * ep->cnt_rs + j * ep->cnt_cs);
+    return rbm::bernoulli<T>(x, rng::Key{ep->key0, ep->key1}, idx, ep->stage);
   }
 
   __attribute__((always_inline)) static inline void store_tile(V (&acc)[MR][NV], int m_rem, int n_rem, T alpha, T beta, T* c,
@@ -113,7 +137,8 @@ struct Frame {
         if (beta != T(0)) x += beta * *cp;
         if (ep) {
           if (ep->bias) x += ep->bias_axis == 1 ? ep->bias[j0 + j] : ep->bias[i0 + i];
-          x = act::forward<T>(ep->act, x, ep->act_param);
+          x = ep->rbm ? rbm_scalar(x, ep, i0 + i, j0 + j)
+                      : act::forward<T>(ep->act, x, ep->act_param);
         }
         *cp = x;
       }
@@ -300,7 +325,7 @@ struct Frame {
   static void blocked(const GemmProblem<T>& p, T* ws, int nth) {
     T* bbuf = ws;
     T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
-    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE || p.ep.rbm != 0;
     // Split k into equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): a thin last
     // block would pay the full cost of a C pass for little work.
     const index_t kblocks = (p.k + KC - 1) / KC;
@@ -363,7 +388,7 @@ struct Frame {
     const T* b = p.b;
     index_t rsb = p.rsb;
     if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
-    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE;
+    const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE || p.ep.rbm != 0;
     const Epilogue<T>* ep = has_ep ? &p.ep : nullptr;
     const index_t ni = (p.m + MR - 1) / MR, nj = (p.n + NR - 1) / NR;
     const index_t total = ni * nj;

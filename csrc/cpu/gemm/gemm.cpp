@@ -41,6 +41,7 @@ GemmProblem<T> transposed(const GemmProblem<T>& p) {
   q.b = p.a; q.rsb = p.csa; q.csb = p.rsa;
   q.rsc = p.csc; q.csc = p.rsc;
   q.ep.bias_axis = 1 - p.ep.bias_axis;
+  q.ep.cnt_rs = p.ep.cnt_cs; q.ep.cnt_cs = p.ep.cnt_rs;
   return q;
 }
 

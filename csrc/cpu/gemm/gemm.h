@@ -16,6 +16,12 @@ struct Epilogue {
   int bias_axis = 1;        // 1: bias[j] per column of C, 0: bias[i] per row
   int act = 0;              // act::Kind
   T act_param = T(0);
+  // RBM units (cpu/rbm.cpp), applied after the bias instead of `act`: 1 = sigmoid (vectorized),
+  // 2 = sigmoid then a Bernoulli draw (common/rbm_math.h) of the counter-based uniform of
+  // element (i, j) = i * cnt_rs + j * cnt_cs in stage `stage` of the key (key0, key1).
+  int rbm = 0;
+  std::uint32_t key0 = 0, key1 = 0, stage = 0;
+  index_t cnt_rs = 0, cnt_cs = 0;
 };
 
 template <class T>

@@ -16,6 +16,7 @@ from .model import Sequential  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
 from .recurrent import GRU, LSTM, SimpleRNN  # noqa: F401
 from .wrappers import Bidirectional, TimeDistributed  # noqa: F401
+from .rbm import DBN, RBM  # noqa: F401
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D,  # noqa: F401
                       MaxPool2D, MaxPooling2D)
 from .saving import load_model  # noqa: F401
@@ -29,3 +30,4 @@ __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Resh
            "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "activations",
            "callbacks", "initializers", "losses", "metrics", "regularizers"]
 __all__ += ["Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
+__all__ += ["RBM", "DBN"]

@@ -10,3 +10,4 @@ from .pool import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
+from .rbm import *  # noqa: F401,F403

@@ -8,3 +8,4 @@ from .batchnorm import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
+from .rbm import *  # noqa: F401,F403

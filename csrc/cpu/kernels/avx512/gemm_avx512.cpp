@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/activations.h"
+#include "common/rbm_math.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
 #include "cpu/gemm/dispatch.h"
