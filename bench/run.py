@@ -147,6 +147,8 @@ def run_cnn(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
     per_lib = {lib: _worker("cnn", lib, args, epochs)
                for lib in ["fastnn"] + (["torch"] if with_torch else [])}
     res = cnn.combine(per_lib)
+    res["threads"] = args.threads
+    return res
 
 
 def run_rbm(args: argparse.Namespace) -> Dict[str, Any]:
