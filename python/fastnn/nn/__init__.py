@@ -10,6 +10,8 @@ from .callbacks import (Callback, EarlyStopping, History, LambdaCallback,  # noq
 from .conv import Conv1D, Conv2D, Conv2DTranspose  # noqa: F401
 from .core import Dense, Flatten, Layer, Reshape  # noqa: F401
 from .dropout import Dropout  # noqa: F401
+from .functional import Input, InputLayer, Model  # noqa: F401
+from .merge import Add, Concatenate, Multiply  # noqa: F401
 from .maxout import Maxout  # noqa: F401
 from .model import Sequential  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
@@ -24,4 +26,5 @@ __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Resh
            "AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "BatchNormalization",
            "Sequential", "load_model", "load_torch_state_dict", "torch_state_dict", "Callback",
            "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback", "activations",
-           "callbacks", "initializers", "losses", "metrics", "regularizers"]
+           "callbacks", "initializers", "losses", "metrics", "regularizers",
+           "Input", "InputLayer", "Model", "Add", "Concatenate", "Multiply"]
