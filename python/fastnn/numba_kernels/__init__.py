@@ -7,3 +7,4 @@ from .elementwise import *  # noqa: F401,F403
 from .nn_kernels import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403

@@ -27,3 +27,5 @@ from .pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward,  # noqa:
                    max_pool2d, max_pool2d_backward, max_pool2d_forward)
 from .batchnorm import (batch_norm2d, batch_norm2d_backward,  # noqa: F401
                         batch_norm2d_forward)
+from .attention import (attention, attention_backward, attention_forward,  # noqa: F401
+                        layer_norm, layer_norm_backward, layer_norm_forward)

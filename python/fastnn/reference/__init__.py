@@ -5,3 +5,4 @@ from .nn_ops import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
