@@ -34,7 +34,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import saving as _saving
 from ._symbolic import Node, SymbolicTensor, call_symbolic, is_symbolic
-from .core import Layer, _float_dtype, _unique_name, get_layer_class
+from .core import Layer, _unique_name, get_layer_class
 from .training import TrainingMixin, data_len
 
 __all__ = ["Input", "InputLayer", "Model"]
@@ -47,7 +47,8 @@ class InputLayer(Layer):
     def __init__(self, shape: Sequence[Optional[int]], dtype: Any = "float32", *,
                  name: Optional[str] = None, trainable: bool = True) -> None:
         super().__init__(name=name if name is not None else _unique_name("input_layer"),
-                         trainable=trainable, dtype=dtype)
+                         trainable=trainable)
+        self.dtype = _input_dtype(dtype)
         if isinstance(shape, (int, np.integer)):
             shape = (int(shape),)
         try:
@@ -77,11 +78,21 @@ class InputLayer(Layer):
                 "trainable": self.trainable}
 
 
+def _input_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in ("float32", "float64", "bool"):
+        raise TypeError(f"Input dtype must be float32, float64 or bool (a mask), got {dtype!r}")
+    return dt
+
+
 def Input(shape: Sequence[Optional[int]], dtype: Any = "float32",
           name: Optional[str] = None) -> SymbolicTensor:
     """A placeholder for a model input of per-sample ``shape`` (no batch dimension; None for
-    a size that may vary, such as a sequence length)."""
-    _float_dtype(dtype, "Input dtype")
+    a size that may vary, such as a sequence length). ``dtype``: float32, float64, or bool
+    for an attention mask."""
     return InputLayer(shape, dtype, name=name).output
 
 
