@@ -76,9 +76,10 @@ class MultiHeadAttention(Layer):
     def __init__(self, num_heads: int, key_dim: int, value_dim: Optional[int] = None,
                  dropout: float = 0.0, use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 dtype: Any = "float32", *, seed: Optional[int] = None,
-                 name: Optional[str] = None, trainable: bool = True) -> None:
-        super().__init__(name=name, trainable=trainable, dtype=dtype)
+                 input_shape: Optional[Sequence[int]] = None, dtype: Any = "float32", *,
+                 seed: Optional[int] = None, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
         self.num_heads = _positive(num_heads, "num_heads")
         self.key_dim = _positive(key_dim, "key_dim")
         self.value_dim = self.key_dim if value_dim is None else _positive(value_dim,
@@ -131,12 +132,12 @@ class MultiHeadAttention(Layer):
         return (q[0], q[1], q[2])
 
     def _check_mask_shape(self, tail: Sequence[Optional[int]], nq: Optional[int],
-                          nk: Optional[int]) -> None:
+                          nk: Optional[int], b: Any = "batch") -> None:
         tail = tuple(tail)
         ok = len(tail) == 2 and all(t is None or w is None or t in (1, w)
                                     for t, w in zip(tail, (nq, nk)))
         if not ok:
-            raise ValueError(f"{self.name}: attention_mask must have shape (batch, {nq}, {nk}) "
+            raise ValueError(f"{self.name}: attention_mask must have shape ({b}, {nq}, {nk}) "
                              f"(query steps, key steps) or ({nq}, {nk}), got a mask ending in "
                              f"{tail}")
 
@@ -232,7 +233,7 @@ class MultiHeadAttention(Layer):
             if m.ndim not in (2, 3) or (m.ndim == 3 and m.shape[0] not in (1, b)):
                 raise ValueError(f"{self.name}: attention_mask must have shape ({b}, {nq}, "
                                  f"{nk}) or ({nq}, {nk}), got {m.shape}")
-            self._check_mask_shape(m.shape[-2:], nq, nk)
+            self._check_mask_shape(m.shape[-2:], nq, nk, b)
             if m.ndim == 3:
                 m = m[:, None]  # one mask for every head
         if not causal or nq == nk:

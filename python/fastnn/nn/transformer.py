@@ -17,7 +17,7 @@ residual gradients.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,10 +45,10 @@ class TransformerEncoderLayer(Layer):
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation: str = "gelu", norm_first: bool = True,
-                 layer_norm_eps: float = 1e-5, dtype: Any = "float32", *,
-                 seed: Optional[int] = None, name: Optional[str] = None,
-                 trainable: bool = True) -> None:
-        super().__init__(name=name, trainable=trainable, dtype=dtype)
+                 layer_norm_eps: float = 1e-5, input_shape: Optional[Sequence[int]] = None,
+                 dtype: Any = "float32", *, seed: Optional[int] = None,
+                 name: Optional[str] = None, trainable: bool = True) -> None:
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
         for what, v in (("d_model", d_model), ("num_heads", num_heads),
                         ("dim_feedforward", dim_feedforward)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
