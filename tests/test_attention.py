@@ -330,3 +330,42 @@ def test_layer_norm_bad_input():
         ops.layer_norm_backward(ctx, np.zeros((2, 4), np.float32))
     with pytest.raises(TypeError, match="layer_norm_forward"):
         ops.layer_norm_backward(None, x)
+
+
+@needs_isa
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_exp_matches_float64(isa, dtype):
+    """The ISA's exp (the softmax's): a few ulp of float64 exp, exactly 0 for -inf, NaN for
+    NaN."""
+    if np.dtype(dtype) == np.float32:
+        x = np.concatenate([np.linspace(-87.3, 80.0, 200_003), [-87.4, -1e4, -np.inf, 0.0]])
+        rtol, tiny = 4 * 2.0 ** -23, 1e-37
+    else:
+        x = np.concatenate([np.linspace(-708.3, 700.0, 200_003), [-708.5, -1e6, -np.inf, 0.0]])
+        rtol, tiny = 4 * 2.0 ** -52, 1e-306
+    x = x.astype(dtype)
+    y = np.empty_like(x)
+    _backend._C._attention_exp(y, x)
+    ref = np.exp(x.astype(np.float64))
+    big = ref > tiny
+    rel = np.abs(y[big] - ref[big]) / ref[big]
+    assert rel.max() <= rtol, (rel.max(), x[big][np.argmax(rel)])
+    assert np.all(y[~big] <= tiny)
+    assert y[-2] == 0 and y[-1] == 1
+    nan = np.array([np.nan] * 17, dtype)
+    _backend._C._attention_exp(y[:17], nan)
+    assert np.isnan(y[:17]).all()
+
+
+def test_cuda_mask_staging_keeps_broadcast_axes_unmaterialized():
+    """The CUDA wrapper stages only a mask's distinct elements and passes zero strides for the
+    broadcast axes (pure Python: runs without a GPU)."""
+    from fastnn import cuda
+    base = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+    view = np.broadcast_to(base, (4, 5, 2, 3))
+    compact = cuda._compact_mask(view)
+    assert compact.shape == (1, 1, 2, 3) and compact.flags.c_contiguous
+    v = cuda._View(1234, compact.shape, (6, 6, 3, 1), compact.dtype)
+    ptr, typ, shape, strides = cuda._mask_img(v, view.shape)
+    assert (ptr, typ, shape, strides) == (1234, "f4", (4, 5, 2, 3), (0, 0, 3, 1))
+    assert cuda._compact_mask(None) is None

@@ -24,6 +24,8 @@ KERNEL_FUNCTIONS = ["gemm", "linear", "linear_backward", "activation", "activati
                     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
                     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
                     "avg_pool2d_backward"]
+KERNEL_FUNCTIONS += ["attention_forward", "attention_backward", "layer_norm_forward",
+                     "layer_norm_backward"]
 
 
 def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess:

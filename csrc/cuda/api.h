@@ -97,6 +97,16 @@ void avg_pool2d_forward(bool dbl, Array4 y, Array4 x, const PoolWindow& p,
 void avg_pool2d_backward(bool dbl, Array4 dx, Array4 dy, const PoolWindow& p,
                          bool count_include_pad);
 
+// Attention (attention.cu), with the semantics of the CPU kernels: q (B, H, Nq, d), k (B, H,
+// Nk, d), v (B, H, Nk, dv), o (B, H, Nq, dv), lse (B, H, Nq) (dims left-aligned), mask an
+// additive (B, H, Nq, Nk) view (zero strides on broadcast axes) or absent (ptr 0). Head sizes
+// up to 256 (std::invalid_argument beyond).
+void attention_forward(bool dbl, Array4 o, Array4 lse, Array4 q, Array4 k, Array4 v, Array4 mask,
+                       double scale, bool causal);
+void attention_backward(bool dbl, Array4 dq, Array4 dk, Array4 dv, Array4 o, Array4 lse,
+                        Array4 dout, Array4 q, Array4 k, Array4 v, Array4 mask, double scale,
+                        bool causal);
+
 // Runtime services for the Python front.
 int device_count(std::string* error);  // 0 (and the reason in *error) when none can be used
 void use_device_of(std::uintptr_t ptr);  // make the device that owns ptr current (host: no-op)

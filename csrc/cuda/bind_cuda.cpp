@@ -369,4 +369,40 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("dx"), py::arg("dy"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
       py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"),
       "dx := each dy element divided by its window's divisor, spread over the window.");
+  m.def(
+      "attention_forward",
+      [](py::object o, py::object lse, py::object q, py::object k, py::object v, py::object mask,
+         double scale, bool causal) {
+        const ImageArg O = to_image(o, "o", 4, false), L = to_image(lse, "lse", 3, false),
+                       Q = to_image(q, "q", 4, false), K = to_image(k, "k", 4, false),
+                       V = to_image(v, "v", 4, false), M = to_image(mask, "mask", 4, true);
+        const bool dbl = float_type({{&O, "o"}, {&L, "lse"}, {&Q, "q"}, {&K, "k"}, {&V, "v"},
+                                     {&M, "mask"}});
+        py::gil_scoped_release nogil;
+        attention_forward(dbl, O.a, L.a, Q.a, K.a, V.a, M.a, scale, causal);
+      },
+      py::arg("o"), py::arg("lse"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"),
+      py::arg("scale"), py::arg("causal"),
+      "o := softmax(q k^T * scale + mask) v, lse := the rows' log-sum-exp (flash attention).");
+  m.def(
+      "attention_backward",
+      [](py::object dq, py::object dk, py::object dv, py::object o, py::object lse,
+         py::object dout, py::object q, py::object k, py::object v, py::object mask,
+         double scale, bool causal) {
+        const ImageArg DQ = to_image(dq, "dq", 4, false), DK = to_image(dk, "dk", 4, false),
+                       DV = to_image(dv, "dv", 4, false), O = to_image(o, "o", 4, false),
+                       L = to_image(lse, "lse", 3, false), DO = to_image(dout, "do", 4, false),
+                       Q = to_image(q, "q", 4, false), K = to_image(k, "k", 4, false),
+                       V = to_image(v, "v", 4, false), M = to_image(mask, "mask", 4, true);
+        const bool dbl = float_type({{&DQ, "dq"}, {&DK, "dk"}, {&DV, "dv"}, {&O, "o"},
+                                     {&L, "lse"}, {&DO, "do"}, {&Q, "q"}, {&K, "k"}, {&V, "v"},
+                                     {&M, "mask"}});
+        py::gil_scoped_release nogil;
+        attention_backward(dbl, DQ.a, DK.a, DV.a, O.a, L.a, DO.a, Q.a, K.a, V.a, M.a, scale,
+                           causal);
+      },
+      py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("o"), py::arg("lse"), py::arg("do"),
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask"), py::arg("scale"),
+      py::arg("causal"),
+      "dq, dk, dv of sum(o * do), the probabilities recomputed from lse.");
 }

@@ -20,6 +20,7 @@ void bind_dropout(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_attention(py::module_& m);
 }  // namespace fastnn
 
 PYBIND11_MODULE(_C, m) {
@@ -80,4 +81,5 @@ PYBIND11_MODULE(_C, m) {
   fastnn::bind_optim(m);
   fastnn::bind_conv(m);
   fastnn::bind_pool(m);
+  fastnn::bind_attention(m);
 }

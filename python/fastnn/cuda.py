@@ -41,7 +41,8 @@ else:
 
 __all__ = ["is_compiled", "is_available", "unavailable_reason", "device_count", "device_empty",
            "synchronize", "gemm", "linear", "linear_backward", "activation",
-           "activation_backward", "device_kernel", "DEVICE_KERNELS"]
+           "activation_backward", "device_kernel", "DEVICE_KERNELS", "attention_forward",
+           "attention_backward"]
 
 _probe: Optional[Tuple[int, str]] = None
 _host_provider: Optional[Callable[[], Any]] = None
@@ -378,6 +379,53 @@ def _avg_pool2d_backward(dx: Any, dy: Any, kh: int, kw: int, sh: int, sw: int, p
     win = (int(kh), int(kw), int(sh), int(sw), int(ph), int(pw))
     _run((dx, dy), 1,
          lambda *v: _cuda.avg_pool2d_backward(*map(_img, v), *win, bool(count_include_pad)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention: the signatures of numba_kernels.attention. The mask is a broadcast view (zero
+# strides): only its distinct elements are staged, and the zero strides go to the kernel.
+
+
+def _compact_mask(mask: Any) -> Any:
+    if mask is None or _is_device(mask):
+        return mask
+    idx = tuple(slice(0, 1) if st == 0 else slice(None) for st in mask.strides)
+    return np.ascontiguousarray(mask[idx])
+
+
+def _mask_img(v: Optional[_View], full_shape: Tuple[int, ...]) -> Any:
+    if v is None:
+        return None
+    strides = tuple(0 if n == 1 and full != 1 else st
+                    for n, full, st in zip(v.shape, full_shape, v.strides))
+    return (v.ptr, v.dtype.str[1:], tuple(full_shape), strides)
+
+
+def attention_forward(o: Any, lse: Any, q: Any, k: Any, v: Any, mask: Any, scale: float,
+                      causal: bool) -> None:
+    """o := softmax(q k^T * scale + mask) v, lse := the rows' log-sum-exp."""
+    full = tuple(mask.shape) if mask is not None else ()
+    m = _compact_mask(mask)
+
+    def launch(ov: _View, lv: _View, qv: _View, kv: _View, vv: _View,
+               mv: Optional[_View]) -> None:
+        _cuda.attention_forward(_img(ov), _img(lv), _img(qv), _img(kv), _img(vv),
+                                _mask_img(mv, full), float(scale), bool(causal))
+    _run((o, lse, q, k, v, m), 2, launch)
+
+
+def attention_backward(dq: Any, dk: Any, dv: Any, o: Any, lse: Any, do: Any, q: Any, k: Any,
+                       v: Any, mask: Any, scale: float, causal: bool) -> None:
+    """dq, dk, dv of sum(o * do), the probabilities recomputed from lse."""
+    full = tuple(mask.shape) if mask is not None else ()
+    m = _compact_mask(mask)
+
+    def launch(dqv: _View, dkv: _View, dvv: _View, ov: _View, lv: _View, dov: _View,
+               qv: _View, kv: _View, vv: _View, mv: Optional[_View]) -> None:
+        _cuda.attention_backward(_img(dqv), _img(dkv), _img(dvv), _img(ov), _img(lv),
+                                 _img(dov), _img(qv), _img(kv), _img(vv), _mask_img(mv, full),
+                                 float(scale), bool(causal))
+    _run((dq, dk, dv, o, lse, do, q, k, v, m), 3, launch)
 
 
 _DEVICE: dict = {
