@@ -3,8 +3,8 @@ PyTorch CPU.
 
 Model (examples/fashion_mnist_vit.py): 7x7 patches (16 tokens) -> linear patch embedding (64)
 + learned positions -> 2 pre-norm Transformer encoder layers (4 heads, feed-forward 128, GELU,
-no dropout) -> mean over tokens -> Dense(10, softmax); Adam(1e-3), batch 64, shuffled every
-epoch. The PyTorch side is the idiomatic one: ``nn.Conv2d`` patches, two
+no dropout) -> LayerNorm -> mean over tokens -> Dense(10, softmax); standardized pixels;
+Adam(1e-3), batch 64, shuffled every epoch. The PyTorch side is the idiomatic one: ``nn.Conv2d`` patches, two
 ``nn.TransformerEncoderLayer(batch_first=True, norm_first=True)``, ``CrossEntropyLoss`` on the
 logits, manual batching over a randperm. Each library trains in its own process.
 
@@ -33,6 +33,12 @@ def _images(x: Any) -> Any:
     return x.reshape(len(x), 1, 28, 28)
 
 
+def _standardized(data: Any) -> Any:
+    xtr, ytr, xte, yte = data
+    mean, std = float(xtr.mean()), float(xtr.std())
+    return (xtr - mean) / std, ytr, (xte - mean) / std, yte
+
+
 def _timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int) -> List[float]:
     progress(f"vit    {lib:6s} warm-up ({WARMUP_SAMPLES // BATCH} batches)")
     warmup()
@@ -59,6 +65,7 @@ def train_fastnn(data: Any, epochs: int) -> Dict[str, Any]:
     for _ in range(DEPTH):
         x = nn.TransformerEncoderLayer(D_MODEL, HEADS, FF, dropout=0.0, activation="gelu",
                                        norm_first=True)(x)
+    x = nn.LayerNormalization(epsilon=1e-5)(x)
     x = nn.GlobalAveragePooling1D()(x)
     model = nn.Model(images, nn.Dense(10, activation="softmax")(x))
     model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR),
@@ -87,11 +94,12 @@ def train_torch(data: Any, epochs: int) -> Dict[str, Any]:
                 nn.TransformerEncoderLayer(D_MODEL, HEADS, FF, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
                 for _ in range(DEPTH)])
+            self.norm = nn.LayerNorm(D_MODEL)
             self.head = nn.Linear(D_MODEL, 10)
 
         def forward(self, x: Any) -> Any:
             t = self.patches(x).flatten(2).transpose(1, 2) + self.positions
-            return self.head(self.encoder(t).mean(1))
+            return self.head(self.norm(self.encoder(t)).mean(1))
 
     model = ViT()
     loss_fn = nn.CrossEntropyLoss()
@@ -121,6 +129,7 @@ def run_library(lib: str, epochs: int, threads: int, limit: Optional[int] = None
         import torch
         torch.set_num_threads(threads)
     data, source = load_data(use_fastnn=lib == "fastnn")
+    data = _standardized(data)
     if limit:
         data = (data[0][:limit], data[1][:limit], data[2], data[3])
     progress(f"vit    {lib:6s} data: {source}")

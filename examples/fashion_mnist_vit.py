@@ -23,13 +23,15 @@ from fastnn.datasets import fashion_mnist, normalize
 
 
 def build_model(dropout: float = 0.0, d_model: int = 64, heads: int = 4, ff: int = 128,
-                depth: int = 2, patch: int = 7) -> nn.Model:
+                depth: int = 2, patch: int = 7, final_norm: bool = False) -> nn.Model:
     images = nn.Input((1, 28, 28), name="images")
     x = nn.PatchEmbedding(patch, d_model, name="patches")(images)          # (B, 16, 64)
     x = nn.PositionalEmbedding((28 // patch) ** 2, name="positions")(x)
     for i in range(depth):
         x = nn.TransformerEncoderLayer(d_model, heads, ff, dropout=dropout, activation="gelu",
                                        norm_first=True, name=f"encoder{i}")(x)
+    if final_norm:  # pre-norm blocks leave the residual stream unnormalized
+        x = nn.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
     x = nn.GlobalAveragePooling1D(name="mean_pool")(x)
     outputs = nn.Dense(10, activation="softmax", name="classes")(x)
     return nn.Model(images, outputs, name="fashion_mnist_vit")
@@ -42,6 +44,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None,
                     help="use only the first N training and N test images")
     ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--final-norm", action="store_true",
+                    help="a LayerNormalization after the last encoder layer")
+    ap.add_argument("--standardize", action="store_true",
+                    help="pixels to zero mean and unit variance (else [0, 1])")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     args = ap.parse_args()
@@ -55,8 +61,11 @@ def main() -> None:
         x_test, y_test = x_test[:args.limit], y_test[:args.limit]
     x_train = normalize(x_train, 0, 255).reshape(-1, 1, 28, 28)
     x_test = normalize(x_test, 0, 255).reshape(-1, 1, 28, 28)
+    if args.standardize:
+        mean, std = float(x_train.mean()), float(x_train.std())
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 
-    model = build_model(args.dropout)
+    model = build_model(args.dropout, final_norm=args.final_norm)
     model.compile(optimizer=optim.Adam(learning_rate=1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
