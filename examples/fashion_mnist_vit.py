@@ -2,8 +2,13 @@
 
     28x28 image -> 16 patches of 7x7 -> linear patch embedding (64) + learned positions
     -> 2 x TransformerEncoderLayer(64, 4 heads, feed-forward 128, GELU, pre-norm)
-    -> mean over the tokens -> Dense(10, softmax)
-    Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs
+    -> LayerNormalization -> mean over the tokens -> Dense(10, softmax)
+    Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs, standardized pixels
+
+The final LayerNormalization is the one a stack of pre-norm blocks ends with (ViT's, or
+PyTorch's ``nn.TransformerEncoder(..., norm=...)``). Test accuracy after 3 epochs: 0.858 with
+seed 0 (0.851 with seed 1, 0.845 with seed 2); without the final norm and with pixels in
+[0, 1], 0.844 (seed 0).
 
 Run:  python examples/fashion_mnist_vit.py [--epochs 3] [--limit N] [--dropout 0.0]
 Prints the time of every epoch and the test accuracy.
@@ -23,7 +28,7 @@ from fastnn.datasets import fashion_mnist, normalize
 
 
 def build_model(dropout: float = 0.0, d_model: int = 64, heads: int = 4, ff: int = 128,
-                depth: int = 2, patch: int = 7, final_norm: bool = False) -> nn.Model:
+                depth: int = 2, patch: int = 7, final_norm: bool = True) -> nn.Model:
     images = nn.Input((1, 28, 28), name="images")
     x = nn.PatchEmbedding(patch, d_model, name="patches")(images)          # (B, 16, 64)
     x = nn.PositionalEmbedding((28 // patch) ** 2, name="positions")(x)
@@ -44,10 +49,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None,
                     help="use only the first N training and N test images")
     ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--final-norm", action="store_true",
-                    help="a LayerNormalization after the last encoder layer")
-    ap.add_argument("--standardize", action="store_true",
-                    help="pixels to zero mean and unit variance (else [0, 1])")
+    ap.add_argument("--no-final-norm", dest="final_norm", action="store_false",
+                    help="no LayerNormalization after the last encoder layer")
+    ap.add_argument("--unit-range", dest="standardize", action="store_false",
+                    help="pixels in [0, 1] (default: zero mean, unit variance)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     args = ap.parse_args()
