@@ -464,3 +464,21 @@ def test_bad_arrays_give_clear_errors(rng):
     norm(x)
     with pytest.raises(ValueError, match=r"expected inputs \(batch, ..., 8\)"):
         norm(np.zeros((2, 5, 7), np.float32))
+
+
+def test_transformer_layers_in_a_sequential(rng, tmp_path):
+    fastnn.random.seed(1)
+    model = nn.Sequential([
+        nn.SinusoidalPositionalEncoding(input_shape=(5, 8)),
+        nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, norm_first=False),
+        nn.LayerNormalization(),
+        nn.GlobalAveragePooling1D(),
+        nn.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    x = rng.standard_normal((32, 5, 8)).astype(np.float32)
+    y = rng.integers(0, 2, 32)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "seq.fnn")
+    loaded = nn.load_model(tmp_path / "seq.fnn")
+    np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
+    assert loaded.layers[1].params[0].shape == (8,)     # norm1's gamma comes first
