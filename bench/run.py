@@ -18,9 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common, conv, environment, gemm, interference, mlp, peak  # noqa: E402
+from bench import attention  # noqa: E402
 from bench.launch import run_module  # noqa: E402
 
 FAMILIES = ("gemm", "conv", "mlp", "interference")
+FAMILIES += ("attention",)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -40,7 +42,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--family", choices=FAMILIES + ("all",), default="all",
                    help="gemm: square products and linear layers (with the FMA peak); conv: "
                         "conv2d forward, forward+backward and max pooling; mlp: "
-                        "Fashion-MNIST training; interference: libraries in one process")
+                        "Fashion-MNIST training; interference: libraries in one process; "
+                        "attention: fused attention speed and memory")
     p.add_argument("--threads", type=int, default=common.default_threads(),
                    help="threads for fastnn, NumPy's BLAS and torch (default: all cores)")
     p.add_argument("--quick", action="store_true",
@@ -92,6 +95,17 @@ def run_gemm(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
 
 def run_conv(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
     return conv.combine({lib: _worker("conv", lib, args) for lib in libs})
+
+
+def run_attention(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
+    per_lib = {lib: _worker("attention", lib, args) for lib in libs}
+    memory = {}
+    for lib in [lib for lib in libs if lib != "numpy"]:
+        common.progress(f"attention: memory of {lib}")
+        memory[lib] = run_module("bench.attention", ["--lib", lib, "--threads", str(args.threads)],
+                                 clear_openblas=False)
+    pk = peak.best_of([_peak_probe(args)])
+    return attention.combine(per_lib, memory, pk.get("gflops"))
 
 
 def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
@@ -152,6 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "conv" in families:
         results["conv"] = run_conv(args, libs)
         print(conv.report(results["conv"]) + "\n", flush=True)
+    if "attention" in families:
+        results["attention"] = run_attention(args, libs)
+        print(attention.report(results["attention"]) + "\n", flush=True)
     if "mlp" in families:
         results["mlp"] = run_mlp(args, with_torch)
         print(mlp.report(results["mlp"]) + "\n", flush=True)

@@ -1,7 +1,7 @@
 """One benchmark process: one library, one family.
 
 ``python -m bench.worker FAMILY --lib LIB --threads N [--quick] [--sizes 64,256] --out FILE``
-(started by the runner through ``bench.launch``; FAMILY is gemm, conv, mlp or env).
+(started by the runner through ``bench.launch``; FAMILY is gemm, conv, mlp, attention or env).
 
 The process loads the measured library and NumPy (which prepares inputs) and nothing else. When
 NumPy is not the one measured, its BLAS runs one thread: it has no idle workers to spin beside
@@ -48,11 +48,11 @@ def _sizes(text: str) -> List[int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from . import conv, gemm, mlp
+    from . import attention, conv, gemm, mlp
     from .environment import libraries
     from .launch import write_result
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("family", choices=("gemm", "conv", "mlp", "env"))
+    p.add_argument("family", choices=("gemm", "conv", "mlp", "attention", "env"))
     p.add_argument("--lib", choices=LIBRARIES, default="numpy")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--quick", action="store_true")
@@ -68,6 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = gemm.run_library(args.lib, args.sizes, args.quick, mods)
     elif args.family == "conv":
         result = conv.run_library(args.lib, args.quick, mods)
+    elif args.family == "attention":
+        result = attention.run_library(args.lib, args.quick, mods)
     else:
         result = mlp.run_library(args.lib, args.epochs, mods)
     progress(f"{args.family:6s} {args.lib:6s} done")

@@ -67,7 +67,7 @@ def test_parse_args_defaults_and_options(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--sizes", "0"], ["--sizes", "x"], ["--threads", "0"],
-                                  ["--family", "attention"]])
+                                  ["--family", "no-such-family"]])
 def test_parse_args_rejects(argv, capsys):
     with pytest.raises(SystemExit):
         run.parse_args(argv)

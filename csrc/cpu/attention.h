@@ -56,13 +56,12 @@ struct AttnTileOps {
   // kScaleAdd multiplies row r of C by rowscale[r] first.
   void (*gemm)(T* c, index_t ldc, const T* a, index_t rsa, index_t csa, const T* b, index_t ldb,
                index_t rows, index_t ncols, index_t kdim, int mode, const T* rowscale);
-  // One online-softmax step on a transposed score tile s (kc keys x lanes queries, row stride
-  // lds, lanes a multiple of width): s := exp(s*scale - m_new) with m_new the running maximum
-  // per query (lane), l := l * alpha + sum, alpha := exp(m_old - m_new) per lane.
-  void (*softmax_step)(T* s, index_t lds, index_t kc, index_t lanes, T scale, T* m, T* l,
-                       T* alpha);
-  // s := exp(s*scale - lse) (lse +inf for a fully masked query gives zeros).
-  void (*probs)(T* s, index_t lds, index_t kc, index_t lanes, T scale, const T* lse);
+  // One online-softmax step on a transposed tile of scaled, masked scores s (kc keys x lanes
+  // queries, row stride lds, lanes a multiple of width): s := exp(s - m_new) with m_new the
+  // running maximum per query (lane), l := l * alpha + sum, alpha := exp(m_old - m_new).
+  void (*softmax_step)(T* s, index_t lds, index_t kc, index_t lanes, T* m, T* l, T* alpha);
+  // s := exp(s - lse) (lse +inf for a fully masked query gives zeros).
+  void (*probs)(T* s, index_t lds, index_t kc, index_t lanes, const T* lse);
   // dp := p * (dp - dsum) * scale, dsum per lane.
   void (*dscores)(T* dp, const T* p, index_t ld, index_t kc, index_t lanes, T scale,
                   const T* dsum);

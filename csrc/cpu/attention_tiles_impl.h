@@ -94,23 +94,24 @@ static void tile_gemm(typename V::T* c, AT ldc, const typename V::T* a, AT rsa, 
 }
 
 template <class V>
-static void softmax_step(typename V::T* s, AT lds, AT kc, AT lanes, typename V::T scale,
-                         typename V::T* m, typename V::T* l, typename V::T* alpha) {
+static void softmax_step(typename V::T* s, AT lds, AT kc, AT lanes, typename V::T* m,
+                         typename V::T* l, typename V::T* alpha) {
   using T = typename V::T;
   using Reg = typename V::Reg;
-  const Reg vs = V::set1(scale);
   // The lowest finite value stands in for a running maximum of -inf (no visible key yet), so
   // exp(-inf - it) is 0 and not exp(NaN).
   const Reg lowest = V::set1(-std::numeric_limits<T>::max());
   const Reg ninf = V::set1(-std::numeric_limits<T>::infinity());
   for (AT i = 0; i < lanes; i += V::W) {
-    Reg mt = ninf;
-    for (AT j = 0; j < kc; ++j) {
-      T* p = s + j * lds + i;
-      const Reg x = V::mul(V::load(p), vs);
-      V::store(p, x);
-      mt = V::max(mt, x);
+    // Two chains of maxima: one would serialize on the max latency.
+    Reg mt = ninf, mt2 = ninf;
+    AT j = 0;
+    for (; j + 1 < kc; j += 2) {
+      mt = V::max(mt, V::load(s + j * lds + i));
+      mt2 = V::max(mt2, V::load(s + (j + 1) * lds + i));
     }
+    if (j < kc) mt = V::max(mt, V::load(s + j * lds + i));
+    mt = V::max(mt, mt2);
     const Reg mold = V::load(m + i);
     const Reg mnew = V::max(mold, mt);
     const Reg mu = V::max(mnew, lowest);
@@ -129,15 +130,13 @@ static void softmax_step(typename V::T* s, AT lds, AT kc, AT lanes, typename V::
 }
 
 template <class V>
-static void probs(typename V::T* s, AT lds, AT kc, AT lanes, typename V::T scale,
-                  const typename V::T* lse) {
+static void probs(typename V::T* s, AT lds, AT kc, AT lanes, const typename V::T* lse) {
   using Reg = typename V::Reg;
-  const Reg vs = V::set1(scale);
   for (AT i = 0; i < lanes; i += V::W) {
     const Reg ls = V::load(lse + i);
     for (AT j = 0; j < kc; ++j) {
       typename V::T* p = s + j * lds + i;
-      V::store(p, V::exp(V::sub(V::mul(V::load(p), vs), ls)));
+      V::store(p, V::exp(V::sub(V::load(p), ls)));
     }
   }
 }
