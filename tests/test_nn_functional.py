@@ -311,3 +311,22 @@ def test_bad_data_and_calls_give_clear_errors(rng):
         nn.Model(x, nn.Add()([nn.Dense(2, name="same")(x), nn.Dense(2, name="same")(x)]))
     with pytest.raises(TypeError, match="float32, float64 or bool"):
         nn.Input((2,), dtype="int32")
+
+
+def test_shared_regularized_layer_adds_its_penalty_gradient_once(rng):
+    x = nn.Input((4,), dtype=F64)
+    plain = nn.Dense(4, activation="tanh", dtype=F64)
+    reg = nn.Dense(4, activation="tanh", dtype=F64, kernel_regularizer=nn.regularizers.L2(0.5))
+    models = [nn.Model(x, layer(layer(x))) for layer in (plain, reg)]
+    reg.set_weights(plain.get_weights())
+    xv = rng.standard_normal((3, 4))
+    dy = rng.standard_normal((3, 4))
+    grads = []
+    for model in models:
+        model.forward(xv, training=True)
+        model.backward(dy, need_dx=False)
+        grads.append([g.copy() for g in model.grads])
+    # L2(0.5) adds 2 * 0.5 * kernel once, though the layer ran twice
+    np.testing.assert_allclose(grads[1][0] - grads[0][0], reg.kernel, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(grads[1][1], grads[0][1])
+    assert reg.kernel_regularizer is not None

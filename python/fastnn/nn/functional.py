@@ -138,6 +138,18 @@ def _accumulate(grads: List[Any], owned: List[bool], slot: int, g: Any) -> None:
         owned[slot] = True
 
 
+def _without_regularizers(layer: Layer, dy: Any, need_dx: bool) -> Any:
+    """``layer.backward`` with its ``*_regularizer`` attributes off for this call."""
+    regs = {k: v for k, v in vars(layer).items() if k.endswith("_regularizer") and v is not None}
+    for k in regs:
+        setattr(layer, k, None)
+    try:
+        return layer.backward(dy, need_dx)
+    finally:
+        for k, v in regs.items():
+            setattr(layer, k, v)
+
+
 class _GraphPlan:
     """Training/evaluation resolved once per compile: per-step forward functions (a softmax or
     sigmoid head fused into its loss uses ``forward_logits``), losses, metrics, backward."""
@@ -419,7 +431,13 @@ class Model(TrainingMixin):
             layer = st.layer
             if st.shared:
                 layer._set_call_state(st.state)
-            d = layer.backward(dy, need_dx)
+                if id(layer) in shared_acc and getattr(layer, "has_regularizer", False):
+                    # The penalty is counted once in the loss: its gradient only once too.
+                    d = _without_regularizers(layer, dy, need_dx)
+                else:
+                    d = layer.backward(dy, need_dx)
+            else:
+                d = layer.backward(dy, need_dx)
             if st.shared and layer.params:
                 acc = shared_acc.get(id(layer))
                 if acc is None:
