@@ -182,11 +182,12 @@ def test_collectives_on_two_ranks(trained):
 @needs_mpi
 def test_two_ranks_of_32_train_as_one_process_of_64(trained):
     two, one, _, _ = trained
-    for key in ("shuffled", "ordered", "sgd"):
+    for key in ("shuffled", "ordered", "sgd", "functional"):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-6, err_msg=key)
         # and the run did train: the weights moved from the initial ones by far more
         assert np.abs(two[key]).max() > 0.1
-    for key in ("shuffled_same", "ordered_same", "sgd_same", "custom_same", "bn_same"):
+    for key in ("shuffled_same", "ordered_same", "sgd_same", "custom_same", "bn_same",
+                "functional_same"):
         assert two[key], key
     h2, h1 = json.loads(str(two["history"])), json.loads(str(one["history"]))
     assert h2.keys() == h1.keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}

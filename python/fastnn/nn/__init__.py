@@ -11,6 +11,14 @@ from .conv import Conv1D, Conv2D, Conv2DTranspose  # noqa: F401
 from .core import Dense, Flatten, Layer, Reshape  # noqa: F401
 from .dropout import Dropout  # noqa: F401
 from .embedding import Embedding  # noqa: F401
+from .functional import Input, InputLayer, Model  # noqa: F401
+from .merge import Add, Concatenate, Multiply  # noqa: F401
+from .layer_normalization import LayerNormalization  # noqa: F401
+from .attention import MultiHeadAttention  # noqa: F401
+from .transformer import TransformerEncoderLayer  # noqa: F401
+from .embedding import (PatchEmbedding, PositionalEmbedding,  # noqa: F401
+                        SinusoidalPositionalEncoding)
+from .pooling1d import GlobalAveragePooling1D  # noqa: F401
 from .maxout import Maxout  # noqa: F401
 from .model import Sequential  # noqa: F401
 from .normalization import BatchNormalization  # noqa: F401
@@ -31,3 +39,7 @@ __all__ = ["Layer", "Dense", "Activation", "Maxout", "Dropout", "Flatten", "Resh
            "callbacks", "initializers", "losses", "metrics", "regularizers"]
 __all__ += ["Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
 __all__ += ["RBM", "DBN"]
+__all__ += ["Input", "InputLayer", "Model", "Add", "Concatenate", "Multiply",
+            "LayerNormalization", "MultiHeadAttention", "TransformerEncoderLayer",
+            "PatchEmbedding", "PositionalEmbedding", "SinusoidalPositionalEncoding",
+            "GlobalAveragePooling1D"]

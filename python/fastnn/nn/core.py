@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import ops
-from . import initializers, regularizers
+from . import _symbolic, initializers, regularizers
 from ._activation_spec import resolve_activation
 
 __all__ = ["Layer", "Dense", "Flatten", "Reshape", "get_layer_class"]
@@ -147,7 +147,39 @@ class Layer:
         raise TypeError(f"{type(self).__name__} does not define backward()")
 
     def __call__(self, x: Any, training: bool = False) -> Any:
+        """``forward(x, training)`` on arrays; on symbolic tensors (from ``Input(...)``) it
+        records the call for a functional ``Model`` and returns the output tensor."""
+        if _symbolic.is_symbolic(x):
+            return _symbolic.call_symbolic(self, x)
         return self.forward(x, training)
+
+    # -- functional API -------------------------------------------------------------------------
+
+    def _accepts(self, input_shape: Tuple[Optional[int], ...]) -> bool:
+        """Whether this built layer can run on inputs of ``input_shape``: by default the shape
+        it was built for (same rank, known sizes equal)."""
+        want = self.input_shape
+        return want is not None and len(want) == len(input_shape) and all(
+            a is None or b is None or a == b for a, b in zip(want[1:], input_shape[1:]))
+
+    def _symbolic_output_shape(self, input_shape: Any) -> Tuple[Optional[int], ...]:
+        """Build the layer for ``input_shape`` (a shape, or a list of shapes for a layer with
+        several inputs), or check that the built layer accepts it; the output shape."""
+        if not self.built:
+            self.build(input_shape)
+            return self.output_shape
+        if not self._accepts(input_shape):
+            raise ValueError(f"layer {self.name!r} was built for inputs {self.input_shape} "
+                             f"and cannot be called on inputs of shape {input_shape}")
+        return self.compute_output_shape(input_shape)
+
+    def _call_state(self) -> Any:
+        """What one forward call left for its backward (a shallow copy of the attributes), so a
+        layer shared between several calls of a model can run the backward of each call."""
+        return dict(self.__dict__)
+
+    def _set_call_state(self, state: Any) -> None:
+        self.__dict__.update(state)
 
     def regularization_loss(self) -> float:
         """The penalty this layer adds to the loss (0 without regularizers)."""
@@ -342,6 +374,9 @@ class Dense(_KernelBiasLayer):
     def head_activation(self) -> Optional[str]:
         """The output activation a loss may fuse with (softmax / sigmoid), else None."""
         return self.activation.name
+
+    def _accepts(self, input_shape):
+        return len(input_shape) >= 2 and input_shape[-1] == self.input_shape[-1]
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 2:

@@ -9,45 +9,24 @@ Two levels of use:
   model.grads)``. Two models can be chained this way (a GAN's generator trains through its
   discriminator's ``backward``).
 
-The fit loop is written for small-batch speed: inputs are converted to the model's dtype once,
-each epoch gathers its shuffled batches into one reused buffer, each layer runs one op forward and
-one backward, a softmax (sigmoid) head is fused into its crossentropy loss (training computes the
-loss from the logits), the first layer with parameters skips its input gradient, and the progress
-bar redraws at most every 50 ms.
+The training loop itself (shared with the functional :class:`~fastnn.nn.Model`) lives in
+:mod:`fastnn.nn.training`. Here each layer runs one op forward and one backward, a softmax
+(sigmoid) head is fused into its crossentropy loss (training computes the loss from the logits),
+and the first layer with parameters skips its input gradient.
 """
 from __future__ import annotations
 
-import math
-import sys
-import time
-import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import optim
-from .. import random as _random
-from . import callbacks as _callbacks
-from . import losses as _losses
 from . import metrics as _metrics
 from . import saving as _saving
 from .core import Layer, _unique_name, get_layer_class
 from .masking import link_masks
+from .training import TrainingMixin
 
 __all__ = ["Sequential"]
-
-_REFRESH_S = 0.05   # progress-bar redraw interval
-_CHECK_EVERY = 16   # steps between clock reads for the progress bar
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _fmt_logs(logs: Dict[str, float]) -> str:
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
 class _Plan:
@@ -91,6 +70,15 @@ class _Plan:
     def grads(self) -> List[Any]:
         return [g for layer in self.grad_layers for g in layer.grads]
 
+    def infer(self, x: Any) -> Any:
+        h = x
+        for f in self.forward:
+            h = f(h, False)
+        return h
+
+    def loss_value(self, out: Any, y: Any) -> float:
+        return self.loss.forward(out, y)[0]
+
     def regularization(self) -> float:
         total = 0.0
         for layer in self.reg_layers:
@@ -111,77 +99,8 @@ class _Plan:
                 m.update(y, out, fused)
 
 
-class _World:
-    """What ``fit(distributed=True)`` needs from the ranks: set-up (broadcasts, the
-    distributed optimizer in the plan), each epoch's shard, and the end-of-epoch sums."""
-
-    def __init__(self, model: "Sequential", plan: _Plan) -> None:
-        from .. import distributed as dist
-        self.dist = dist
-        self.rank, self.size = dist.rank(), dist.size()
-        self.plan, self.model = plan, model
-        opt = model.optimizer
-        self.saved_sync = plan.sync
-        if self.size > 1 and not getattr(opt, "grad_ready", None):
-            plan.sync = dist.DistributedOptimizer(opt)  # alone, the plain loop is the fastest
-        dist.broadcast_weights(model)
-        dist.broadcast_optimizer_state(opt, plan.params)
-        self.buffers = [b for layer in model.layers for b in layer.buffers]
-
-    def close(self) -> None:
-        self.plan.sync = self.saved_sync
-
-    def shard(self, n: int, batch_size: int, shuffle: bool) -> np.ndarray:
-        """This rank's sample indices for the epoch, batch after batch: part ``rank`` of
-        every global batch of one order that all ranks share."""
-        if shuffle:
-            seed = np.array([_random.draw_seed() if self.rank == 0 else 0], np.int64)
-            self.dist.broadcast(seed)
-            order = np.random.default_rng(int(seed[0])).permutation(n)
-        else:
-            order = np.arange(n)
-        if self.size == 1:
-            return order
-        g = batch_size * self.size
-        full = (n // g) * g
-        parts = [order[:full].reshape(-1, self.size, batch_size)[:, self.rank].reshape(-1)]
-        if full < n:
-            last = order[full:]
-            per = -(-len(last) // self.size)
-            last = np.concatenate([last, order[:per * self.size - len(last)]])
-            parts.append(last[self.rank * per:(self.rank + 1) * per])
-        return np.concatenate(parts)
-
-    def part(self, val: Tuple[np.ndarray, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-        n = len(val[0])
-        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        return val[0][lo:hi], val[1][lo:hi]
-
-    def reduce_logs(self, total: float, seen: int, metrics: List[_metrics.Metric]
-                    ) -> Tuple[float, int]:
-        """Sums of the loss, the sample count and every metric's running sums over ranks."""
-        if self.size == 1:
-            return total, seen
-        v = [total, seen]
-        for m in metrics:
-            v += [m.total, m.count]
-        v = self.dist.allreduce(np.array(v, np.float64), op="sum")
-        for i, m in enumerate(metrics):
-            m.total, m.count = float(v[2 + 2 * i]), int(round(v[3 + 2 * i]))
-        return float(v[0]), int(round(v[1]))
-
-    def average_buffers(self) -> None:
-        """Running statistics (BatchNormalization) saw only this rank's samples: average."""
-        if self.size > 1:
-            for b in self.buffers:
-                if b.flags.c_contiguous:
-                    self.dist.allreduce(b, op="mean", out=b)
-                else:
-                    b[...] = self.dist.allreduce(b, op="mean")
-
-
 @_saving.register_model_class
-class Sequential:
+class Sequential(TrainingMixin):
     """A linear stack of layers: ``Sequential([Dense(128, "relu", input_shape=(784,)),
     Dropout(0.2), Dense(10, "softmax")])``."""
 
@@ -195,13 +114,7 @@ class Sequential:
         self.name = name if name is not None else _unique_name("sequential")
         self.layers: List[Layer] = []
         self.built = False
-        self.optimizer: Optional[optim.Optimizer] = None
-        self.loss: Optional[_losses.Loss] = None
-        self.metrics: List[_metrics.Metric] = []
-        self.stop_training = False
-        self.history: Optional[_callbacks.History] = None
-        self._compile_config: Optional[Dict[str, Any]] = None
-        self._plan: Optional[_Plan] = None
+        self._init_training()
         self._build_shape: Optional[Tuple[Optional[int], ...]] = None
         for layer in layers or ():
             self.add(layer)
@@ -317,30 +230,6 @@ class Sequential:
 
     # -- compile --------------------------------------------------------------------------------
 
-    def compile(self, optimizer: Any = "rmsprop", loss: Any = None,
-                metrics: Optional[Sequence[Any]] = None) -> None:
-        """Choose the optimizer (name or object), the loss (name or object) and metrics."""
-        self.optimizer = optim.get(optimizer)
-        self.loss = None if loss is None else _losses.get(loss)
-        if metrics is not None and isinstance(metrics, (str, _metrics.Metric)):
-            metrics = [metrics]
-        self.metrics = [_metrics.get(m, self.loss) for m in (metrics or [])]
-        names = [m.name for m in self.metrics]
-        if len(set(names)) != len(names) or "loss" in names:
-            raise ValueError(f"metric names must be unique and not 'loss', got {names}")
-        self._compile_config = {
-            "optimizer": optim.serialize(self.optimizer),
-            "loss": None if self.loss is None else _losses.serialize(self.loss),
-            "metrics": [m if isinstance(m, str) else _metrics.serialize(m)
-                        for m in (metrics or [])],
-        }
-        self._plan = None
-
-    def _require_compiled(self, need_optimizer: bool = True) -> None:
-        if self.loss is None or (need_optimizer and self.optimizer is None):
-            raise RuntimeError("compile the model with an optimizer and a loss first: "
-                               "model.compile(optimizer='adam', loss=...)")
-
     def _get_plan(self) -> _Plan:
         if self._plan is None:
             for layer in self.layers:
@@ -377,16 +266,12 @@ class Sequential:
             return convert(x)
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def _prepare_xy(self, x: Any, y: Any, what: str = "") -> Tuple[np.ndarray, np.ndarray]:
-        x = self._prepare_x(x, what + "x")
-        if y is None:
-            raise ValueError(f"{what}y is required to train or evaluate")
+    def _prepare_y(self, y: Any, x: np.ndarray, what: str = "") -> np.ndarray:
         y = np.asarray(y)
         if y.ndim < 1 or len(y) != len(x):
             raise ValueError(f"{what}x and {what}y must have the same number of samples, got "
                              f"{len(x)} and {len(y) if y.ndim else 'a scalar'}")
-        y = self.loss.prepare_targets(y, self.output_shape, self.dtype)
-        return x, y
+        return self.loss.prepare_targets(y, self.output_shape, self.dtype)
 
     # -- inference ------------------------------------------------------------------------------
 
@@ -411,22 +296,14 @@ class Sequential:
             d = self.layers[i].backward(d, need_dx if i == 0 else True)
         return d
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """The model's output for ``x``, computed ``batch_size`` samples at a time."""
-        batch_size = _positive_int(batch_size, "batch_size")
-        x = self._prepare_x(x)
-        n = len(x)
-        out = None
-        for lo in range(0, n, batch_size):
-            h = x[lo:lo + batch_size]
-            for layer in self.layers:
-                h = layer.forward(h, False)
-            if out is None:
-                out = np.empty((n,) + h.shape[1:], h.dtype)
-            out[lo:lo + len(h)] = h
-        if out is None:
-            out = np.empty((0,) + tuple(self.output_shape[1:]), self.dtype)
-        return out
+    def _predict_batch(self, x: np.ndarray) -> Any:
+        h = x
+        for layer in self.layers:
+            h = layer.forward(h, False)
+        return h
+
+    def _empty_output(self) -> np.ndarray:
+        return np.empty((0,) + tuple(self.output_shape[1:]), self.dtype)
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         return self.forward(self._prepare_x(x), False)
@@ -471,246 +348,6 @@ class Sequential:
         sync.step(plan.params, plan.grads())
         return sync.loss + reg
 
-    def _eval_batches(self, plan: _Plan, x: np.ndarray, y: np.ndarray,
-                      batch_size: int, reduce: Any = None) -> Dict[str, float]:
-        for m in plan.metrics:
-            m.reset()
-        total, n = 0.0, len(x)
-        for lo in range(0, n, batch_size):
-            xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
-            h = xb
-            for f in plan.forward:
-                h = f(h, False)
-            value, _ = plan.loss.forward(h, yb)
-            total += value * len(xb)
-            plan.update_metrics(yb, h)
-        if reduce is not None:  # distributed: sums over every rank's part
-            total, n = reduce(total, n, plan.metrics)
-        logs = {"loss": (total / n if n else float("nan")) + plan.regularization()}
-        for m in plan.metrics:
-            logs[m.name] = m.result()
-        return logs
-
-    @staticmethod
-    def _result(logs: Dict[str, float], return_dict: bool) -> Union[float, List[float], Dict]:
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
-
-    def train_on_batch(self, x: Any, y: Any, return_dict: bool = False
-                       ) -> Union[float, List[float], Dict[str, float]]:
-        """One optimizer step on this batch; returns its loss (and metrics) like ``evaluate``."""
-        self._require_compiled()
-        x, y = self._prepare_xy(x, y)
-        plan = self._get_plan()
-        value, out = self._train_step(plan, x, y)
-        logs = {"loss": value}
-        for m in plan.metrics:
-            m.reset()
-        plan.update_metrics(y, out)
-        for m in plan.metrics:
-            logs[m.name] = m.result()
-        return self._result(logs, return_dict)
-
-    def test_on_batch(self, x: Any, y: Any, return_dict: bool = False
-                      ) -> Union[float, List[float], Dict[str, float]]:
-        """Loss (and metrics) of one batch, without training."""
-        self._require_compiled(need_optimizer=False)
-        x, y = self._prepare_xy(x, y)
-        return self._result(self._eval_batches(self._get_plan(), x, y, max(len(x), 1)),
-                            return_dict)
-
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 0,
-                 return_dict: bool = False) -> Union[float, List[float], Dict[str, float]]:
-        """``[loss, *metrics]`` over the data (just the loss as a float without metrics)."""
-        self._require_compiled(need_optimizer=False)
-        batch_size = _positive_int(batch_size, "batch_size")
-        x, y = self._prepare_xy(x, y)
-        logs = self._eval_batches(self._get_plan(), x, y, batch_size)
-        if verbose:
-            print(_fmt_logs(logs))
-        return self._result(logs, return_dict)
-
-    def fit(self, x: Any = None, y: Any = None, epochs: int = 1, batch_size: int = 32,
-            validation_split: float = 0.0, validation_data: Optional[Sequence[Any]] = None,
-            shuffle: bool = True, callbacks: Optional[Sequence[_callbacks.Callback]] = None,
-            verbose: int = 1, initial_epoch: int = 0,
-            distributed: bool = False) -> _callbacks.History:
-        """Train until epoch ``epochs``; returns a History (``.history["loss"]`` etc.).
-
-        ``validation_split`` holds out that fraction of the samples (the last ones, before
-        shuffling); ``validation_data=(x_val, y_val)`` gives them explicitly. ``verbose``: 0
-        silent, 1 a progress bar per epoch, 2 one line per epoch. A NaN or infinite loss stops
-        training with a RuntimeWarning.
-
-        As in Keras, ``epochs`` is the index of the last epoch, not a count: with
-        ``initial_epoch=2, epochs=5`` the epochs numbered 3, 4 and 5 run (0-based 2, 3, 4 in
-        callbacks and ``History.epoch``). With a model from :func:`~fastnn.nn.load_model`, this
-        resumes a run saved after epoch ``initial_epoch`` exactly as if it had not stopped.
-
-        ``distributed=True`` trains data-parallel over the ranks of an MPI job (``mpirun -n 2
-        python train.py``; a world of one process without it, see :mod:`fastnn.distributed`).
-        Every rank passes the same ``x`` and ``y``. Rank 0's weights and optimizer state are
-        broadcast first (after checking that every rank built the same model). Each epoch's
-        shuffled order comes from a seed drawn on rank 0, the same on every rank, and each
-        global batch of ``batch_size * size()`` samples is cut into one part per rank:
-        ``batch_size`` is per rank, as in Horovod (a last short batch is evened out by
-        repeating a few samples of the epoch). The gradients are averaged across ranks by a
-        :class:`~fastnn.distributed.DistributedOptimizer` (the compiled one, or one made here
-        around it), and so is the reported loss; the metrics, the validation (sharded too) and
-        BatchNormalization's running statistics are combined over all ranks at the end of each
-        epoch. Only rank 0 prints, and callbacks marked ``rank_zero_only`` (ModelCheckpoint)
-        run on rank 0 alone. The learning rate is not scaled with the number of ranks: a larger
-        global batch often wants a larger one, which is the caller's choice.
-        """
-        self._require_compiled()
-        epochs = int(epochs)
-        if (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer))
-                or initial_epoch < 0):
-            raise ValueError(f"initial_epoch must be a non-negative int, got {initial_epoch!r}")
-        initial_epoch = int(initial_epoch)
-        batch_size = _positive_int(batch_size, "batch_size")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        x, y = self._prepare_xy(x, y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._prepare_xy(validation_data[0], validation_data[1], "validation ")
-        elif validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-            cut = int(len(x) * (1.0 - validation_split))
-            if cut == 0 or cut == len(x):
-                raise ValueError(f"validation_split={validation_split} leaves an empty "
-                                 f"training or validation set of {len(x)} samples")
-            x, y, val = x[:cut], y[:cut], (x[cut:], y[cut:])
-        n = len(x)
-        if n == 0:
-            raise ValueError("x is empty: nothing to train on")
-        plan = self._get_plan()
-        callbacks = list(callbacks or [])
-        world = None
-        if distributed:
-            world = _World(self, plan)
-            if world.rank != 0:
-                verbose = 0
-                callbacks = [cb for cb in callbacks if not getattr(cb, "rank_zero_only", False)]
-            steps = -(-n // (batch_size * world.size))
-        else:
-            steps = -(-n // batch_size)
-        history = _callbacks.History()
-        cbs = _callbacks.CallbackList(callbacks + [history], self,
-                                      {"epochs": epochs, "steps": steps, "verbose": verbose,
-                                       "batch_size": batch_size, "samples": n})
-        self.history = history
-        self.stop_training = False
-        try:
-            cbs.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                if self.stop_training:
-                    break
-                cbs.on_epoch_begin(epoch)
-                t0 = time.perf_counter()
-                logs = self._fit_epoch(plan, x, y, batch_size, steps, epoch, epochs, verbose,
-                                       cbs, val, bool(shuffle), world)
-                if verbose == 2:
-                    print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - "
-                          f"{_fmt_logs(logs)}", flush=True)
-                cbs.on_epoch_end(epoch, logs)
-            cbs.on_train_end()
-        finally:
-            if world is not None:
-                world.close()
-        return history
-
-    def _fit_epoch(self, plan: _Plan, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int,
-                   epoch: int, epochs: int, verbose: int, cbs: _callbacks.CallbackList,
-                   val: Optional[Tuple[np.ndarray, np.ndarray]], shuffle: bool,
-                   world: Optional["_World"] = None) -> Dict[str, float]:
-        n = len(x)
-        if world is None:
-            rng = _random.get_generator()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-        else:
-            order = world.shard(n, batch_size, shuffle)
-            n = len(order)
-        # One gather buffer per batch size, reused across steps and epochs.
-        full = min(batch_size, n)
-        bufs = {}
-        for size in {full, n - (steps - 1) * batch_size}:
-            bufs[size] = (np.empty((size,) + x.shape[1:], x.dtype),
-                          np.empty((size,) + y.shape[1:], y.dtype))
-        for m in plan.metrics:
-            m.reset()
-        bar = None
-        if verbose == 1:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
-                       file=sys.stdout, dynamic_ncols=True, leave=True, mininterval=_REFRESH_S)
-        batch_hooks = bool(cbs.batch_callbacks)
-        metrics = plan.metrics
-        total, seen = 0.0, 0
-        last_draw, next_check = time.perf_counter(), _CHECK_EVERY
-        take, isfinite, step_fn = np.take, math.isfinite, self._train_step
-        stopped_on = None
-        for s in range(steps):
-            lo = s * batch_size
-            idx = order[lo:lo + batch_size]
-            xb, yb = bufs[len(idx)]
-            take(x, idx, axis=0, out=xb, mode="clip")  # "raise" would buffer the copy
-            take(y, idx, axis=0, out=yb, mode="clip")
-            if batch_hooks:
-                cbs.on_train_batch_begin(s)
-            value, out = step_fn(plan, xb, yb)
-            k = len(idx)
-            total += value * k
-            seen += k
-            plan.update_metrics(yb, out)
-            if not isfinite(value):
-                stopped_on = (s, value)
-                break
-            if batch_hooks:
-                cbs.on_train_batch_end(s, self._running(total, seen, metrics))
-                if self.stop_training:
-                    break
-            if bar is not None and s >= next_check:
-                next_check = s + _CHECK_EVERY
-                now = time.perf_counter()
-                if now - last_draw >= _REFRESH_S:
-                    last_draw = now
-                    bar.set_postfix_str(_fmt_logs(self._running(total, seen, metrics)),
-                                        refresh=False)
-                    bar.update(s + 1 - bar.n)
-        if world is not None:
-            total, seen = world.reduce_logs(total, seen, metrics)
-            world.average_buffers()
-        logs = self._running(total, seen, metrics)
-        if stopped_on is not None:
-            self.stop_training = True
-            warnings.warn(f"the loss became {stopped_on[1]} at epoch {epoch + 1}, batch "
-                          f"{stopped_on[0] + 1}: training stopped (check the inputs for NaN "
-                          f"or inf, or lower the learning rate)", RuntimeWarning, stacklevel=4)
-        elif val is not None:
-            vx, vy = val if world is None else world.part(val)
-            reduce = None if world is None else world.reduce_logs
-            for k, v in self._eval_batches(plan, vx, vy, batch_size, reduce).items():
-                logs["val_" + k] = v
-        if bar is not None:
-            bar.set_postfix_str(_fmt_logs(logs), refresh=False)
-            bar.update(steps - bar.n)
-            bar.close()
-        return logs
-
-    @staticmethod
-    def _running(total: float, seen: int, metrics: List[_metrics.Metric]) -> Dict[str, float]:
-        logs = {"loss": total / seen if seen else float("nan")}
-        for m in metrics:
-            logs[m.name] = m.result()
-        return logs
-
     # -- reporting and saving -------------------------------------------------------------------
 
     def summary(self, print_fn: Any = None) -> None:
@@ -722,32 +359,10 @@ class Sequential:
             except ValueError:
                 raise ValueError("the model is not built yet: give the first layer "
                                  "input_shape=..., call build(), or fit it first") from None
-        # The name column grows to fit names like "global_average_pooling2d
-        # (GlobalAveragePooling2D)", up to a limit past which names are cut.
-        longest = max(len(f" {layer.name} ({type(layer).__name__})") for layer in self.layers)
-        widths = (min(max(30, longest + 2), 56), 26, 12)
-        rule = "_" * sum(widths)
-
-        def row(a, b, c):
-            return f"{a:<{widths[0]}}{b:<{widths[1]}}{c:>{widths[2]}}"
-
-        lines = [f'Model: "{self.name}"', rule, row(" Layer (type)", "Output Shape", "Param #"),
-                 "=" * sum(widths)]
-        for i, layer in enumerate(self.layers):
-            name = f" {layer.name} ({type(layer).__name__})"
-            if len(name) > widths[0] - 1:
-                name = name[:widths[0] - 2] + "…"
-            lines.append(row(name, str(layer.output_shape), f"{layer.count_params():,}"))
-            if i + 1 < len(self.layers):
-                lines.append("")
-        total = self.count_params()
-        # Buffers (BatchNormalization's running statistics) and frozen layers' parameters are
-        # counted in the total but not as trainable, as Keras does.
-        trainable = sum(layer.count_trainable_params() for layer in self.layers)
-        lines += ["=" * sum(widths), f"Total params: {total:,}",
-                  f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", rule]
-        for line in lines:
+        rows = [(f" {layer.name} ({type(layer).__name__})", str(layer.output_shape),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        for line in self._summary_lines(rows, (" Layer (type)", "Output Shape", "Param #"),
+                                        self.layers):
             print_fn(line)
 
     def get_config(self) -> Dict[str, Any]:
@@ -770,17 +385,6 @@ class Sequential:
         if shape is not None:
             model.build(tuple(shape))
         return model
-
-    def save(self, path: Any) -> None:
-        """Save the architecture, weights and compile settings to one file (see
-        :mod:`fastnn.nn.saving`)."""
-        _saving.save_model(self, path)
-
-    def save_weights(self, path: Any) -> None:
-        _saving.save_weights(self, path)
-
-    def load_weights(self, path: Any) -> None:
-        _saving.load_weights(self, path)
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self.layers)} layers>"

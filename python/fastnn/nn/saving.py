@@ -274,9 +274,14 @@ def load_model(path: Any, custom_objects: Optional[Dict[str, Any]] = None,
     if compile and compile_cfg:
         metrics = [m if isinstance(m, str) else _metrics.from_serialized(m)
                    for m in compile_cfg.get("metrics") or []]
-        model.compile(optimizer=optim.get(compile_cfg["optimizer"]),
-                      loss=compile_cfg.get("loss") and _losses.get(compile_cfg["loss"]),
-                      metrics=metrics)
+        loss = compile_cfg.get("loss")
+        loss = [_losses.get(v) for v in loss] if isinstance(loss, list) else (
+            loss and _losses.get(loss))
+        extra = {}
+        if compile_cfg.get("loss_weights") is not None:  # a model with several outputs
+            extra["loss_weights"] = compile_cfg["loss_weights"]
+        model.compile(optimizer=optim.get(compile_cfg["optimizer"]), loss=loss,
+                      metrics=metrics, **extra)
         if config.get("training") is not None:
             _restore_training_state(model, config["training"], raw_state, repr(path))
     return model

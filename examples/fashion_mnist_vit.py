@@ -1,0 +1,96 @@
+"""A small Vision Transformer on Fashion-MNIST, built with the functional API.
+
+    28x28 image -> 16 patches of 7x7 -> linear patch embedding (64) + learned positions
+    -> 2 x TransformerEncoderLayer(64, 4 heads, feed-forward 128, GELU, pre-norm)
+    -> LayerNormalization -> mean over the tokens -> Dense(10, softmax)
+    Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs, standardized pixels
+
+The final LayerNormalization is the one a stack of pre-norm blocks ends with (ViT's, or
+PyTorch's ``nn.TransformerEncoder(..., norm=...)``). Test accuracy after 3 epochs: 0.858 with
+seed 0 (0.851 with seed 1, 0.845 with seed 2); without the final norm and with pixels in
+[0, 1], 0.844 (seed 0).
+
+Run:  python examples/fashion_mnist_vit.py [--epochs 3] [--limit N] [--dropout 0.0]
+Prints the time of every epoch and the test accuracy.
+
+``--limit N`` trains on the first N training images and tests on the first N test images: a
+quick check of the whole pipeline. The data set is found or fetched as in
+``fashion_mnist_mlp.py`` (see there, or the README).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.datasets import fashion_mnist, normalize
+
+
+def build_model(dropout: float = 0.0, d_model: int = 64, heads: int = 4, ff: int = 128,
+                depth: int = 2, patch: int = 7, final_norm: bool = True) -> nn.Model:
+    images = nn.Input((1, 28, 28), name="images")
+    x = nn.PatchEmbedding(patch, d_model, name="patches")(images)          # (B, 16, 64)
+    x = nn.PositionalEmbedding((28 // patch) ** 2, name="positions")(x)
+    for i in range(depth):
+        x = nn.TransformerEncoderLayer(d_model, heads, ff, dropout=dropout, activation="gelu",
+                                       norm_first=True, name=f"encoder{i}")(x)
+    if final_norm:  # pre-norm blocks leave the residual stream unnormalized
+        x = nn.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
+    x = nn.GlobalAveragePooling1D(name="mean_pool")(x)
+    outputs = nn.Dense(10, activation="softmax", name="classes")(x)
+    return nn.Model(images, outputs, name="fashion_mnist_vit")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--limit", type=int, default=None,
+                    help="use only the first N training and N test images")
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--no-final-norm", dest="final_norm", action="store_false",
+                    help="no LayerNormalization after the last encoder layer")
+    ap.add_argument("--unit-range", dest="standardize", action="store_false",
+                    help="pixels in [0, 1] (default: zero mean, unit variance)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    args = ap.parse_args()
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be a positive number of images")
+
+    fastnn.random.seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    x_train = normalize(x_train, 0, 255).reshape(-1, 1, 28, 28)
+    x_test = normalize(x_test, 0, 255).reshape(-1, 1, 28, 28)
+    if args.standardize:
+        mean, std = float(x_train.mean()), float(x_train.std())
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+
+    model = build_model(args.dropout, final_norm=args.final_norm)
+    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if args.verbose:
+        model.summary()
+    times = []
+    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
+                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+              callbacks=[timer], verbose=args.verbose)
+    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
+    t0 = time.perf_counter()
+    loss, acc = model.evaluate(x_test, y_test, batch_size=256)
+    eval_s = time.perf_counter() - t0
+    print("epoch times: " + ", ".join(f"{s:.1f} s" for s in epoch_s) +
+          f" ({len(x_train)} images, {fastnn.get_num_threads()} threads, "
+          f"{fastnn.get_backend()} backend)")
+    print(f"test evaluation: {eval_s:.1f} s for {len(x_test)} images")
+    print(f"test loss: {loss:.4f}")
+    print(f"test accuracy: {acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()
