@@ -204,6 +204,20 @@ void to_batch_first(T* dst, const T* src, index_t B, index_t Tn, index_t F) {
                  });
 }
 
+// The forward step's slice of the recurrent GEMM, C (B x n) = beta*C + h (B x H) @ panel
+// (H x n), in column slivers of kSliver: the GEMM's direct path keeps a k x NR sliver of its B
+// operand in L1 while it walks down the rows, which is 15-20% faster at n = 64 than at 256
+// (measured on an AVX-512 Xeon: 95 against 78 GFLOPS for B = 64, H = 256, one thread).
+constexpr index_t kSliver = 64;
+
+template <class T>
+void step_mm(index_t B, index_t n, index_t H, const T* h, const T* panel, index_t ldw, T* c,
+             index_t ldc, T beta, const T* bias = nullptr) {
+  for (index_t j = 0; j < n; j += kSliver)
+    mm<T>(B, std::min(kSliver, n - j), H, h, H, 1, panel + j, ldw, c + j, ldc, beta,
+          bias ? bias + j : nullptr);
+}
+
 // xp (T*B x GH, time-major, row stride ldx) = x @ wt + bias; xt: T*B*I scratch.
 template <class T>
 void project(T* xp, index_t ldx, T* xt, const T* x, const T* wt, const T* bias,
@@ -223,22 +237,40 @@ void zero_units(T* dst, index_t u0, index_t u1) {
 }
 
 // dx = dgx @ w_ih; dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
-// dgx, dgh time-major (T*B x GH, row stride ldg). buf: T*B*I scratch; yt: (T-1)*B*H scratch.
-// Rows of steps past a sequence's end have dG = 0, so pairing them with y (0 there) adds
-// nothing.
+// dgx, dgh time-major (T*B x GH, row stride ldg); dgx == dgh when the cell has one gradient
+// per gate (LSTM, RNN). Rows of steps past a sequence's end have dG = 0, so pairing them with
+// anything adds nothing.
+//
+// The weight gradients are computed transposed, [x | h_prev]^T (I+H x T*B) @ dG, one GEMM for
+// both when dgx == dgh: the GEMM packs its A operand with a transposing copy and its B operand
+// with a plain one, so A should be the narrower [x | h_prev] (I+H columns), not dG (G*H); the
+// (I+H) x G*H result is then transposed into dw_ih and dw_hh. Scratch: buf T*B*I, z T*B*(I+H),
+// ct (I+H)*G*H.
 template <class T>
 void param_grads(T* dx, T* dw_ih, T* dw_hh, const T* dgx, const T* dgh, index_t ldg, const T* x,
                  const T* y, const T* h0, const T* w_ih, const RnnDims& d, index_t GH, T* buf,
-                 T* yt) {
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B;
+                 T* z, T* ct) {
+  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B, IH = I + H;
   mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
   to_batch_first(dx, buf, B, Tn, I);
-  to_time_major(buf, x, B, Tn, I, Tn);
-  mm<T>(GH, I, TB, dgx, 1, ldg, buf, I, dw_ih, I, T(0));
-  mm<T>(GH, H, B, dgh, 1, ldg, h0, H, dw_hh, H, T(0));  // step 0 started from h0
-  if (Tn > 1) {
-    to_time_major(yt, y, B, Tn - 1, H, Tn);
-    mm<T>(GH, H, (Tn - 1) * B, dgh + B * ldg, 1, ldg, yt, H, dw_hh, H, T(1));
+  parallel_range(Tn, 1, threads_for(double(TB) * double(IH)), [&](index_t t0, index_t t1) {
+    for (index_t t = t0; t < t1; ++t)
+      for (index_t b = 0; b < B; ++b) {
+        T* row = z + (t * B + b) * IH;
+        std::memcpy(row, x + (b * Tn + t) * I, std::size_t(I) * sizeof(T));
+        std::memcpy(row + I, t ? y + (b * Tn + t - 1) * H : h0 + b * H,
+                    std::size_t(H) * sizeof(T));
+      }
+  });
+  if (dgx == dgh) {
+    mm<T>(IH, GH, TB, z, 1, IH, dgx, ldg, ct, GH, T(0));
+  } else {
+    mm<T>(I, GH, TB, z, 1, IH, dgx, ldg, ct, GH, T(0));
+    mm<T>(H, GH, TB, z + I, 1, IH, dgh, ldg, ct + I * GH, GH, T(0));
+  }
+  for (index_t r = 0; r < GH; ++r) {
+    for (index_t i = 0; i < I; ++i) dw_ih[r * I + i] = ct[i * GH + r];
+    for (index_t j = 0; j < H; ++j) dw_hh[r * H + j] = ct[(I + j) * GH + r];
   }
 }
 
@@ -254,12 +286,29 @@ void add_units(T* db, const T* g, int G, index_t H, index_t u0, index_t u1) {
   }
 }
 
-// Scratch of a backward: dg_arrays of T*B x ldg, then buf, yt (param_grads), the w_hh panels.
+// Scratch of a backward: dg_arrays of T*B x ldg, the w_hh panels, then param_grads' buffers.
 template <class T>
 std::size_t backward_bytes(const RnnDims& d, index_t ldg, int dg_arrays, const Steps& s,
                            index_t GH, index_t ldq) {
-  return dg_arrays * Carve::bytes<T>(d.T * d.B * ldg) + Carve::bytes<T>(d.T * d.B * d.I) +
-         Carve::bytes<T>(d.T * d.B * d.H) + Carve::bytes<T>(s.chunks * GH * ldq);
+  return dg_arrays * Carve::bytes<T>(d.T * d.B * ldg) + Carve::bytes<T>(s.chunks * GH * ldq) +
+         Carve::bytes<T>(d.T * d.B * d.I) + Carve::bytes<T>(d.T * d.B * (d.I + d.H)) +
+         Carve::bytes<T>((d.I + d.H) * GH);
+}
+
+template <class T>
+struct GradScratch {
+  T* buf;
+  T* z;
+  T* ct;
+};
+
+template <class T>
+GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
+  GradScratch<T> g;
+  g.buf = cv.take<T>(d.T * d.B * d.I);
+  g.z = cv.take<T>(d.T * d.B * (d.I + d.H));
+  g.ct = cv.take<T>((d.I + d.H) * GH);
+  return g;
 }
 
 }  // namespace
@@ -298,7 +347,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
     T* pre = xp + t * B * ldx;
     parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      mm<T>(B, G * (u1 - u0), H, hp, H, 1, whh_t + ch * H * ldw, ldw, pre + G * u0, ldx, T(1));
+      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, pre + G * u0, ldx, T(1));
       for (index_t b = 0; b < B; ++b) {
         T* yr = y + (b * Tn + t) * H;
         if (t < lengths[b]) {
@@ -326,10 +375,9 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   Carve cv;
   cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, GH, ldq))));
   T* dg = cv.take<T>(Tn * B * ldg);
-  T* buf = cv.take<T>(Tn * B * d.I);
-  T* yt = cv.take<T>(Tn * B * H);
   T* wp = cv.take<T>(s.chunks * GH * ldq);
   pack_backward_panels(wp, w_hh, G, H, s, ldq);
+  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
   T* dh = dh0;  // the running gradients live in the outputs
   T* dc = dc0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
@@ -358,7 +406,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, buf, yt);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -398,8 +446,8 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
     const T* pre = xp + t * B * ldx;
     parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      mm<T>(B, G * (u1 - u0), H, hp, H, 1, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
-            bias_h + G * u0);
+      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
+                 bias_h + G * u0);
       for (index_t b = 0; b < B; ++b) {
         T* yr = y + (b * Tn + t) * H;
         if (t < lengths[b]) {
@@ -427,10 +475,9 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 2, s, GH, ldq))));
   T* dgx = cv.take<T>(Tn * B * ldg);
   T* dgh = cv.take<T>(Tn * B * ldg);
-  T* buf = cv.take<T>(Tn * B * d.I);
-  T* yt = cv.take<T>(Tn * B * H);
   T* wp = cv.take<T>(s.chunks * GH * ldq);
   pack_backward_panels(wp, w_hh, G, H, s, ldq);
+  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
@@ -463,7 +510,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, buf, yt);
+  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
 }
 
 // ---- Elman RNN ----------------------------------------------------------------------------------
@@ -498,7 +545,7 @@ void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* 
     T* pre = xp + t * B * ldx;
     parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      mm<T>(B, u1 - u0, H, hp, H, 1, whh_t + ch * H * ldw, ldw, pre + u0, ldx, T(1));
+      step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, pre + u0, ldx, T(1));
       for (index_t b = 0; b < B; ++b) {
         T* yr = y + (b * Tn + t) * H;
         if (t < lengths[b]) {
@@ -523,10 +570,9 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   Carve cv;
   cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, H, ldq))));
   T* dg = cv.take<T>(Tn * B * ldg);
-  T* buf = cv.take<T>(Tn * B * d.I);
-  T* yt = cv.take<T>(Tn * B * H);
   T* wp = cv.take<T>(s.chunks * H * ldq);
   pack_backward_panels(wp, w_hh, 1, H, s, ldq);
+  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, H);
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
@@ -551,7 +597,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
       }
     });
   }
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, buf, yt);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, gs.buf, gs.z, gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 
