@@ -328,3 +328,19 @@ def test_cuda_functions_take_the_numba_signatures(name):
     nk = _backend.kernels("numba")
     want = list(inspect.signature(getattr(nk, name)).parameters)
     assert list(inspect.signature(getattr(fastnn.cuda, name)).parameters) == want
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_strided_and_fortran_inputs(backend, rng, kind):
+    """Views and Fortran-ordered weights give the results of their contiguous copies."""
+    p, lengths = _setup(rng, kind, (3, 4, 5, 7), np.float64)
+    q = dict(p)
+    q["x"] = np.repeat(p["x"], 2, axis=1)[:, ::2]           # a strided view
+    q["w_ih"] = np.asfortranarray(p["w_ih"])
+    q["w_hh"] = np.asfortranarray(p["w_hh"])
+    q["h0"] = np.asfortranarray(p["h0"])
+    assert not q["x"].flags.c_contiguous
+    want = _ref_forward(kind, p, lengths)
+    got, _ = _forward(kind, q, lengths, save=False)
+    for g, r in zip(got, want):
+        check_op(g, r, np.float64, reduction=12)

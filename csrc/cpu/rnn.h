@@ -3,8 +3,9 @@
 // layer checked everything).
 //
 // Shapes: x (B, T, I), y (B, T, H), states (B, H), w_ih (G*H, I), w_hh (G*H, H), biases (G*H),
-// G = 4 (LSTM: i f g o), 3 (GRU: r z n), 1 (RNN). Saved gates per (b, t), natural order:
-// LSTM [i f g o c] (5H), GRU [r z n U_n h + b_hn] (4H); the RNN saves nothing (y holds h).
+// G = 4 (LSTM: i f g o), 3 (GRU: r z n), 1 (RNN). Saved gates, time-major (T, B, S*H), each
+// row in natural order: LSTM [i f g o c] (5H), GRU [r z n U_n h + b_hn] (4H); the RNN saves
+// nothing (y holds h). Internally every per-step array is time-major too (see rnn.cpp).
 // `gates` may be null (inference). Past a sequence's end y is 0 and the state carries over.
 //
 // How (see rnn.cpp): the input projections of all steps in one GEMM; per step one parallel job

@@ -1,6 +1,7 @@
 // The recurrent family on the GPU (LSTM, GRU, Elman RNN), with the semantics, layouts and saved
 // gates of the CPU kernels (csrc/cpu/rnn.h): batch-first C-contiguous arrays, gates saved in
-// natural order (LSTM [i f g o c], GRU [r z n U_n h + b_hn]), lengths masking.
+// time-major (T, B, S*H), each row in natural order (LSTM [i f g o c], GRU [r z n U_n h + b_hn]),
+// lengths masking.
 //
 // Forward: the input projections of all steps in one GEMM (plus b_ih), then per step one
 // recurrent GEMM into a (B, G*H) buffer and one fused kernel, a thread per (row, unit), that adds
@@ -106,7 +107,7 @@ __global__ void lstm_fwd_step(Arrays<T> a, const T* xp, const T* rec, index_t B,
     a.h_n[e] = hn;
     a.y[bt * H + j] = hn;
     if (a.gates) {
-      T* g = a.gates + bt * 5 * H;
+      T* g = a.gates + (t * B + b) * 5 * H;
       g[j] = ig; g[H + j] = fg; g[2 * H + j] = gg; g[3 * H + j] = og; g[4 * H + j] = cn;
     }
   }
@@ -124,10 +125,10 @@ __global__ void lstm_bwd_step(Arrays<T> a, T* dg, T* dh, T* dc, index_t B, index
       for (int q = 0; q < 4; ++q) g[q * H + j] = T(0);
       continue;
     }
-    const T* s = a.gates + bt * 5 * H;
+    const T* s = a.gates + (t * B + b) * 5 * H;
     const T ig = s[j], fg = s[H + j], gg = s[2 * H + j], og = s[3 * H + j];
     const T tc = act::m_tanh(s[4 * H + j]);
-    const T cp = t ? a.gates[(bt - 1) * 5 * H + 4 * H + j] : a.c0[e];
+    const T cp = t ? a.gates[((t - 1) * B + b) * 5 * H + 4 * H + j] : a.c0[e];
     const T dht = dh[e] + a.dy[bt * H + j];
     const T dct = dc[e] + dht * og * (T(1) - tc * tc);
     g[j] = dct * gg * ig * (T(1) - ig);
@@ -160,7 +161,7 @@ __global__ void gru_fwd_step(Arrays<T> a, const T* xp, const T* rec, index_t B, 
     a.h_n[e] = v;
     a.y[bt * H + j] = v;
     if (a.gates) {
-      T* g = a.gates + bt * 4 * H;
+      T* g = a.gates + (t * B + b) * 4 * H;
       g[j] = r; g[H + j] = z; g[2 * H + j] = n; g[3 * H + j] = hn;
     }
   }
@@ -179,7 +180,7 @@ __global__ void gru_bwd_step(Arrays<T> a, T* dgx, T* dgh, T* dh, index_t B, inde
       for (int q = 0; q < 3; ++q) gx[q * H + j] = gh[q * H + j] = T(0);
       continue;
     }
-    const T* s = a.gates + bt * 4 * H;
+    const T* s = a.gates + (t * B + b) * 4 * H;
     const T r = s[j], z = s[H + j], n = s[2 * H + j], hn = s[3 * H + j];
     const T hp = t ? a.y[(bt - 1) * H + j] : a.h0[e];
     const T dht = dh[e] + a.dy[bt * H + j];

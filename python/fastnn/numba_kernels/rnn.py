@@ -7,9 +7,9 @@ products after the loop. The products go to NumPy's BLAS (the fallback's job is 
 and not slow; the per-step elementwise work is what Numba compiles).
 
 Layouts (batch-first, C-contiguous, checked by ``fastnn.ops``): x (B, T, I), y (B, T, H),
-states (B, H), lengths int64 (B,) with 1 <= lengths[b] <= T. Saved gates per step:
-LSTM [i, f, g, o, c] (5H), GRU [r, z, n, U_n h + b_hn] (4H); the Elman RNN saves nothing (y
-holds its states). ``gates`` may be None (inference). Past a sequence's end y is 0, the state
+states (B, H), lengths int64 (B,) with 1 <= lengths[b] <= T. Saved gates, time-major
+(T, B, S*H): LSTM [i, f, g, o, c] (5H), GRU [r, z, n, U_n h + b_hn] (4H); the Elman RNN saves
+nothing (y holds its states). ``gates`` may be None (inference). Past a sequence's end y is 0, the state
 carries over, and backward passes the state gradient through untouched.
 """
 from __future__ import annotations
@@ -73,11 +73,11 @@ def _lstm_step(y, h, c, gates, save, xp, rec, lengths, t):
             h[b, j] = hn
             y[b, t, j] = hn
             if save:
-                gates[b, t, j] = ig
-                gates[b, t, nh + j] = fg
-                gates[b, t, 2 * nh + j] = gg
-                gates[b, t, 3 * nh + j] = og
-                gates[b, t, 4 * nh + j] = cn
+                gates[t, b, j] = ig
+                gates[t, b, nh + j] = fg
+                gates[t, b, 2 * nh + j] = gg
+                gates[t, b, 3 * nh + j] = og
+                gates[t, b, 4 * nh + j] = cn
 
 
 @numba.njit(cache=True)
@@ -88,12 +88,12 @@ def _lstm_back_step(dg, dh, dc, gates, dy, c0, lengths, t):
             dg[b, t, :] = 0
             continue
         for j in range(nh):
-            ig = gates[b, t, j]
-            fg = gates[b, t, nh + j]
-            gg = gates[b, t, 2 * nh + j]
-            og = gates[b, t, 3 * nh + j]
-            tc = np.tanh(gates[b, t, 4 * nh + j])
-            cp = c0[b, j] if t == 0 else gates[b, t - 1, 4 * nh + j]
+            ig = gates[t, b, j]
+            fg = gates[t, b, nh + j]
+            gg = gates[t, b, 2 * nh + j]
+            og = gates[t, b, 3 * nh + j]
+            tc = np.tanh(gates[t, b, 4 * nh + j])
+            cp = c0[b, j] if t == 0 else gates[t - 1, b, 4 * nh + j]
             dht = dh[b, j] + dy[b, t, j]
             dct = dc[b, j] + dht * og * (1 - tc * tc)
             dg[b, t, j] = dct * gg * ig * (1 - ig)
@@ -151,10 +151,10 @@ def _gru_step(y, h, gates, save, xp, rec, lengths, t):
             h[b, j] = v
             y[b, t, j] = v
             if save:
-                gates[b, t, j] = r
-                gates[b, t, nh + j] = z
-                gates[b, t, 2 * nh + j] = n
-                gates[b, t, 3 * nh + j] = hn
+                gates[t, b, j] = r
+                gates[t, b, nh + j] = z
+                gates[t, b, 2 * nh + j] = n
+                gates[t, b, 3 * nh + j] = hn
 
 
 @numba.njit(cache=True)
@@ -166,10 +166,10 @@ def _gru_back_step(dgx, dgh, dh, gates, y, dy, h0, lengths, t):
             dgh[b, t, :] = 0
             continue
         for j in range(nh):
-            r = gates[b, t, j]
-            z = gates[b, t, nh + j]
-            n = gates[b, t, 2 * nh + j]
-            hn = gates[b, t, 3 * nh + j]
+            r = gates[t, b, j]
+            z = gates[t, b, nh + j]
+            n = gates[t, b, 2 * nh + j]
+            hn = gates[t, b, 3 * nh + j]
             hp = h0[b, j] if t == 0 else y[b, t - 1, j]
             dht = dh[b, j] + dy[b, t, j]
             dn = dht * (1 - z) * (1 - n * n)

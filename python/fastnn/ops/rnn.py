@@ -147,7 +147,7 @@ def _run(op: str, kind: str, save: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, leng
     y = np.empty((b, t, h), dt)
     h_n = np.empty((b, h), dt)
     c_n = np.empty((b, h), dt) if kind == "lstm" else None
-    gates = np.empty((b, t, _SAVED[kind] * h), dt) if save and _SAVED[kind] else None
+    gates = np.empty((t, b, _SAVED[kind] * h), dt) if save and _SAVED[kind] else None
     zero = np.zeros(_GATES[kind] * h, dt)
     bi = zero if b_ih is None else b_ih
     bh = zero if b_hh is None else b_hh
