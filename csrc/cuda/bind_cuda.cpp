@@ -476,6 +476,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("I"), py::arg("H"), py::arg("ptrs"),
       "The recurrent kernels (kind 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu): device addresses of "
       "C-contiguous arrays by their kernel-signature names.");
+  m.def(
       "attention_forward",
       [](py::object o, py::object lse, py::object q, py::object k, py::object v, py::object mask,
          double scale, bool causal) {
