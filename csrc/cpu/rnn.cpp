@@ -311,6 +311,62 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
   return g;
 }
 
+// The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
+// in the first): per step and chunk of units, `step(t, ch, u0, u1, hp)` runs the chunk's slice of
+// the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
+// running; a finished row carries its state over and emits zeros.
+template <class T, class Step, class Cell>
+void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths, T* y,
+                          T* h_n, T* hbuf, Step&& step, Cell&& cell) {
+  const index_t B = d.B, Tn = d.T, H = d.H;
+  for (index_t t = 0; t < Tn; ++t) {
+    const T* hp = hbuf + (t & 1) * B * H;
+    T* hn = hbuf + ((t + 1) & 1) * B * H;
+    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+      step(t, ch, u0, u1, hp);
+      for (index_t b = 0; b < B; ++b) {
+        T* yr = y + (b * Tn + t) * H;
+        if (t < lengths[b]) {
+          cell(t, b, u0, u1, hp, hn, yr);
+        } else {
+          copy_units(hn + b * H, hp + b * H, u0, u1);
+          zero_units(yr, u0, u1);
+        }
+      }
+    });
+  }
+  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+}
+
+// The backward time loop of every cell: per step and chunk of units, dh += dG_{t+1} W_hh for the
+// chunk's units (dgrec: the gradient at the recurrent product, wp: its packed panels), then
+// `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0, u1)` for the others.
+template <class T, class Cell, class Skip>
+void backward_through_time(const Steps& s, const RnnDims& d, index_t GH,
+                           const std::int64_t* lengths, T* dh, const T* dgrec, index_t ldg,
+                           const T* wp, index_t ldq, Cell&& cell, Skip&& skip) {
+  const index_t B = d.B, Tn = d.T, H = d.H;
+  for (index_t st = Tn; st >= 0; --st) {
+    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+      if (st < Tn)
+        mm<T>(B, u1 - u0, GH, dgrec + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
+              T(1));
+      if (st == 0) return;
+      const index_t t = st - 1;
+      for (index_t b = 0; b < B; ++b) {
+        const index_t tb = t * B + b;
+        if (t < lengths[b]) {
+          cell(t, b, tb, u0, u1);
+        } else {
+          skip(tb, u0, u1);
+        }
+      }
+    });
+  }
+}
+
 }  // namespace
 
 // ---- LSTM ---------------------------------------------------------------------------------------
@@ -341,26 +397,16 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
   std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, pre + G * u0, ldx, T(1));
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.lstm_fwd(pre + b * ldx, c_n + b * H, hn + b * H, yr,
-                     gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      s, d, lengths, y, h_n, hbuf,
+      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + G * u0,
+                   ldx, T(1));
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
+        R.lstm_fwd(xp + (t * B + b) * ldx, c_n + b * H, hn + b * H, yr,
+                   gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
+      });
 }
 
 template <class T>
@@ -384,28 +430,18 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   std::memcpy(dc, dc_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, GH, dg + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        const index_t tb = t * B + b;
+  backward_through_time<T>(
+      s, d, GH, lengths, dh, dg, ldg, wp, ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
-        if (t < lengths[b]) {
-          const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
-          R.lstm_bwd(g, dh + b * H, dc + b * H, dy + (b * Tn + t) * H, gates + tb * 5 * H, cprev,
-                     u0, u1, H);
-          add_units(db_ih, g, G, H, u0, u1);
-        } else {
-          for (int q = 0; q < G; ++q) zero_units(g + q * H, u0, u1);
-        }
-      }
-    });
-  }
+        const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
+        R.lstm_bwd(g, dh + b * H, dc + b * H, dy + (b * Tn + t) * H, gates + tb * 5 * H, cprev,
+                   u0, u1, H);
+        add_units(db_ih, g, G, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) {
+        for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
+      });
   param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
@@ -440,27 +476,16 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   project(xp, ldx, xt, x, wih_t, bias_i, d, GH);
   std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    const T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
-                 bias_h + G * u0);
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.gru_fwd(pre + b * ldx, rec + b * ldx, hp + b * H, hn + b * H, yr,
-                    gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      s, d, lengths, y, h_n, hbuf,
+      [&](index_t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
+                   bias_h + G * u0);
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
+        R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, hp + b * H, hn + b * H, yr,
+                  gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
+      });
 }
 
 template <class T>
@@ -483,33 +508,23 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, GH, dgh + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        const index_t tb = t * B + b;
+  backward_through_time<T>(
+      s, d, GH, lengths, dh, dgh, ldg, wp, ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
-        if (t < lengths[b]) {
-          const T* hprev = t ? y + (b * Tn + t - 1) * H : h0 + b * H;
-          R.gru_bwd(gx, gh, dh + b * H, dy + (b * Tn + t) * H, gates + tb * 4 * H, hprev, u0, u1,
-                    H);
-          add_units(db_ih, gx, G, H, u0, u1);
-          add_units(db_hh, gh, G, H, u0, u1);
-        } else {
-          for (int q = 0; q < G; ++q) {
-            zero_units(gx + q * H, u0, u1);
-            zero_units(gh + q * H, u0, u1);
-          }
+        const T* hprev = t ? y + (b * Tn + t - 1) * H : h0 + b * H;
+        R.gru_bwd(gx, gh, dh + b * H, dy + (b * Tn + t) * H, gates + tb * 4 * H, hprev, u0, u1,
+                  H);
+        add_units(db_ih, gx, G, H, u0, u1);
+        add_units(db_hh, gh, G, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) {
+        for (int q = 0; q < G; ++q) {
+          zero_units(dgx + tb * ldg + q * H, u0, u1);
+          zero_units(dgh + tb * ldg + q * H, u0, u1);
         }
-      }
-    });
-  }
+      });
   param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
 }
 
@@ -539,25 +554,15 @@ void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* 
   project(xp, ldx, xt, x, wih_t, bias, d, H);
   std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, pre + u0, ldx, T(1));
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.rnn_fwd(pre + b * ldx, hn + b * H, yr, u0, u1, relu);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      s, d, lengths, y, h_n, hbuf,
+      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + u0, ldx,
+                   T(1));
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
+        R.rnn_fwd(xp + (t * B + b) * ldx, hn + b * H, yr, u0, u1, relu);
+      });
 }
 
 template <class T>
@@ -577,26 +582,15 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, H, dg + st * B * ldg, ldg, 1, wp + ch * H * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        T* g = dg + (t * B + b) * ldg;
-        if (t < lengths[b]) {
-          const index_t bt = b * Tn + t;
-          R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
-          add_units(db_ih, g, 1, H, u0, u1);
-        } else {
-          zero_units(g, u0, u1);
-        }
-      }
-    });
-  }
+  backward_through_time<T>(
+      s, d, H, lengths, dh, dg, ldg, wp, ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
+        T* g = dg + tb * ldg;
+        const index_t bt = b * Tn + t;
+        R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
+        add_units(db_ih, g, 1, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
   param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, gs.buf, gs.z, gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
