@@ -311,6 +311,47 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
   return g;
 }
 
+// The forward's scratch and packing, alike for the three cells: W_ih^T, one recurrent panel per
+// chunk (whh_t, ldw), the inputs of every step projected into xp (ldx apart) with the bias
+// b_ih + b_add (b_add may be null), and the two state buffers hbuf with h0 in the first.
+// `extra` more bytes stay in cv for the caller.
+template <class T>
+struct ForwardWork {
+  Steps s;
+  index_t ldx, ldw;
+  Carve cv;
+  T* whh_t;
+  T* xp;
+  T* hbuf;
+};
+
+template <class T>
+ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0, const T* w_ih,
+                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra) {
+  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
+  ForwardWork<T> f;
+  f.s = plan_steps(B, H, G, sizeof(T));
+  f.ldx = padded<T>(GH);
+  f.ldw = padded<T>(G * f.s.units);
+  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(f.s.chunks * H * f.ldw) +
+                            Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * f.ldx) +
+                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H) + extra;
+  Carve& cv = f.cv;
+  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
+  T* wih_t = cv.take<T>(I * GH);
+  f.whh_t = cv.take<T>(f.s.chunks * H * f.ldw);
+  T* bias = cv.take<T>(GH);
+  f.xp = cv.take<T>(Tn * B * f.ldx);
+  T* xt = cv.take<T>(Tn * B * I);
+  f.hbuf = cv.take<T>(2 * B * H);
+  pack_weights(wih_t, w_ih, G, H, I);
+  pack_forward_panels(f.whh_t, w_hh, G, H, f.s, f.ldw);
+  pack_bias(bias, b_ih, b_add, G, H);
+  project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
+  std::memcpy(f.hbuf, h0, std::size_t(B * H) * sizeof(T));
+  return f;
+}
+
 // The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
 // in the first): per step and chunk of units, `step(t, ch, u0, u1, hp)` runs the chunk's slice of
 // the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
@@ -376,29 +417,15 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
                   const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                   const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldx = padded<T>(GH), ldw = padded<T>(G * s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias = cv.take<T>(GH);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, G, H, I);
-  pack_forward_panels(whh_t, w_hh, G, H, s, ldw);
-  pack_bias(bias, b_ih, b_hh, G, H);
-  project(xp, ldx, xt, x, wih_t, bias, d, GH);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
+  const index_t B = d.B, H = d.H;
+  const ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  const index_t ldx = f.ldx, ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  T* xp = f.xp;
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
-      s, d, lengths, y, h_n, hbuf,
+      f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
         step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + G * u0,
                    ldx, T(1));
@@ -452,32 +479,21 @@ template <class T>
 void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldx = padded<T>(GH), ldw = padded<T>(G * s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            2 * Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(B * ldx) +
-                            Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias_i = cv.take<T>(GH);
+  const index_t B = d.B, H = d.H, GH = G * H;
+  const index_t ldx = padded<T>(GH);
+  // b_hh stays apart from the projection (r multiplies U h + b_hn); rec holds a step's U h + b_hh
+  ForwardWork<T> f = prepare_forward<T>(G, d, x, h0, w_ih, w_hh, b_ih, nullptr,
+                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx));
+  const index_t ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  const T* xp = f.xp;
+  Carve& cv = f.cv;
   T* bias_h = cv.take<T>(GH);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
   T* rec = cv.take<T>(B * ldx);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, G, H, I);
-  pack_forward_panels(whh_t, w_hh, G, H, s, ldw);
-  pack_bias<T>(bias_i, b_ih, nullptr, G, H);
   pack_bias<T>(bias_h, b_hh, nullptr, G, H);
-  project(xp, ldx, xt, x, wih_t, bias_i, d, GH);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
-      s, d, lengths, y, h_n, hbuf,
+      f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
         step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
                    bias_h + G * u0);
@@ -534,28 +550,14 @@ template <class T>
 void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d,
                  bool relu) {
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H;
-  const Steps s = plan_steps(B, H, 1, sizeof(T));
-  const index_t ldx = padded<T>(H), ldw = padded<T>(s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * H) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            Carve::bytes<T>(H) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * H);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias = cv.take<T>(H);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, 1, H, I);
-  pack_forward_panels(whh_t, w_hh, 1, H, s, ldw);
-  pack_bias(bias, b_ih, b_hh, 1, H);
-  project(xp, ldx, xt, x, wih_t, bias, d, H);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
+  const index_t B = d.B, H = d.H;
+  const ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  const index_t ldx = f.ldx, ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  T* xp = f.xp;
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
-      s, d, lengths, y, h_n, hbuf,
+      f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
         step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + u0, ldx,
                    T(1));
