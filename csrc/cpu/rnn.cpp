@@ -352,6 +352,36 @@ ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0,
   return f;
 }
 
+// The backward's scratch, alike for the three cells: dG of every step (dg[0]; dg[1] a second
+// array when the input and recurrent gate gradients differ, else the same), the packed W_hh
+// panels (wp, ldq) and the parameter-gradient scratch.
+template <class T>
+struct BackwardWork {
+  Steps s;
+  index_t ldg, ldq;
+  T* dg[2];
+  T* wp;
+  GradScratch<T> gs;
+};
+
+template <class T>
+BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, int dg_arrays) {
+  const index_t H = d.H, GH = G * H;
+  BackwardWork<T> bw;
+  bw.s = plan_steps(d.B, H, G, sizeof(T));
+  bw.ldg = padded<T>(GH);
+  bw.ldq = padded<T>(bw.s.units);
+  Carve cv;
+  cv.bind(reinterpret_cast<char*>(
+      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.s, GH, bw.ldq))));
+  bw.dg[0] = cv.take<T>(d.T * d.B * bw.ldg);
+  bw.dg[1] = dg_arrays == 2 ? cv.take<T>(d.T * d.B * bw.ldg) : bw.dg[0];
+  bw.wp = cv.take<T>(bw.s.chunks * GH * bw.ldq);
+  pack_backward_panels(bw.wp, w_hh, G, H, bw.s, bw.ldq);
+  bw.gs = take_grad_scratch<T>(cv, d, GH);
+  return bw;
+}
+
 // The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
 // in the first): per step and chunk of units, `step(t, ch, u0, u1, hp)` runs the chunk's slice of
 // the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
@@ -443,14 +473,9 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
                    const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldg = padded<T>(GH), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, GH, ldq))));
-  T* dg = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * GH * ldq);
-  pack_backward_panels(wp, w_hh, G, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
+  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 1);
+  const index_t ldg = bw.ldg;
+  T* dg = bw.dg[0];
   T* dh = dh0;  // the running gradients live in the outputs
   T* dc = dc0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
@@ -458,7 +483,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      s, d, GH, lengths, dh, dg, ldg, wp, ldq,
+      bw.s, d, GH, lengths, dh, dg, ldg, bw.wp, bw.ldq,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
@@ -469,7 +494,8 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
       });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -510,22 +536,17 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* w_ih, const T* w_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldg = padded<T>(GH), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 2, s, GH, ldq))));
-  T* dgx = cv.take<T>(Tn * B * ldg);
-  T* dgh = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * GH * ldq);
-  pack_backward_panels(wp, w_hh, G, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
+  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 2);
+  const index_t ldg = bw.ldg;
+  T* dgx = bw.dg[0];
+  T* dgh = bw.dg[1];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      s, d, GH, lengths, dh, dgh, ldg, wp, ldq,
+      bw.s, d, GH, lengths, dh, dgh, ldg, bw.wp, bw.ldq,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
@@ -541,7 +562,8 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
           zero_units(dgh + tb * ldg + q * H, u0, u1);
         }
       });
-  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
+  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
 }
 
 // ---- Elman RNN ----------------------------------------------------------------------------------
@@ -572,20 +594,15 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* dh_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                   const std::int64_t* lengths, const RnnDims& d, bool relu) {
   const index_t B = d.B, Tn = d.T, H = d.H;
-  const Steps s = plan_steps(B, H, 1, sizeof(T));
-  const index_t ldg = padded<T>(H), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, H, ldq))));
-  T* dg = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * H * ldq);
-  pack_backward_panels(wp, w_hh, 1, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, H);
+  const BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, 1);
+  const index_t ldg = bw.ldg;
+  T* dg = bw.dg[0];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      s, d, H, lengths, dh, dg, ldg, wp, ldq,
+      bw.s, d, H, lengths, dh, dg, ldg, bw.wp, bw.ldq,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const index_t bt = b * Tn + t;
@@ -593,7 +610,8 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         add_units(db_ih, g, 1, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, gs.buf, gs.z, gs.ct);
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 
