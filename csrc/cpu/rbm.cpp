@@ -37,32 +37,32 @@ void set_draw(GemmProblem<T>& p, int units, rng::Key key, std::uint32_t stage) {
   p.ep.cnt_cs = 1;
 }
 
+// out (rows x n) := units(in (rows x k) @ W + bias), W (k x n) read at strides (rsw, csw).
+template <class T>
+void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T* w, index_t rsw,
+                index_t csw, const T* bias, int units, rng::Key key, std::uint32_t stage) {
+  GemmProblem<T> p;
+  p.m = rows; p.n = n; p.k = k;
+  p.a = in; p.rsa = k; p.csa = 1;
+  p.b = w; p.rsb = rsw; p.csb = csw;
+  p.c = out; p.rsc = n; p.csc = 1;
+  p.ep.bias = bias;
+  set_draw(p, units, key, stage);
+  gemm(p);
+}
+
 // out (rows x nh) := units(in w^T + b_hid).
 template <class T>
 void hidden_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_hid, index_t nv,
                  index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  GemmProblem<T> p;
-  p.m = rows; p.n = nh; p.k = nv;
-  p.a = in; p.rsa = nv; p.csa = 1;
-  p.b = w; p.rsb = 1; p.csb = nv;  // B = w^T
-  p.c = out; p.rsc = nh; p.csc = 1;
-  p.ep.bias = b_hid;
-  set_draw(p, units, key, stage);
-  gemm(p);
+  units_gemm(out, in, rows, nh, nv, w, 1, nv, b_hid, units, key, stage);  // B = w^T
 }
 
 // out (rows x nv) := units(in w + b_vis).
 template <class T>
 void visible_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_vis, index_t nv,
                   index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  GemmProblem<T> p;
-  p.m = rows; p.n = nv; p.k = nh;
-  p.a = in; p.rsa = nh; p.csa = 1;
-  p.b = w; p.rsb = nv; p.csb = 1;
-  p.c = out; p.rsc = nv; p.csc = 1;
-  p.ep.bias = b_vis;
-  set_draw(p, units, key, stage);
-  gemm(p);
+  units_gemm(out, in, rows, nv, nh, w, nv, 1, b_vis, units, key, stage);
 }
 
 template <class T>

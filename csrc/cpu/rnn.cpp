@@ -311,6 +311,133 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
   return g;
 }
 
+// The forward's scratch and packing, alike for the three cells: W_ih^T, one recurrent panel per
+// chunk (whh_t, ldw), the inputs of every step projected into xp (ldx apart) with the bias
+// b_ih + b_add (b_add may be null), and the two state buffers hbuf with h0 in the first.
+// `extra` more bytes stay in cv for the caller.
+template <class T>
+struct ForwardWork {
+  Steps s;
+  index_t ldx, ldw;
+  Carve cv;
+  T* whh_t;
+  T* xp;
+  T* hbuf;
+};
+
+template <class T>
+ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0, const T* w_ih,
+                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra) {
+  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
+  ForwardWork<T> f;
+  f.s = plan_steps(B, H, G, sizeof(T));
+  f.ldx = padded<T>(GH);
+  f.ldw = padded<T>(G * f.s.units);
+  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(f.s.chunks * H * f.ldw) +
+                            Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * f.ldx) +
+                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H) + extra;
+  Carve& cv = f.cv;
+  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
+  T* wih_t = cv.take<T>(I * GH);
+  f.whh_t = cv.take<T>(f.s.chunks * H * f.ldw);
+  T* bias = cv.take<T>(GH);
+  f.xp = cv.take<T>(Tn * B * f.ldx);
+  T* xt = cv.take<T>(Tn * B * I);
+  f.hbuf = cv.take<T>(2 * B * H);
+  pack_weights(wih_t, w_ih, G, H, I);
+  pack_forward_panels(f.whh_t, w_hh, G, H, f.s, f.ldw);
+  pack_bias(bias, b_ih, b_add, G, H);
+  project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
+  std::memcpy(f.hbuf, h0, std::size_t(B * H) * sizeof(T));
+  return f;
+}
+
+// The backward's scratch, alike for the three cells: dG of every step (dg[0]; dg[1] a second
+// array when the input and recurrent gate gradients differ, else the same), the packed W_hh
+// panels (wp, ldq) and the parameter-gradient scratch.
+template <class T>
+struct BackwardWork {
+  Steps s;
+  index_t ldg, ldq;
+  T* dg[2];
+  T* wp;
+  GradScratch<T> gs;
+};
+
+template <class T>
+BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, int dg_arrays) {
+  const index_t H = d.H, GH = G * H;
+  BackwardWork<T> bw;
+  bw.s = plan_steps(d.B, H, G, sizeof(T));
+  bw.ldg = padded<T>(GH);
+  bw.ldq = padded<T>(bw.s.units);
+  Carve cv;
+  cv.bind(reinterpret_cast<char*>(
+      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.s, GH, bw.ldq))));
+  bw.dg[0] = cv.take<T>(d.T * d.B * bw.ldg);
+  bw.dg[1] = dg_arrays == 2 ? cv.take<T>(d.T * d.B * bw.ldg) : bw.dg[0];
+  bw.wp = cv.take<T>(bw.s.chunks * GH * bw.ldq);
+  pack_backward_panels(bw.wp, w_hh, G, H, bw.s, bw.ldq);
+  bw.gs = take_grad_scratch<T>(cv, d, GH);
+  return bw;
+}
+
+// The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
+// in the first): per step and chunk of units, `step(t, ch, u0, u1, hp)` runs the chunk's slice of
+// the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
+// running; a finished row carries its state over and emits zeros.
+template <class T, class Step, class Cell>
+void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths, T* y,
+                          T* h_n, T* hbuf, Step&& step, Cell&& cell) {
+  const index_t B = d.B, Tn = d.T, H = d.H;
+  for (index_t t = 0; t < Tn; ++t) {
+    const T* hp = hbuf + (t & 1) * B * H;
+    T* hn = hbuf + ((t + 1) & 1) * B * H;
+    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+      step(t, ch, u0, u1, hp);
+      for (index_t b = 0; b < B; ++b) {
+        T* yr = y + (b * Tn + t) * H;
+        if (t < lengths[b]) {
+          cell(t, b, u0, u1, hp, hn, yr);
+        } else {
+          copy_units(hn + b * H, hp + b * H, u0, u1);
+          zero_units(yr, u0, u1);
+        }
+      }
+    });
+  }
+  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+}
+
+// The backward time loop of every cell: per step and chunk of units, dh += dG_{t+1} W_hh for the
+// chunk's units (dgrec: the gradient at the recurrent product, wp: its packed panels), then
+// `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0, u1)` for the others.
+template <class T, class Cell, class Skip>
+void backward_through_time(const Steps& s, const RnnDims& d, index_t GH,
+                           const std::int64_t* lengths, T* dh, const T* dgrec, index_t ldg,
+                           const T* wp, index_t ldq, Cell&& cell, Skip&& skip) {
+  const index_t B = d.B, Tn = d.T, H = d.H;
+  for (index_t st = Tn; st >= 0; --st) {
+    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+      if (st < Tn)
+        mm<T>(B, u1 - u0, GH, dgrec + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
+              T(1));
+      if (st == 0) return;
+      const index_t t = st - 1;
+      for (index_t b = 0; b < B; ++b) {
+        const index_t tb = t * B + b;
+        if (t < lengths[b]) {
+          cell(t, b, tb, u0, u1);
+        } else {
+          skip(tb, u0, u1);
+        }
+      }
+    });
+  }
+}
+
 }  // namespace
 
 // ---- LSTM ---------------------------------------------------------------------------------------
@@ -320,47 +447,23 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
                   const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                   const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldx = padded<T>(GH), ldw = padded<T>(G * s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias = cv.take<T>(GH);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, G, H, I);
-  pack_forward_panels(whh_t, w_hh, G, H, s, ldw);
-  pack_bias(bias, b_ih, b_hh, G, H);
-  project(xp, ldx, xt, x, wih_t, bias, d, GH);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
+  const index_t B = d.B, H = d.H;
+  const ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  const index_t ldx = f.ldx, ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  T* xp = f.xp;
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, pre + G * u0, ldx, T(1));
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.lstm_fwd(pre + b * ldx, c_n + b * H, hn + b * H, yr,
-                     gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      f.s, d, lengths, y, h_n, f.hbuf,
+      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + G * u0,
+                   ldx, T(1));
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
+        R.lstm_fwd(xp + (t * B + b) * ldx, c_n + b * H, hn + b * H, yr,
+                   gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
+      });
 }
 
 template <class T>
@@ -370,43 +473,29 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
                    const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldg = padded<T>(GH), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, GH, ldq))));
-  T* dg = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * GH * ldq);
-  pack_backward_panels(wp, w_hh, G, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
+  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 1);
+  const index_t ldg = bw.ldg;
+  T* dg = bw.dg[0];
   T* dh = dh0;  // the running gradients live in the outputs
   T* dc = dc0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memcpy(dc, dc_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, GH, dg + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        const index_t tb = t * B + b;
+  backward_through_time<T>(
+      bw.s, d, GH, lengths, dh, dg, ldg, bw.wp, bw.ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
-        if (t < lengths[b]) {
-          const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
-          R.lstm_bwd(g, dh + b * H, dc + b * H, dy + (b * Tn + t) * H, gates + tb * 5 * H, cprev,
-                     u0, u1, H);
-          add_units(db_ih, g, G, H, u0, u1);
-        } else {
-          for (int q = 0; q < G; ++q) zero_units(g + q * H, u0, u1);
-        }
-      }
-    });
-  }
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
+        const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
+        R.lstm_bwd(g, dh + b * H, dc + b * H, dy + (b * Tn + t) * H, gates + tb * 5 * H, cprev,
+                   u0, u1, H);
+        add_units(db_ih, g, G, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) {
+        for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
+      });
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -416,51 +505,29 @@ template <class T>
 void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldx = padded<T>(GH), ldw = padded<T>(G * s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            2 * Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(B * ldx) +
-                            Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias_i = cv.take<T>(GH);
+  const index_t B = d.B, H = d.H, GH = G * H;
+  const index_t ldx = padded<T>(GH);
+  // b_hh stays apart from the projection (r multiplies U h + b_hn); rec holds a step's U h + b_hh
+  ForwardWork<T> f = prepare_forward<T>(G, d, x, h0, w_ih, w_hh, b_ih, nullptr,
+                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx));
+  const index_t ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  const T* xp = f.xp;
+  Carve& cv = f.cv;
   T* bias_h = cv.take<T>(GH);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
   T* rec = cv.take<T>(B * ldx);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, G, H, I);
-  pack_forward_panels(whh_t, w_hh, G, H, s, ldw);
-  pack_bias<T>(bias_i, b_ih, nullptr, G, H);
   pack_bias<T>(bias_h, b_hh, nullptr, G, H);
-  project(xp, ldx, xt, x, wih_t, bias_i, d, GH);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    const T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
-                 bias_h + G * u0);
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.gru_fwd(pre + b * ldx, rec + b * ldx, hp + b * H, hn + b * H, yr,
-                    gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      f.s, d, lengths, y, h_n, f.hbuf,
+      [&](index_t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
+                   bias_h + G * u0);
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
+        R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, hp + b * H, hn + b * H, yr,
+                  gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
+      });
 }
 
 template <class T>
@@ -469,48 +536,34 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* w_ih, const T* w_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const Steps s = plan_steps(B, H, G, sizeof(T));
-  const index_t ldg = padded<T>(GH), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 2, s, GH, ldq))));
-  T* dgx = cv.take<T>(Tn * B * ldg);
-  T* dgh = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * GH * ldq);
-  pack_backward_panels(wp, w_hh, G, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, GH);
+  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 2);
+  const index_t ldg = bw.ldg;
+  T* dgx = bw.dg[0];
+  T* dgh = bw.dg[1];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, GH, dgh + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        const index_t tb = t * B + b;
+  backward_through_time<T>(
+      bw.s, d, GH, lengths, dh, dgh, ldg, bw.wp, bw.ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
-        if (t < lengths[b]) {
-          const T* hprev = t ? y + (b * Tn + t - 1) * H : h0 + b * H;
-          R.gru_bwd(gx, gh, dh + b * H, dy + (b * Tn + t) * H, gates + tb * 4 * H, hprev, u0, u1,
-                    H);
-          add_units(db_ih, gx, G, H, u0, u1);
-          add_units(db_hh, gh, G, H, u0, u1);
-        } else {
-          for (int q = 0; q < G; ++q) {
-            zero_units(gx + q * H, u0, u1);
-            zero_units(gh + q * H, u0, u1);
-          }
+        const T* hprev = t ? y + (b * Tn + t - 1) * H : h0 + b * H;
+        R.gru_bwd(gx, gh, dh + b * H, dy + (b * Tn + t) * H, gates + tb * 4 * H, hprev, u0, u1,
+                  H);
+        add_units(db_ih, gx, G, H, u0, u1);
+        add_units(db_hh, gh, G, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) {
+        for (int q = 0; q < G; ++q) {
+          zero_units(dgx + tb * ldg + q * H, u0, u1);
+          zero_units(dgh + tb * ldg + q * H, u0, u1);
         }
-      }
-    });
-  }
-  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, gs.buf, gs.z, gs.ct);
+      });
+  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
 }
 
 // ---- Elman RNN ----------------------------------------------------------------------------------
@@ -519,45 +572,21 @@ template <class T>
 void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d,
                  bool relu) {
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H;
-  const Steps s = plan_steps(B, H, 1, sizeof(T));
-  const index_t ldx = padded<T>(H), ldw = padded<T>(s.units);
-  Carve cv;
-  const std::size_t total = Carve::bytes<T>(I * H) + Carve::bytes<T>(s.chunks * H * ldw) +
-                            Carve::bytes<T>(H) + Carve::bytes<T>(Tn * B * ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H);
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * H);
-  T* whh_t = cv.take<T>(s.chunks * H * ldw);
-  T* bias = cv.take<T>(H);
-  T* xp = cv.take<T>(Tn * B * ldx);
-  T* xt = cv.take<T>(Tn * B * I);
-  T* hbuf = cv.take<T>(2 * B * H);
-  pack_weights(wih_t, w_ih, 1, H, I);
-  pack_forward_panels(whh_t, w_hh, 1, H, s, ldw);
-  pack_bias(bias, b_ih, b_hh, 1, H);
-  project(xp, ldx, xt, x, wih_t, bias, d, H);
-  std::memcpy(hbuf, h0, std::size_t(B * H) * sizeof(T));
+  const index_t B = d.B, H = d.H;
+  const ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  const index_t ldx = f.ldx, ldw = f.ldw;
+  const T* whh_t = f.whh_t;
+  T* xp = f.xp;
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    T* pre = xp + t * B * ldx;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, pre + u0, ldx, T(1));
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          R.rnn_fwd(pre + b * ldx, hn + b * H, yr, u0, u1, relu);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
-        }
-      }
-    });
-  }
-  std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
+  forward_through_time<T>(
+      f.s, d, lengths, y, h_n, f.hbuf,
+      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + u0, ldx,
+                   T(1));
+      },
+      [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
+        R.rnn_fwd(xp + (t * B + b) * ldx, hn + b * H, yr, u0, u1, relu);
+      });
 }
 
 template <class T>
@@ -565,39 +594,24 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* dh_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                   const std::int64_t* lengths, const RnnDims& d, bool relu) {
   const index_t B = d.B, Tn = d.T, H = d.H;
-  const Steps s = plan_steps(B, H, 1, sizeof(T));
-  const index_t ldg = padded<T>(H), ldq = padded<T>(s.units);
-  Carve cv;
-  cv.bind(reinterpret_cast<char*>(ws_alloc<T>(backward_bytes<T>(d, ldg, 1, s, H, ldq))));
-  T* dg = cv.take<T>(Tn * B * ldg);
-  T* wp = cv.take<T>(s.chunks * H * ldq);
-  pack_backward_panels(wp, w_hh, 1, H, s, ldq);
-  const GradScratch<T> gs = take_grad_scratch<T>(cv, d, H);
+  const BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, 1);
+  const index_t ldg = bw.ldg;
+  T* dg = bw.dg[0];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, H, dg + st * B * ldg, ldg, 1, wp + ch * H * ldq, ldq, dh + u0, H,
-              T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        T* g = dg + (t * B + b) * ldg;
-        if (t < lengths[b]) {
-          const index_t bt = b * Tn + t;
-          R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
-          add_units(db_ih, g, 1, H, u0, u1);
-        } else {
-          zero_units(g, u0, u1);
-        }
-      }
-    });
-  }
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, gs.buf, gs.z, gs.ct);
+  backward_through_time<T>(
+      bw.s, d, H, lengths, dh, dg, ldg, bw.wp, bw.ldq,
+      [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
+        T* g = dg + tb * ldg;
+        const index_t bt = b * Tn + t;
+        R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
+        add_units(db_ih, g, 1, H, u0, u1);
+      },
+      [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
+  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
+              bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 

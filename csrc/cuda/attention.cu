@@ -54,6 +54,17 @@ struct Attn {
   }
 };
 
+// One past the last key any query of this block (a query per thread) can see: every key unless
+// causal, where the block's last query sees the most.
+template <class T>
+__device__ inline index_t block_key_end(const Attn<T>& a) {
+  if (!a.causal) return a.nk;
+  index_t last = static_cast<index_t>(blockIdx.x + 1) * blockDim.x;
+  last = (last < a.nq ? last : a.nq) - 1;
+  const index_t jend = last + a.nk - a.nq + 1;
+  return jend < 0 ? 0 : (jend > a.nk ? a.nk : jend);
+}
+
 template <class T>
 __device__ inline T dot_local(const T* a, const T* b, index_t n) {
   T s = T(0);
@@ -69,6 +80,17 @@ __device__ void stage(T* dst, const View4<const T>& src, index_t bb, index_t hh,
     dst[e] = src(bb, hh, r0 + e / width, e % width);
 }
 
+// Keys and values [j0, j0 + kc) of head (bb, hh) into shared memory, once every thread is done
+// with the previous tile; every thread of the block must call it.
+template <class T>
+__device__ void stage_kv(T* ks, T* vs, const Attn<T>& a, index_t bb, index_t hh, index_t j0,
+                         index_t kc) {
+  __syncthreads();
+  stage(ks, a.k, bb, hh, j0, kc, a.d);
+  stage(vs, a.v, bb, hh, j0, kc, a.dv);
+  __syncthreads();
+}
+
 template <class T>
 __global__ void forward_kernel(View4<T> o, View4<T> lse, Attn<T> a, int tile) {
   extern __shared__ unsigned char smem[];
@@ -81,19 +103,10 @@ __global__ void forward_kernel(View4<T> o, View4<T> lse, Attn<T> a, int tile) {
   for (index_t c = 0; c < a.d; ++c) qr[c] = live ? a.q(bb, hh, i, c) : T(0);
   for (index_t c = 0; c < a.dv; ++c) acc[c] = T(0);
   T m = ninf(T(0)), l = T(0);
-  index_t last = static_cast<index_t>(blockIdx.x + 1) * blockDim.x;
-  last = (last < a.nq ? last : a.nq) - 1;
-  index_t jend = a.nk;
-  if (a.causal) {
-    jend = last + a.nk - a.nq + 1;
-    jend = jend < 0 ? 0 : (jend > a.nk ? a.nk : jend);
-  }
+  const index_t jend = block_key_end(a);
   for (index_t j0 = 0; j0 < jend; j0 += tile) {
     const index_t kc = jend - j0 < tile ? jend - j0 : tile;
-    __syncthreads();
-    stage(ks, a.k, bb, hh, j0, kc, a.d);
-    stage(vs, a.v, bb, hh, j0, kc, a.dv);
-    __syncthreads();
+    stage_kv(ks, vs, a, bb, hh, j0, kc);
     if (!live) continue;
     T tmax = ninf(T(0));
     for (index_t jj = 0; jj < kc; ++jj) {
@@ -146,19 +159,10 @@ __global__ void backward_dq_kernel(View4<T> dq, View4<const T> o, View4<const T>
   }
   T L = live ? lse(bb, hh, i, 0) : ninf(T(0));
   if (L == ninf(T(0))) L = pinf(T(0));  // a fully masked query: every probability is 0
-  index_t last = static_cast<index_t>(blockIdx.x + 1) * blockDim.x;
-  last = (last < a.nq ? last : a.nq) - 1;
-  index_t jend = a.nk;
-  if (a.causal) {
-    jend = last + a.nk - a.nq + 1;
-    jend = jend < 0 ? 0 : (jend > a.nk ? a.nk : jend);
-  }
+  const index_t jend = block_key_end(a);
   for (index_t j0 = 0; j0 < jend; j0 += tile) {
     const index_t kc = jend - j0 < tile ? jend - j0 : tile;
-    __syncthreads();
-    stage(ks, a.k, bb, hh, j0, kc, a.d);
-    stage(vs, a.v, bb, hh, j0, kc, a.dv);
-    __syncthreads();
+    stage_kv(ks, vs, a, bb, hh, j0, kc);
     if (!live) continue;
     for (index_t jj = 0; jj < kc; ++jj) {
       const T* kr = ks + jj * a.d;

@@ -206,23 +206,11 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("dbl"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("out"), py::arg("a"),
       py::arg("b"), py::arg("c"), py::arg("alpha"), py::arg("beta"),
       "out := alpha * a @ b + beta * c; matrices as (ptr, row stride, col stride) or None.");
-  m.def(
-      "rbm_hidden",
-      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t h, std::uintptr_t v,
-         std::uintptr_t w, std::uintptr_t b, bool sample, std::uint64_t seed) {
-        py::gil_scoped_release nogil;
-        rbm_hidden(dbl, batch, nv, nh, h, v, w, b, sample, seed);
-      },
+  m.def("rbm_hidden", &rbm_hidden, py::call_guard<py::gil_scoped_release>(),
       py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("h"),
       py::arg("v"), py::arg("w"), py::arg("b_hid"), py::arg("sample"), py::arg("seed"),
       "h := sigmoid(v @ w.T + b_hid), sampled when sample (C-contiguous device arrays).");
-  m.def(
-      "rbm_visible",
-      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t v, std::uintptr_t h,
-         std::uintptr_t w, std::uintptr_t b, bool gaussian, bool sample, std::uint64_t seed) {
-        py::gil_scoped_release nogil;
-        rbm_visible(dbl, batch, nv, nh, v, h, w, b, gaussian, sample, seed);
-      },
+  m.def("rbm_visible", &rbm_visible, py::call_guard<py::gil_scoped_release>(),
       py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("v"),
       py::arg("h"), py::arg("w"), py::arg("b_vis"), py::arg("gaussian"), py::arg("sample"),
       py::arg("seed"), "v := visible means given h, or samples (C-contiguous device arrays).");
@@ -248,23 +236,12 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("momentum"), py::arg("weight_decay"), py::arg("gaussian"),
       py::arg("compute_error"), py::arg("seed"),
       "One CD-k / PCD update in place (device addresses, 0 for absent); returns the error.");
-  m.def(
-      "rbm_free_energy",
-      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out, std::uintptr_t v,
-         std::uintptr_t w, std::uintptr_t b_vis, std::uintptr_t b_hid, bool gaussian) {
-        py::gil_scoped_release nogil;
-        rbm_free_energy(dbl, batch, nv, nh, out, v, w, b_vis, b_hid, gaussian);
-      },
+  m.def("rbm_free_energy", &rbm_free_energy, py::call_guard<py::gil_scoped_release>(),
       py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("out"),
       py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("gaussian"),
       "out (float64) := free energy of each row of v.");
-  m.def(
-      "rbm_pseudo_likelihood",
-      [](bool dbl, index_t batch, index_t nv, index_t nh, std::uintptr_t out, std::uintptr_t v,
-         std::uintptr_t w, std::uintptr_t b_vis, std::uintptr_t b_hid, std::uint64_t seed) {
-        py::gil_scoped_release nogil;
-        rbm_pseudo_likelihood(dbl, batch, nv, nh, out, v, w, b_vis, b_hid, seed);
-      },
+  m.def("rbm_pseudo_likelihood", &rbm_pseudo_likelihood,
+      py::call_guard<py::gil_scoped_release>(),
       py::arg("dbl"), py::arg("batch"), py::arg("nv"), py::arg("nh"), py::arg("out"),
       py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("seed"),
       "out (float64) := per-row pseudo-likelihood, as scikit-learn's.");

@@ -31,6 +31,15 @@ double work(const RnnDims& d, int gates) {
   return double(d.B) * double(d.T) * gates * double(d.H) * double(d.I + d.H);
 }
 
+// f(T{}) with T the element type of the call (float32 or float64: ops has checked they agree).
+template <class F>
+void by_dtype(const py::array& x, F&& f) {
+  if (is_f32(x))
+    f(float{});
+  else
+    f(double{});
+}
+
 }  // namespace
 
 void bind_rnn(py::module_& m) {
@@ -40,19 +49,13 @@ void bind_rnn(py::module_& m) {
          py::array c0, py::array w_ih, py::array w_hh, py::array b_ih, py::array b_hh,
          py::array lengths) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        float* gf = f32 ? ptr_or_null<float>(gates) : nullptr;
-        double* gd = f32 ? nullptr : ptr_or_null<double>(gates);
-        GilRelease nogil(work(d, 4));
-        if (f32)
-          lstm_forward<float>(md<float>(y), md<float>(h_n), md<float>(c_n), gf, cd<float>(x),
-                              cd<float>(h0), cd<float>(c0), cd<float>(w_ih), cd<float>(w_hh),
-                              cd<float>(b_ih), cd<float>(b_hh), lens(lengths), d);
-        else
-          lstm_forward<double>(md<double>(y), md<double>(h_n), md<double>(c_n), gd,
-                               cd<double>(x), cd<double>(h0), cd<double>(c0), cd<double>(w_ih),
-                               cd<double>(w_hh), cd<double>(b_ih), cd<double>(b_hh),
-                               lens(lengths), d);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          T* g = ptr_or_null<T>(gates);
+          GilRelease nogil(work(d, 4));
+          lstm_forward<T>(md<T>(y), md<T>(h_n), md<T>(c_n), g, cd<T>(x), cd<T>(h0), cd<T>(c0),
+                          cd<T>(w_ih), cd<T>(w_hh), cd<T>(b_ih), cd<T>(b_hh), lens(lengths), d);
+        });
       },
       py::arg("y"), py::arg("h_n"), py::arg("c_n"), py::arg("gates"), py::arg("x"),
       py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"),
@@ -66,21 +69,14 @@ void bind_rnn(py::module_& m) {
          py::array dh_n, py::array dc_n, py::array x, py::array h0, py::array c0,
          py::array w_ih, py::array w_hh, py::array lengths) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        GilRelease nogil(work(d, 4));
-        if (f32)
-          lstm_backward<float>(md<float>(dx), md<float>(dh0), md<float>(dc0), md<float>(dw_ih),
-                               md<float>(dw_hh), md<float>(db_ih), md<float>(db_hh),
-                               cd<float>(gates), cd<float>(y), cd<float>(dy), cd<float>(dh_n),
-                               cd<float>(dc_n), cd<float>(x), cd<float>(h0), cd<float>(c0),
-                               cd<float>(w_ih), cd<float>(w_hh), lens(lengths), d);
-        else
-          lstm_backward<double>(md<double>(dx), md<double>(dh0), md<double>(dc0),
-                                md<double>(dw_ih), md<double>(dw_hh), md<double>(db_ih),
-                                md<double>(db_hh), cd<double>(gates), cd<double>(y),
-                                cd<double>(dy), cd<double>(dh_n), cd<double>(dc_n),
-                                cd<double>(x), cd<double>(h0), cd<double>(c0),
-                                cd<double>(w_ih), cd<double>(w_hh), lens(lengths), d);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          GilRelease nogil(work(d, 4));
+          lstm_backward<T>(md<T>(dx), md<T>(dh0), md<T>(dc0), md<T>(dw_ih), md<T>(dw_hh),
+                           md<T>(db_ih), md<T>(db_hh), cd<T>(gates), cd<T>(y), cd<T>(dy),
+                           cd<T>(dh_n), cd<T>(dc_n), cd<T>(x), cd<T>(h0), cd<T>(c0),
+                           cd<T>(w_ih), cd<T>(w_hh), lens(lengths), d);
+        });
       },
       py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dw_ih"), py::arg("dw_hh"),
       py::arg("db_ih"), py::arg("db_hh"), py::arg("gates"), py::arg("y"), py::arg("dy"),
@@ -92,18 +88,13 @@ void bind_rnn(py::module_& m) {
       [](py::array y, py::array h_n, py::object gates, py::array x, py::array h0,
          py::array w_ih, py::array w_hh, py::array b_ih, py::array b_hh, py::array lengths) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        float* gf = f32 ? ptr_or_null<float>(gates) : nullptr;
-        double* gd = f32 ? nullptr : ptr_or_null<double>(gates);
-        GilRelease nogil(work(d, 3));
-        if (f32)
-          gru_forward<float>(md<float>(y), md<float>(h_n), gf, cd<float>(x), cd<float>(h0),
-                             cd<float>(w_ih), cd<float>(w_hh), cd<float>(b_ih), cd<float>(b_hh),
-                             lens(lengths), d);
-        else
-          gru_forward<double>(md<double>(y), md<double>(h_n), gd, cd<double>(x), cd<double>(h0),
-                              cd<double>(w_ih), cd<double>(w_hh), cd<double>(b_ih),
-                              cd<double>(b_hh), lens(lengths), d);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          T* g = ptr_or_null<T>(gates);
+          GilRelease nogil(work(d, 3));
+          gru_forward<T>(md<T>(y), md<T>(h_n), g, cd<T>(x), cd<T>(h0), cd<T>(w_ih), cd<T>(w_hh),
+                         cd<T>(b_ih), cd<T>(b_hh), lens(lengths), d);
+        });
       },
       py::arg("y"), py::arg("h_n"), py::arg("gates"), py::arg("x"), py::arg("h0"),
       py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("lengths"),
@@ -114,19 +105,13 @@ void bind_rnn(py::module_& m) {
          py::array db_hh, py::array gates, py::array y, py::array dy, py::array dh_n,
          py::array x, py::array h0, py::array w_ih, py::array w_hh, py::array lengths) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        GilRelease nogil(work(d, 3));
-        if (f32)
-          gru_backward<float>(md<float>(dx), md<float>(dh0), md<float>(dw_ih), md<float>(dw_hh),
-                              md<float>(db_ih), md<float>(db_hh), cd<float>(gates), cd<float>(y),
-                              cd<float>(dy), cd<float>(dh_n), cd<float>(x), cd<float>(h0),
-                              cd<float>(w_ih), cd<float>(w_hh), lens(lengths), d);
-        else
-          gru_backward<double>(md<double>(dx), md<double>(dh0), md<double>(dw_ih),
-                               md<double>(dw_hh), md<double>(db_ih), md<double>(db_hh),
-                               cd<double>(gates), cd<double>(y), cd<double>(dy),
-                               cd<double>(dh_n), cd<double>(x), cd<double>(h0),
-                               cd<double>(w_ih), cd<double>(w_hh), lens(lengths), d);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          GilRelease nogil(work(d, 3));
+          gru_backward<T>(md<T>(dx), md<T>(dh0), md<T>(dw_ih), md<T>(dw_hh), md<T>(db_ih),
+                          md<T>(db_hh), cd<T>(gates), cd<T>(y), cd<T>(dy), cd<T>(dh_n), cd<T>(x),
+                          cd<T>(h0), cd<T>(w_ih), cd<T>(w_hh), lens(lengths), d);
+        });
       },
       py::arg("dx"), py::arg("dh0"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::arg("gates"), py::arg("y"), py::arg("dy"), py::arg("dh_n"),
@@ -137,16 +122,12 @@ void bind_rnn(py::module_& m) {
       [](py::array y, py::array h_n, py::array x, py::array h0, py::array w_ih, py::array w_hh,
          py::array b_ih, py::array b_hh, py::array lengths, bool relu) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        GilRelease nogil(work(d, 1));
-        if (f32)
-          rnn_forward<float>(md<float>(y), md<float>(h_n), cd<float>(x), cd<float>(h0),
-                             cd<float>(w_ih), cd<float>(w_hh), cd<float>(b_ih), cd<float>(b_hh),
-                             lens(lengths), d, relu);
-        else
-          rnn_forward<double>(md<double>(y), md<double>(h_n), cd<double>(x), cd<double>(h0),
-                              cd<double>(w_ih), cd<double>(w_hh), cd<double>(b_ih),
-                              cd<double>(b_hh), lens(lengths), d, relu);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          GilRelease nogil(work(d, 1));
+          rnn_forward<T>(md<T>(y), md<T>(h_n), cd<T>(x), cd<T>(h0), cd<T>(w_ih), cd<T>(w_hh),
+                         cd<T>(b_ih), cd<T>(b_hh), lens(lengths), d, relu);
+        });
       },
       py::arg("y"), py::arg("h_n"), py::arg("x"), py::arg("h0"), py::arg("w_ih"),
       py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("lengths"), py::arg("relu"),
@@ -157,19 +138,13 @@ void bind_rnn(py::module_& m) {
          py::array db_hh, py::array y, py::array dy, py::array dh_n, py::array x, py::array h0,
          py::array w_ih, py::array w_hh, py::array lengths, bool relu) {
         const RnnDims d = dims(x, w_hh);
-        const bool f32 = is_f32(x);
-        GilRelease nogil(work(d, 1));
-        if (f32)
-          rnn_backward<float>(md<float>(dx), md<float>(dh0), md<float>(dw_ih), md<float>(dw_hh),
-                              md<float>(db_ih), md<float>(db_hh), cd<float>(y), cd<float>(dy),
-                              cd<float>(dh_n), cd<float>(x), cd<float>(h0), cd<float>(w_ih),
-                              cd<float>(w_hh), lens(lengths), d, relu);
-        else
-          rnn_backward<double>(md<double>(dx), md<double>(dh0), md<double>(dw_ih),
-                               md<double>(dw_hh), md<double>(db_ih), md<double>(db_hh),
-                               cd<double>(y), cd<double>(dy), cd<double>(dh_n), cd<double>(x),
-                               cd<double>(h0), cd<double>(w_ih), cd<double>(w_hh),
-                               lens(lengths), d, relu);
+        by_dtype(x, [&](auto z) {
+          using T = decltype(z);
+          GilRelease nogil(work(d, 1));
+          rnn_backward<T>(md<T>(dx), md<T>(dh0), md<T>(dw_ih), md<T>(dw_hh), md<T>(db_ih),
+                          md<T>(db_hh), cd<T>(y), cd<T>(dy), cd<T>(dh_n), cd<T>(x), cd<T>(h0),
+                          cd<T>(w_ih), cd<T>(w_hh), lens(lengths), d, relu);
+        });
       },
       py::arg("dx"), py::arg("dh0"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::arg("y"), py::arg("dy"), py::arg("dh_n"), py::arg("x"),

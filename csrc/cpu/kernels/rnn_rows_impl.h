@@ -17,18 +17,7 @@ struct FloatMath : V {
   static R tnh(R x) { return v_tanh<V>(x); }
 };
 
-struct DoubleMath {
-  using R = double;
-  static constexpr int N = 1;
-  static R load(const double* p) { return *p; }
-  static void store(double* p, R v) { *p = v; }
-  static R set1(double v) { return v; }
-  static R add(R a, R b) { return a + b; }
-  static R sub(R a, R b) { return a - b; }
-  static R mul(R a, R b) { return a * b; }
-  static R fma(R a, R b, R c) { return a * b + c; }
-  static R max(R a, R b) { return a > b ? a : b; }
-  static R select_lt(R a, R b, R x, R y) { return a < b ? x : y; }
+struct DoubleMath : ScalarOf<double> {
   static R sig(R x) { return act::sigmoid(x); }
   static R tnh(R x) { return std::tanh(x); }
 };

@@ -17,12 +17,16 @@
 // cancel), above it 1 - 2/(e^2|x| + 1) with the sign put back; |x| is clamped to 9, where tanh
 // already rounds to 1 in float.
 
-struct ScalarF {
-  using R = float;
+#include "cpu/kernels/exp_poly_impl.h"
+
+// The one-lane arithmetic shared by ScalarF and the float64 policy of rnn_rows_impl.h.
+template <class T>
+struct ScalarOf {
+  using R = T;
   static constexpr int N = 1;
-  static R load(const float* p) { return *p; }
-  static void store(float* p, R v) { *p = v; }
-  static R set1(float v) { return v; }
+  static R load(const T* p) { return *p; }
+  static void store(T* p, R v) { *p = v; }
+  static R set1(T v) { return v; }
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }
   static R mul(R a, R b) { return a * b; }
@@ -30,6 +34,10 @@ struct ScalarF {
   static R fma(R a, R b, R c) { return a * b + c; }
   static R min(R a, R b) { return a < b ? a : b; }
   static R max(R a, R b) { return a > b ? a : b; }
+  static R select_lt(R a, R b, R x, R y) { return a < b ? x : y; }
+};
+
+struct ScalarF : ScalarOf<float> {
   static R abs(R a) { return a < 0.0f ? -a : a; }
   static R copysign(R mag, R sgn) {
     std::uint32_t m, s;
@@ -40,7 +48,6 @@ struct ScalarF {
     std::memcpy(&out, &m, 4);
     return out;
   }
-  static R select_lt(R a, R b, R x, R y) { return a < b ? x : y; }
   static R pow2i(R n) {  // n integral in [-126, 127]
     const std::uint32_t bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23;
     float out;
@@ -58,14 +65,7 @@ static inline typename V::R v_exp(typename V::R x) {
   R n = V::sub(V::add(V::mul(x, V::set1(1.44269504088896341f)), magic), magic);
   R r = V::fma(n, V::set1(-0.693359375f), x);
   r = V::fma(n, V::set1(2.12194440e-4f), r);
-  R p = V::set1(1.9875691500e-4f);
-  p = V::fma(p, r, V::set1(1.3981999507e-3f));
-  p = V::fma(p, r, V::set1(8.3334519073e-3f));
-  p = V::fma(p, r, V::set1(4.1665795894e-2f));
-  p = V::fma(p, r, V::set1(1.6666665459e-1f));
-  p = V::fma(p, r, V::set1(5.0000001201e-1f));
-  p = V::fma(p, V::mul(r, r), V::add(r, V::set1(1.0f)));
-  return V::mul(p, V::pow2i(n));
+  return V::mul(exp_poly_f32<V>(r), V::pow2i(n));
 }
 
 template <class V>

@@ -16,6 +16,8 @@
 namespace fastnn {
 namespace attn_avx2 {
 
+#include "cpu/kernels/exp_poly_impl.h"
+
 struct VF {
   using T = float;
   using Reg = __m256;
@@ -47,13 +49,7 @@ struct VF {
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     Reg r = _mm256_fnmadd_ps(n, set1(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
-    Reg p = set1(1.9875691500e-4f);
-    p = fma(p, r, set1(1.3981999507e-3f));
-    p = fma(p, r, set1(8.3334519073e-3f));
-    p = fma(p, r, set1(4.1665795894e-2f));
-    p = fma(p, r, set1(1.6666665459e-1f));
-    p = fma(p, r, set1(5.0000001201e-1f));
-    const Reg y = fma(p, mul(r, r), add(r, set1(1.0f)));
+    const Reg y = exp_poly_f32<VF>(r);
     const __m256i e = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, mul(y, _mm256_castsi256_ps(e)));
@@ -90,20 +86,7 @@ struct VD {
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     Reg r = _mm256_fnmadd_pd(n, set1(6.93145751953125e-1), x);
     r = _mm256_fnmadd_pd(n, set1(1.42860682030941723212e-6), r);
-    Reg p = set1(1.0 / 6227020800.0);  // 1/13!
-    p = fma(p, r, set1(1.0 / 479001600.0));
-    p = fma(p, r, set1(1.0 / 39916800.0));
-    p = fma(p, r, set1(1.0 / 3628800.0));
-    p = fma(p, r, set1(1.0 / 362880.0));
-    p = fma(p, r, set1(1.0 / 40320.0));
-    p = fma(p, r, set1(1.0 / 5040.0));
-    p = fma(p, r, set1(1.0 / 720.0));
-    p = fma(p, r, set1(1.0 / 120.0));
-    p = fma(p, r, set1(1.0 / 24.0));
-    p = fma(p, r, set1(1.0 / 6.0));
-    p = fma(p, r, set1(0.5));
-    p = fma(p, r, set1(1.0));
-    p = fma(p, r, set1(1.0));
+    const Reg p = exp_poly_f64<VD>(r);
     const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
     const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52);
     return _mm256_andnot_pd(under, mul(p, _mm256_castsi256_pd(e)));
