@@ -7,7 +7,6 @@ thread count, concurrent callers, fork.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 import threading
 import warnings
@@ -187,44 +186,3 @@ def test_forked_child_computes(threads):
     # The parent's pool is untouched.
     with _backend.use_backend("cpp"):
         assert float(ops.gemm(a, a)[0, 0]) == 512.0
-
-
-_AFFINITY_SCRIPT = """
-import os, sys
-import numpy as np
-import fastnn
-from fastnn import ops
-fastnn.set_num_threads(2)
-a = np.ones((256, 256), np.float32)
-ops.gemm(a, a)
-me = os.sched_getaffinity(0)
-main_tid = __import__("threading").get_native_id()
-kept_off = []
-for tid in os.listdir("/proc/self/task"):
-    if int(tid) == main_tid:
-        continue
-    allowed = os.sched_getaffinity(int(tid))
-    if allowed != me:
-        kept_off.append(sorted(me - allowed))
-print(__import__("json").dumps(kept_off))
-"""
-
-
-@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity")
-                    or len(__import__("os").sched_getaffinity(0)) < 2,
-                    reason="needs Linux and at least two usable CPUs")
-@pytest.mark.parametrize("pin", ["1", "0"])
-def test_workers_kept_off_the_callers_cpu(pin):
-    # Linux: after a parallel job the worker may run on every allowed CPU but the one its caller
-    # ran on (one CPU, the caller's at the time); FASTNN_PIN_WORKERS=0 leaves it unrestricted.
-    import os
-    import subprocess
-    import sys
-    env = {**os.environ, "FASTNN_PIN_WORKERS": pin}
-    out = subprocess.run([sys.executable, "-c", _AFFINITY_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout
-    kept_off = json.loads(out)
-    if pin == "0":
-        assert kept_off == []
-    else:
-        assert len(kept_off) >= 1 and all(len(cpus) == 1 for cpus in kept_off), kept_off
