@@ -62,15 +62,6 @@ inline std::int64_t now_ns() {
       .count();
 }
 
-// FASTNN_PIN_WORKERS=0 lets the OS place the workers anywhere (see Pool::keep_off_caller_cpu).
-bool pin_workers() {
-  static const bool on = [] {
-    const char* e = std::getenv("FASTNN_PIN_WORKERS");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
 std::int64_t spin_ns() {
   static const std::int64_t ns = [] {
     const char* e = std::getenv("FASTNN_SPIN_US");
@@ -91,10 +82,6 @@ struct Pool {
   std::atomic<std::int64_t> posted_ns{0};  // when the current job was published (steady clock)
 
   std::mutex run_mu;  // one job at a time; a second caller runs its job alone
-#if defined(__linux__)
-  std::vector<pthread_t> threads;  // the workers, for keep_off_caller_cpu
-  int excluded_cpu = -1;           // the CPU the workers were last kept off (-1: none)
-#endif
   std::mutex sleep_mu;
   std::condition_variable wake;
   std::atomic<int> sleepers{0};
@@ -194,12 +181,7 @@ struct Pool {
     for (; have < count; ++have) {
       try {
         // Detached and never joined: the pool lives for the whole process (see pool()).
-        std::thread t([this, have, g] { worker_main(have, g); });
-#if defined(__linux__)
-        threads.push_back(t.native_handle());
-        excluded_cpu = -1;  // the new worker may run anywhere yet
-#endif
-        t.detach();
+        std::thread([this, have, g] { worker_main(have, g); }).detach();
       } catch (...) {  // no more threads to be had: run with those there are
         break;
       }
@@ -208,28 +190,8 @@ struct Pool {
     return have;
   }
 
-  // Keeps the workers off the CPU the caller runs on (Linux; called with run_mu held). A woken
-  // worker is often queued on its waker's CPU: with the caller busy there and the other core
-  // held by another library's spinning thread (OpenBLAS after a NumPy call), it then waits for
-  // the caller, who does the whole job alone. Kept off the caller's CPU it is queued on the
-  // other one, where it preempts the spinner. The mask changes only when the caller moves.
-  void keep_off_caller_cpu() {
-#if defined(__linux__)
-    if (!pin_workers()) return;
-    const int cpu = sched_getcpu();
-    if (cpu < 0 || cpu == excluded_cpu || cpu >= CPU_SETSIZE) return;
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-    CPU_CLR(cpu, &allowed);
-    if (CPU_COUNT(&allowed) == 0) return;  // the process may use one CPU: nothing to keep off
-    for (pthread_t t : threads) pthread_setaffinity_np(t, sizeof allowed, &allowed);
-    excluded_cpu = cpu;
-#endif
-  }
-
   void run(std::int64_t total, int nthreads, ChunkFn f, void* c) {
     const int workers = ensure_workers(nthreads - 1);
-    keep_off_caller_cpu();
     if (nthreads > workers + 1) nthreads = workers + 1;
     const std::uint32_t g = gen_of(state.load(std::memory_order_relaxed)) + 1;
     state.store(std::uint64_t(g) << 32 | kClosed, std::memory_order_relaxed);
