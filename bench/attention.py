@@ -16,7 +16,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .common import measure_interleaved, num, pct, progress, spread, table, timing
-from .stats import speedup, summarize
+from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 SHAPE = {"b": 8, "h": 8, "n": 1024, "d": 64}
@@ -208,12 +208,7 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
         row = {"case": name, "libs": libs, "gflops": gf,
                "peak_pct": {lib: (100.0 * g / peak_gflops if g and peak_gflops else None)
                             for lib, g in gf.items()},
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+               **versus(med, t_torch, t_numpy)}
         rows.append(row)
     f_fwd = med_all["attention forward"]["fastnn"]
     f_causal = med_all["causal forward"]["fastnn"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .common import measure_interleaved, num, progress, spread, table, timing
-from .stats import speedup, summarize
+from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 # (name, what a case computes); every case is float32
@@ -122,13 +122,7 @@ def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         libs = {lib: summarize(r["cases"][name]["samples"])
                 for lib, r in ok.items() if name in r["cases"]}
         med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
-        row = {"case": name, "libs": libs,
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+        row = {"case": name, "libs": libs, **versus(med, t_torch, t_numpy)}
         rows.append(row)
     return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"),
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .common import measure_interleaved, num, pct, progress, spread, table, timing
-from .stats import gflops, share, speedup, summarize
+from .stats import gflops, share, summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 SIZES = {"B": 64, "T": 100, "I": 256, "H": 256}
@@ -236,12 +236,7 @@ def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) ->
         med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
         gf = gflops(flops(name), med["fastnn"])
         row = {"case": name, "libs": libs, "gflops": gf, "peak_share": share(gf, peak_gflops),
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+               **versus(med, t_torch, t_numpy)}
         rows.append(row)
     return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"),
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},
