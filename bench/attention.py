@@ -15,7 +15,8 @@ import argparse
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing
+from .common import (measure_interleaved, ms_cells, num, pct, progress, table, timing,
+                     verdict)
 from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
@@ -225,10 +226,7 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 1), spread(s)]
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"].get("fastnn"), 0), pct(row["peak_pct"].get("fastnn")),
                   pct(row["peak_pct"].get("torch")), num(row["ratio_torch"], 2),
                   num(row["ratio_numpy"], 2)]
@@ -238,10 +236,7 @@ def report(res: Dict[str, Any]) -> str:
             wanted = ", ".join(w for w in (
                 f"torch >= {row['target_torch']}" if row["target_torch"] else "",
                 f"numpy >= {row['target_numpy']}" if row["target_numpy"] else "") if w)
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
-        rows.append(cells + [wanted, verdict])
+        rows.append(cells + [wanted, verdict(row["pass"], res["correct"])])
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     heads += ["fastnn GF/s", "fastnn %pk", "torch %pk", "fastnn/torch", "fastnn/numpy",
               "target", ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, progress, spread, table, timing
+from .common import measure_interleaved, ms_cells, num, progress, table, timing, verdict
 from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
@@ -132,18 +132,12 @@ def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 2), spread(s)]
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 2)
         wanted = [f"torch >= {row['target_torch']}"]
         if row["target_numpy"]:
             wanted.append(f"numpy >= {row['target_numpy']}")
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
         cells += [num(row["ratio_torch"], 2), num(row["ratio_numpy"], 2), ", ".join(wanted),
-                  verdict]
+                  verdict(row["pass"], res["correct"])]
         rows.append(cells)
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     c = res["conv"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing
+from .common import measure_interleaved, ms_cells, num, pct, progress, table, timing, verdict
 from .stats import gflops, share, summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
@@ -246,16 +246,11 @@ def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) ->
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 1), spread(s)]
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"], 0), pct(row["peak_share"]), num(row["ratio_torch"], 2),
                   num(row["ratio_numpy"], 2),
-                  f"torch >= {row['target_torch']}, numpy >= {row['target_numpy']}", verdict]
+                  f"torch >= {row['target_torch']}, numpy >= {row['target_numpy']}",
+                  verdict(row["pass"], res["correct"])]
         rows.append(cells)
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     s = res["sizes"]
