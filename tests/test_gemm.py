@@ -685,23 +685,12 @@ def test_linear_rejects_bad_alpha_type(backend, value):
 # ---------------------------------------------------------------------------------------------
 # the C++ kernels under every instruction set this CPU has
 
-ISAS = ["generic", "avx2", "avx512"]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    if _backend._C is None:
-        pytest.skip("no C++ backend")
-    if not _backend._C.cpu_supports(request.param):
-        pytest.skip(f"this CPU cannot run {request.param}")
-    prev = fastnn.get_isa()
-    fastnn.set_isa(request.param)
-    try:
-        with _backend.use_backend("cpp"):
-            assert fastnn.get_isa() == request.param
-            yield request.param
-    finally:
-        fastnn.set_isa(prev)
+@pytest.fixture
+def isa(isa):
+    """conftest.py's ``isa``, with the ops dispatching to the C++ backend."""
+    with _backend.use_backend("cpp"):
+        assert fastnn.get_isa() == isa
+        yield isa
 
 
 # (m, n, k): the direct path (m*n*k < 160**3, or the packed B within 512 KiB), with edges in m

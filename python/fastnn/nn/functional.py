@@ -643,12 +643,7 @@ class Model(TrainingMixin):
 
     def _get_plan(self) -> _GraphPlan:
         if self._plan is None:
-            for layer in self.layers:
-                act = getattr(layer, "activation", None)
-                if getattr(act, "name", None) == "threshold":
-                    raise ValueError(f"layer {layer.name!r} uses the threshold (step) "
-                                     f"activation, which has no gradient: it cannot be trained "
-                                     f"(use sigmoid, tanh or relu)")
+            self._check_trainable_activations()
             self._plan = _GraphPlan(self)
         return self._plan
 

@@ -227,6 +227,15 @@ class TrainingMixin:
     def _get_plan(self) -> Any:
         raise TypeError(f"{type(self).__name__} does not define _get_plan()")
 
+    def _check_trainable_activations(self) -> None:
+        """Refuse a layer whose activation has no gradient (before a training plan is made)."""
+        for layer in self.layers:
+            act = getattr(layer, "activation", None)
+            if getattr(act, "name", None) == "threshold":
+                raise ValueError(f"layer {layer.name!r} uses the threshold (step) "
+                                 f"activation, which has no gradient: it cannot be trained "
+                                 f"(use sigmoid, tanh or relu)")
+
     def _prepare_xy(self, x: Any, y: Any, what: str = "") -> Tuple[Data, Data]:
         x = self._prepare_x(x, what + "x")
         if y is None:
