@@ -15,8 +15,9 @@ import argparse
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing
-from .stats import speedup, summarize
+from .common import (measure_interleaved, ms_cells, num, pct, progress, table, timing,
+                     verdict)
+from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 SHAPE = {"b": 8, "h": 8, "n": 1024, "d": 64}
@@ -208,12 +209,7 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
         row = {"case": name, "libs": libs, "gflops": gf,
                "peak_pct": {lib: (100.0 * g / peak_gflops if g and peak_gflops else None)
                             for lib, g in gf.items()},
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+               **versus(med, t_torch, t_numpy)}
         rows.append(row)
     f_fwd = med_all["attention forward"]["fastnn"]
     f_causal = med_all["causal forward"]["fastnn"]
@@ -230,10 +226,7 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 1), spread(s)]
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"].get("fastnn"), 0), pct(row["peak_pct"].get("fastnn")),
                   pct(row["peak_pct"].get("torch")), num(row["ratio_torch"], 2),
                   num(row["ratio_numpy"], 2)]
@@ -243,10 +236,7 @@ def report(res: Dict[str, Any]) -> str:
             wanted = ", ".join(w for w in (
                 f"torch >= {row['target_torch']}" if row["target_torch"] else "",
                 f"numpy >= {row['target_numpy']}" if row["target_numpy"] else "") if w)
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
-        rows.append(cells + [wanted, verdict])
+        rows.append(cells + [wanted, verdict(row["pass"], res["correct"])])
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     heads += ["fastnn GF/s", "fastnn %pk", "torch %pk", "fastnn/torch", "fastnn/numpy",
               "target", ""]

@@ -178,3 +178,19 @@ def spread(summary: Dict[str, Any]) -> str:
 def pct(x: Optional[float]) -> str:
     """A percentage for a table cell; '-' when unknown."""
     return "-" if x is None else f"{x:.0f}%"
+
+
+def ms_cells(libs: Dict[str, Any], names: Sequence[str], digits: int) -> List[str]:
+    """Each library's median in ms and its spread, two table cells a library ('-' if absent)."""
+    cells: List[str] = []
+    for lib in names:
+        s = libs.get(lib)
+        cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, digits), spread(s)]
+    return cells
+
+
+def verdict(passed: Optional[bool], correct: Optional[bool]) -> str:
+    """A row's verdict cell: WRONG when fastnn's results were wrong, else pass, MISS or '-'."""
+    if correct is False:
+        return "WRONG"
+    return {True: "pass", False: "MISS", None: "-"}[passed]

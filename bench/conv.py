@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, progress, spread, table, timing
-from .stats import speedup, summarize
+from .common import measure_interleaved, ms_cells, num, progress, table, timing, verdict
+from .stats import summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 # (name, what a case computes); every case is float32
@@ -122,13 +122,7 @@ def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         libs = {lib: summarize(r["cases"][name]["samples"])
                 for lib, r in ok.items() if name in r["cases"]}
         med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
-        row = {"case": name, "libs": libs,
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+        row = {"case": name, "libs": libs, **versus(med, t_torch, t_numpy)}
         rows.append(row)
     return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"),
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},
@@ -138,18 +132,12 @@ def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 2), spread(s)]
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 2)
         wanted = [f"torch >= {row['target_torch']}"]
         if row["target_numpy"]:
             wanted.append(f"numpy >= {row['target_numpy']}")
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
         cells += [num(row["ratio_torch"], 2), num(row["ratio_numpy"], 2), ", ".join(wanted),
-                  verdict]
+                  verdict(row["pass"], res["correct"])]
         rows.append(cells)
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     c = res["conv"]

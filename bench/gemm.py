@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing
+from .common import measure_interleaved, num, pct, progress, spread, table, timing, verdict
 from .stats import gflops, share, speedup, summarize
 
 SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -130,9 +130,7 @@ def combine(results: Dict[str, Dict[str, Any]], peak: Optional[float]) -> Dict[s
 
 
 def _verdict(row: Dict[str, Any]) -> str:
-    if row["correct"] is False:
-        return "WRONG"
-    return {True: "pass", False: "MISS", None: "-"}[row["pass"]]
+    return verdict(row["pass"], row["correct"])
 
 
 def _cells(row: Dict[str, Any], lib: str, unit: str) -> List[str]:

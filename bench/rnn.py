@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing
-from .stats import gflops, share, speedup, summarize
+from .common import measure_interleaved, ms_cells, num, pct, progress, table, timing, verdict
+from .stats import gflops, share, summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
 SIZES = {"B": 64, "T": 100, "I": 256, "H": 256}
@@ -236,12 +236,7 @@ def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) ->
         med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
         gf = gflops(flops(name), med["fastnn"])
         row = {"case": name, "libs": libs, "gflops": gf, "peak_share": share(gf, peak_gflops),
-               "ratio_torch": speedup(med["fastnn"], med["torch"]),
-               "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
-               "target_torch": t_torch, "target_numpy": t_numpy}
-        checks = [(row["ratio_torch"], t_torch), (row["ratio_numpy"], t_numpy)]
-        verdicts = [r >= t for r, t in checks if r is not None and t is not None]
-        row["pass"] = all(verdicts) if verdicts else None
+               **versus(med, t_torch, t_numpy)}
         rows.append(row)
     return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"),
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},
@@ -251,16 +246,11 @@ def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) ->
 def report(res: Dict[str, Any]) -> str:
     rows = []
     for row in res["rows"]:
-        cells: List[Any] = [row["case"]]
-        for lib in LIBRARIES:
-            s = row["libs"].get(lib)
-            cells += ["-", "-"] if s is None else [num(s["median"] * 1e3, 1), spread(s)]
-        verdict = {True: "pass", False: "MISS", None: "-"}[row["pass"]]
-        if res["correct"] is False:
-            verdict = "WRONG"
+        cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"], 0), pct(row["peak_share"]), num(row["ratio_torch"], 2),
                   num(row["ratio_numpy"], 2),
-                  f"torch >= {row['target_torch']}, numpy >= {row['target_numpy']}", verdict]
+                  f"torch >= {row['target_torch']}, numpy >= {row['target_numpy']}",
+                  verdict(row["pass"], res["correct"])]
         rows.append(cells)
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     s = res["sizes"]

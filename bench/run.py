@@ -133,22 +133,23 @@ def run_attention(args: argparse.Namespace, libs: List[str]) -> Dict[str, Any]:
     return attention.combine(per_lib, memory, pk.get("gflops"))
 
 
-def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
-    epochs = ["--epochs", "1" if args.quick else "3"]
-    per_lib = {lib: _worker("mlp", lib, args, epochs)
+def _run_training(args: argparse.Namespace, family: str, module: Any, epochs: int,
+                  with_torch: bool) -> Dict[str, Any]:
+    """A training family's epochs, fastnn (and torch) each in its worker, side by side."""
+    epoch_args = ["--epochs", "1" if args.quick else str(epochs)]
+    per_lib = {lib: _worker(family, lib, args, epoch_args)
                for lib in ["fastnn"] + (["torch"] if with_torch else [])}
-    res = mlp.combine(per_lib)
+    res = module.combine(per_lib)
     res["threads"] = args.threads
     return res
+
+
+def run_mlp(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
+    return _run_training(args, "mlp", mlp, 3, with_torch)
 
 
 def run_cnn(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
-    epochs = ["--epochs", "1" if args.quick else "2"]
-    per_lib = {lib: _worker("cnn", lib, args, epochs)
-               for lib in ["fastnn"] + (["torch"] if with_torch else [])}
-    res = cnn.combine(per_lib)
-    res["threads"] = args.threads
-    return res
+    return _run_training(args, "cnn", cnn, 2, with_torch)
 
 
 def run_rbm(args: argparse.Namespace) -> Dict[str, Any]:

@@ -6,7 +6,7 @@ typically, and one disturbed repeat cannot move it. The spread says how much to 
 from __future__ import annotations
 
 import statistics
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 
 def summarize(samples: Sequence[float]) -> Dict[str, float]:
@@ -29,6 +29,19 @@ def speedup(ours: Optional[float], theirs: Optional[float]) -> Optional[float]:
     if ours is None or theirs is None or ours <= 0:
         return None
     return theirs / ours
+
+
+def versus(med: Dict[str, Optional[float]], target_torch: Optional[float],
+           target_numpy: Optional[float]) -> Dict[str, Any]:
+    """fastnn's speedups over torch and NumPy from the medians in ``med``, their targets, and
+    ``pass``: every speedup that has a target meets it (None when none can be judged)."""
+    row = {"ratio_torch": speedup(med["fastnn"], med["torch"]),
+           "ratio_numpy": speedup(med["fastnn"], med["numpy"]),
+           "target_torch": target_torch, "target_numpy": target_numpy}
+    checks = [(row["ratio_torch"], target_torch), (row["ratio_numpy"], target_numpy)]
+    verdicts = [r >= t for r, t in checks if r is not None and t is not None]
+    row["pass"] = all(verdicts) if verdicts else None
+    return row
 
 
 def slowdown(after_other: Optional[float], after_self: Optional[float]) -> Optional[float]:

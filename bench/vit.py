@@ -14,19 +14,17 @@ runner-style ``run_library`` / ``combine`` / ``report`` are here too.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, Dict, List, Optional
 
-from .common import default_threads, import_fastnn, num, progress, spread, table
+from . import mlp
+from .common import default_threads, import_fastnn, progress
 from .mlp import load_data
-from .stats import summarize
 
 TARGET = 0.6  # fastnn epoch time / PyTorch epoch time wanted
 BATCH = 64
-LR = 1e-3
 SEED = 0
 D_MODEL, HEADS, FF, DEPTH, PATCH = 64, 4, 128, 2, 7
-WARMUP_SAMPLES = 50 * BATCH
+WARMUP_BATCHES = 50
 
 
 def _images(x: Any) -> Any:
@@ -39,25 +37,10 @@ def _standardized(data: Any) -> Any:
     return (xtr - mean) / std, ytr, (xte - mean) / std, yte
 
 
-def _timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int) -> List[float]:
-    progress(f"vit    {lib:6s} warm-up ({WARMUP_SAMPLES // BATCH} batches)")
-    warmup()
-    times = []
-    for i in range(epochs):
-        progress(f"vit    {lib:6s} epoch {i + 1}/{epochs}")
-        t0 = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - t0)
-        progress(f"vit    {lib:6s} epoch {i + 1}: {times[-1]:.1f} s")
-    return times
-
-
 def train_fastnn(data: Any, epochs: int) -> Dict[str, Any]:
-    import numpy as np
     fastnn = import_fastnn()
     from fastnn import nn
     xtr, ytr, xte, yte = data
-    xtr, xte = _images(xtr), _images(xte)
     fastnn.random.seed(SEED)
     images = nn.Input((1, 28, 28))
     x = nn.PatchEmbedding(PATCH, D_MODEL)(images)
@@ -68,14 +51,8 @@ def train_fastnn(data: Any, epochs: int) -> Dict[str, Any]:
     x = nn.LayerNormalization(epsilon=1e-5)(x)
     x = nn.GlobalAveragePooling1D()(x)
     model = nn.Model(images, nn.Dense(10, activation="softmax")(x))
-    model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = _timed_epochs(
-        "fastnn", lambda: model.fit(xtr, ytr, epochs=1, batch_size=BATCH, verbose=0),
-        lambda: model.fit(xtr[:WARMUP_SAMPLES], ytr[:WARMUP_SAMPLES], epochs=1,
-                          batch_size=BATCH, verbose=0), epochs)
-    pred = np.argmax(model.predict(xte, batch_size=500), axis=1)
-    return {"epoch_s": times, "test_accuracy": float(np.mean(pred == yte))}
+    return mlp.fit_fastnn(model, (_images(xtr), ytr, _images(xte), yte), epochs, family="vit",
+                          batch=BATCH, warmup_batches=WARMUP_BATCHES, predict_batch=500)
 
 
 def train_torch(data: Any, epochs: int) -> Dict[str, Any]:
@@ -83,7 +60,6 @@ def train_torch(data: Any, epochs: int) -> Dict[str, Any]:
     nn = torch.nn
     torch.manual_seed(SEED)
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in data)
-    xtr, xte = _images(xtr), _images(xte)
 
     class ViT(nn.Module):
         def __init__(self) -> None:
@@ -101,24 +77,8 @@ def train_torch(data: Any, epochs: int) -> Dict[str, Any]:
             t = self.patches(x).flatten(2).transpose(1, 2) + self.positions
             return self.head(self.norm(self.encoder(t)).mean(1))
 
-    model = ViT()
-    loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-
-    def epoch(n: int = len(xtr)) -> None:
-        model.train()
-        perm = torch.randperm(n)
-        for i in range(0, n, BATCH):
-            idx = perm[i:i + BATCH]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-
-    times = _timed_epochs("torch", epoch, lambda: epoch(WARMUP_SAMPLES), epochs)
-    model.eval()
-    with torch.no_grad():
-        acc = (model(xte).argmax(1) == yte).float().mean().item()
-    return {"epoch_s": times, "test_accuracy": float(acc)}
+    return mlp.fit_torch(torch, ViT(), (_images(xtr), ytr, _images(xte), yte), epochs,
+                         family="vit", batch=BATCH, warmup_batches=WARMUP_BATCHES)
 
 
 def run_library(lib: str, epochs: int, threads: int, limit: Optional[int] = None
@@ -138,35 +98,13 @@ def run_library(lib: str, epochs: int, threads: int, limit: Optional[int] = None
 
 
 def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"batch_size": BATCH, "target": TARGET, "ratio": None, "pass": None}
-    for lib in ("fastnn", "torch"):
-        r = results.get(lib)
-        if r is not None and "epoch_s" in r:
-            r = {**r, **summarize(r["epoch_s"])}
-        out[lib] = r
-    f, t = out["fastnn"], out["torch"]
-    if f and t and "median" in f and "median" in t:
-        out["ratio"] = f["median"] / t["median"]
-        out["pass"] = out["ratio"] <= TARGET
-    return out
+    """fastnn's and torch's runs side by side (the MLP family's table)."""
+    return mlp.combine(results, batch=BATCH, warmup_batches=WARMUP_BATCHES, target=TARGET)
 
 
 def report(res: Dict[str, Any]) -> str:
-    rows = []
-    for name in ("fastnn", "torch"):
-        r = res[name]
-        if r is None or "median" not in r:
-            rows.append([name, "-", "-", "-", "-", (r or {}).get("error", "did not run")])
-        else:
-            rows.append([name, num(r["median"], 2), spread(r), num(r["min"], 2),
-                         num(r["test_accuracy"], 4), r["repeats"]])
-    head = table(["library", "epoch s (median)", "IQR", "epoch s (best)", "test acc",
-                  "timed epochs"], rows)
-    verdict = ("no ratio (one side did not run)" if res["ratio"] is None else
-               f"fastnn/torch median epoch time = {res['ratio']:.2f} (target <= {TARGET}): "
-               + ("pass" if res["pass"] else "MISS"))
-    return (f"Fashion-MNIST ViT training (16 tokens of 7x7, d=64, 2 encoder layers, 4 heads, "
-            f"ff 128; Adam, batch {BATCH})\n{head}\n{verdict}")
+    return mlp.report(res, f"Fashion-MNIST ViT training (16 tokens of 7x7, d=64, 2 encoder "
+                           f"layers, 4 heads, ff 128; Adam, batch {BATCH})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -17,10 +17,10 @@ import argparse
 import time
 
 import numpy as np
+from _common import compile_classifier, load_images
 
 import fastnn
-from fastnn import nn, optim
-from fastnn.datasets import fashion_mnist, normalize
+from fastnn import nn
 
 
 def pyplot():
@@ -56,8 +56,7 @@ def random_init_model() -> nn.Sequential:
 
 
 def fine_tune(model: nn.Sequential, x, y, x_test, y_test, args) -> float:
-    model.compile(optimizer=optim.Adam(learning_rate=args.lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_classifier(model, args.lr)
     model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
     return model.evaluate(x_test, y_test, batch_size=256)[1]
 
@@ -73,9 +72,9 @@ def main() -> None:
     args = ap.parse_args()
 
     fastnn.random.seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
-    x_train = normalize(x_train, 0, 255).reshape(len(x_train), 784)
-    x_test = normalize(x_test, 0, 255).reshape(len(x_test), 784)
+    (x_train, y_train), (x_test, y_test) = load_images()
+    x_train = x_train.reshape(len(x_train), 784)
+    x_test = x_test.reshape(len(x_test), 784)
 
     dbn = nn.DBN([784, 500, 200], learning_rate=0.05, batch_size=64, seed=args.seed)
     t0 = time.perf_counter()

@@ -26,10 +26,11 @@ import argparse
 import time
 
 import numpy as np
+from _common import (add_limit_option, compile_classifier, fit_timed, load_images, parse_args,
+                     standardize)
 
 import fastnn
-from fastnn import nn, optim
-from fastnn.datasets import fashion_mnist, normalize
+from fastnn import nn
 
 
 def build_model(units: int = 128) -> nn.Sequential:
@@ -41,14 +42,8 @@ def build_model(units: int = 128) -> nn.Sequential:
 
 def train_fastnn(model, data, args):
     (x_train, y_train), (x_test, y_test) = data
-    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = []
-    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
-                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-              callbacks=[timer], verbose=args.verbose)
-    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
+    compile_classifier(model)
+    epoch_s = fit_timed(model, x_train, y_train, args)
     _, acc = model.evaluate(x_test, y_test, batch_size=256)
     return epoch_s, acc
 
@@ -100,8 +95,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--units", type=int, default=128)
-    ap.add_argument("--limit", type=int, default=None,
-                    help="use only the first N training and N test images")
+    add_limit_option(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch", action="store_true",
                     help="train the same model with PyTorch instead (for timing)")
@@ -110,20 +104,13 @@ def main() -> None:
     ap.add_argument("--unit-range", action="store_true",
                     help="pixels scaled to [0, 1] instead of standardized (slower to learn)")
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
-    args = ap.parse_args()
-    if args.limit is not None and args.limit < 1:
-        ap.error("--limit must be a positive number of images")
+    args = parse_args(ap)
 
     fastnn.random.seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
-    if args.limit is not None:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
     # (n, 28, 28) images are already (batch, steps, features): row r is step r.
-    x_train, x_test = normalize(x_train, 0, 255), normalize(x_test, 0, 255)
+    (x_train, y_train), (x_test, y_test) = load_images(args.limit)
     if not args.unit_range:
-        mean, std = x_train.mean(), x_train.std()
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        x_train, x_test = standardize(x_train, x_test)
     data = ((x_train, y_train), (x_test, y_test))
     if args.threads is not None:
         fastnn.set_num_threads(args.threads)

@@ -19,11 +19,11 @@ change to the kernels' rounding gives another draw from that spread.
 from __future__ import annotations
 
 import argparse
-import time
+
+from _common import compile_classifier, fit_timed, load_images
 
 import fastnn
-from fastnn import nn, optim
-from fastnn.datasets import fashion_mnist, normalize
+from fastnn import nn
 
 
 def build_model() -> nn.Sequential:
@@ -43,21 +43,15 @@ def main() -> None:
     args = ap.parse_args()
 
     fastnn.random.seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
-    x_train = normalize(x_train, 0, 255).reshape(len(x_train), 784)
-    x_test = normalize(x_test, 0, 255).reshape(len(x_test), 784)
+    (x_train, y_train), (x_test, y_test) = load_images()
+    x_train = x_train.reshape(len(x_train), 784)
+    x_test = x_test.reshape(len(x_test), 784)
 
     model = build_model()
-    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_classifier(model)
     if args.verbose:
         model.summary()
-    times = []
-    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
-                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-              callbacks=[timer], verbose=args.verbose)
-    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
+    epoch_s = fit_timed(model, x_train, y_train, args)
     loss, acc = model.evaluate(x_test, y_test, batch_size=256)
     print(f"epoch time: best {min(epoch_s):.3f} s, mean {sum(epoch_s) / len(epoch_s):.3f} s "
           f"({fastnn.get_num_threads()} threads, {fastnn.get_backend()} backend)")

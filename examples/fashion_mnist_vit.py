@@ -20,11 +20,12 @@ quick check of the whole pipeline. The data set is found or fetched as in
 from __future__ import annotations
 
 import argparse
-import time
+
+from _common import (add_limit_option, compile_classifier, evaluate_and_report, fit_timed,
+                     load_images, parse_args, standardize)
 
 import fastnn
-from fastnn import nn, optim
-from fastnn.datasets import fashion_mnist, normalize
+from fastnn import nn
 
 
 def build_model(dropout: float = 0.0, d_model: int = 64, heads: int = 4, ff: int = 128,
@@ -46,8 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--limit", type=int, default=None,
-                    help="use only the first N training and N test images")
+    add_limit_option(ap)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--no-final-norm", dest="final_norm", action="store_false",
                     help="no LayerNormalization after the last encoder layer")
@@ -55,41 +55,20 @@ def main() -> None:
                     help="pixels in [0, 1] (default: zero mean, unit variance)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
-    args = ap.parse_args()
-    if args.limit is not None and args.limit < 1:
-        ap.error("--limit must be a positive number of images")
+    args = parse_args(ap)
 
     fastnn.random.seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(install=True)
-    if args.limit is not None:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
-    x_train = normalize(x_train, 0, 255).reshape(-1, 1, 28, 28)
-    x_test = normalize(x_test, 0, 255).reshape(-1, 1, 28, 28)
+    (x_train, y_train), (x_test, y_test) = load_images(args.limit)
+    x_train, x_test = x_train.reshape(-1, 1, 28, 28), x_test.reshape(-1, 1, 28, 28)
     if args.standardize:
-        mean, std = float(x_train.mean()), float(x_train.std())
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+        x_train, x_test = standardize(x_train, x_test)
 
     model = build_model(args.dropout, final_norm=args.final_norm)
-    model.compile(optimizer=optim.Adam(learning_rate=1e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_classifier(model)
     if args.verbose:
         model.summary()
-    times = []
-    timer = nn.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
-                              on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-              callbacks=[timer], verbose=args.verbose)
-    epoch_s = [b - a for a, b in zip(times[::2], times[1::2])]
-    t0 = time.perf_counter()
-    loss, acc = model.evaluate(x_test, y_test, batch_size=256)
-    eval_s = time.perf_counter() - t0
-    print("epoch times: " + ", ".join(f"{s:.1f} s" for s in epoch_s) +
-          f" ({len(x_train)} images, {fastnn.get_num_threads()} threads, "
-          f"{fastnn.get_backend()} backend)")
-    print(f"test evaluation: {eval_s:.1f} s for {len(x_test)} images")
-    print(f"test loss: {loss:.4f}")
-    print(f"test accuracy: {acc:.4f}")
+    epoch_s = fit_timed(model, x_train, y_train, args)
+    evaluate_and_report(model, len(x_train), x_test, y_test, epoch_s)
 
 
 if __name__ == "__main__":

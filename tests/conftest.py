@@ -1,4 +1,5 @@
-"""Shared fixtures: every op test runs once per available backend."""
+"""Shared fixtures: every op test runs once per available backend; a C++ kernel test once per
+instruction set (``isa``)."""
 from __future__ import annotations
 
 import os
@@ -35,3 +36,19 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(int(os.environ.get("FASTNN_TEST_SEED", "1234")))
+
+
+@pytest.fixture(params=["generic", "avx2", "avx512"])
+def isa(request):
+    """Run the test under each instruction set; one this CPU (or a build without the C++
+    module) cannot run skips."""
+    if _backend._C is None:
+        pytest.skip("no C++ backend")
+    if not _backend._C.cpu_supports(request.param):
+        pytest.skip(f"this CPU cannot run {request.param}")
+    prev = fastnn.get_isa()
+    fastnn.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        fastnn.set_isa(prev)

@@ -1,7 +1,7 @@
 """The one comparison helper every op test goes through, and a finite-difference gradient."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,3 +49,14 @@ def numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np
         x[i] = old
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def check_grads_fd(fn: Callable[[], np.ndarray], dy: np.ndarray, grads: Sequence[np.ndarray],
+                   inputs: Sequence[np.ndarray], **tol: float) -> None:
+    """Each of ``grads`` is the gradient of ``sum(fn() * dy)`` with respect to the input at the
+    same place in ``inputs`` (central finite differences; the inputs are perturbed in place)."""
+    def f():
+        return float((fn() * dy).sum())
+
+    for g, x in zip(grads, inputs):
+        np.testing.assert_allclose(g, numeric_grad(f, x), **tol)

@@ -17,17 +17,6 @@ ISAS = [i for i in ("generic", "avx2", "avx512")
         if _backend._C is not None and _backend._C.cpu_supports(i)]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """Run under each instruction set this CPU can run (C++ kernels only)."""
-    prev = fastnn.get_isa()
-    fastnn.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        fastnn.set_isa(prev)
-
-
 def _qkv(rng, b, h, nq, nk, d, dv, dtype, three_d=False):
     lead = (b,) if three_d else (b, h)
     q = rng.standard_normal(lead + (nq, d)).astype(dtype)

@@ -23,7 +23,7 @@ from fastnn import backend as _backend
 from fastnn import ops
 from fastnn import reference as R
 from fastnn.ops import _image
-from helpers import check_op, numeric_grad
+from helpers import check_grads_fd, check_op
 
 DTYPES = [np.float32, np.float64]
 FD = dict(rtol=1e-6, atol=1e-8)
@@ -184,12 +184,7 @@ def test_conv2d_backward_finite_differences(backend, conv_path, rng):
     dy = randn(rng, y.shape)
     dx, dw, db = ops.conv2d_backward(ctx, dy)
 
-    def f():
-        return float((ops.conv2d(x, w, b, **kw) * dy).sum())
-
-    np.testing.assert_allclose(dx, numeric_grad(f, x), **FD)
-    np.testing.assert_allclose(dw, numeric_grad(f, w), **FD)
-    np.testing.assert_allclose(db, numeric_grad(f, b), **FD)
+    check_grads_fd(lambda: ops.conv2d(x, w, b, **kw), dy, (dx, dw, db), (x, w, b), **FD)
 
     kw = dict(stride=(2, 3), padding=(2, 1), dilation=2, groups=1)
     x, w = randn(rng, (1, 2, 6, 7)), randn(rng, (3, 2, 2, 2))
@@ -197,11 +192,7 @@ def test_conv2d_backward_finite_differences(backend, conv_path, rng):
     dy = randn(rng, y.shape)
     dx, dw, _ = ops.conv2d_backward(ctx, dy)
 
-    def g():
-        return float((ops.conv2d(x, w, **kw) * dy).sum())
-
-    np.testing.assert_allclose(dx, numeric_grad(g, x), **FD)
-    np.testing.assert_allclose(dw, numeric_grad(g, w), **FD)
+    check_grads_fd(lambda: ops.conv2d(x, w, **kw), dy, (dx, dw), (x, w), **FD)
 
 
 # (activation, alpha): the fused epilogue, gelu (kept apart: its derivative needs z) included
@@ -238,12 +229,7 @@ def test_conv2d_fused_activation_finite_differences(backend, rng, act):
     dy = randn(rng, y.shape)
     dx, dw, db = ops.conv2d_backward(ctx, dy)
 
-    def f():
-        return float((ops.conv2d(x, w, b, **kw) * dy).sum())
-
-    np.testing.assert_allclose(dx, numeric_grad(f, x), **FD)
-    np.testing.assert_allclose(dw, numeric_grad(f, w), **FD)
-    np.testing.assert_allclose(db, numeric_grad(f, b), **FD)
+    check_grads_fd(lambda: ops.conv2d(x, w, b, **kw), dy, (dx, dw, db), (x, w, b), **FD)
 
 
 def test_conv2d_rejects_unknown_activation(backend, rng):
@@ -410,12 +396,8 @@ def test_conv_transpose2d_backward_finite_differences(backend, conv_path, rng):
     dy = randn(rng, y.shape)
     dx, dw, db = ops.conv_transpose2d_backward(ctx, dy)
 
-    def f():
-        return float((ops.conv_transpose2d(x, w, b, **kw) * dy).sum())
-
-    np.testing.assert_allclose(dx, numeric_grad(f, x), **FD)
-    np.testing.assert_allclose(dw, numeric_grad(f, w), **FD)
-    np.testing.assert_allclose(db, numeric_grad(f, b), **FD)
+    check_grads_fd(lambda: ops.conv_transpose2d(x, w, b, **kw), dy, (dx, dw, db), (x, w, b),
+                   **FD)
 
 
 @pytest.mark.parametrize("name", ["everything", "groups2", "depthwise_x2",
@@ -507,12 +489,7 @@ def test_reference_conv2d_backward_finite_differences(rng, name):
     dy = randn(rng, R.conv2d(x, w, b, *args).shape)
     rx, rw, rb = R.conv2d_backward(x, w, b, dy, *args)
 
-    def f():
-        return float((R.conv2d(x, w, b, *args) * dy).sum())
-
-    np.testing.assert_allclose(rx, numeric_grad(f, x), **FD)
-    np.testing.assert_allclose(rw, numeric_grad(f, w), **FD)
-    np.testing.assert_allclose(rb, numeric_grad(f, b), **FD)
+    check_grads_fd(lambda: R.conv2d(x, w, b, *args), dy, (rx, rw, rb), (x, w, b), **FD)
 
 
 @pytest.mark.parametrize("name", list(TRANSPOSE))
@@ -536,12 +513,8 @@ def test_reference_conv_transpose2d_backward_finite_differences(rng):
     dy = randn(rng, R.conv_transpose2d(x, w, b, *args).shape)
     rx, rw, rb = R.conv_transpose2d_backward(x, w, b, dy, *args)
 
-    def f():
-        return float((R.conv_transpose2d(x, w, b, *args) * dy).sum())
-
-    np.testing.assert_allclose(rx, numeric_grad(f, x), **FD)
-    np.testing.assert_allclose(rw, numeric_grad(f, w), **FD)
-    np.testing.assert_allclose(rb, numeric_grad(f, b), **FD)
+    check_grads_fd(lambda: R.conv_transpose2d(x, w, b, *args), dy, (rx, rw, rb), (x, w, b),
+                   **FD)
 
 
 # ---------------------------------------------------------------------------------------------

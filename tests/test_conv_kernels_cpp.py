@@ -33,18 +33,6 @@ def threads():
     fastnn.set_num_threads(prev)
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
-def isa(request):
-    if not _C.cpu_supports(request.param):
-        pytest.skip(f"this CPU cannot run {request.param}")
-    prev = fastnn.get_isa()
-    fastnn.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        fastnn.set_isa(prev)
-
-
 # ---------------------------------------------------------------------------------------------
 # float64 references: loops over kernel taps and groups on an explicitly padded input
 

@@ -18,7 +18,7 @@ from fastnn import backend as _backend
 from fastnn import ops
 from fastnn import reference as R
 from fastnn.ops._activations import resolve as resolve_activation
-from helpers import check_op, numeric_grad
+from helpers import check_grads_fd, check_op
 
 DTYPES = [np.float32, np.float64]
 ACTS = list(ops.ACTIVATION_NAMES)  # "linear" and every nonlinearity
@@ -247,12 +247,7 @@ def test_gemm_backward_finite_differences(backend, rng, trans_a, trans_b):
     _, ctx = ops.gemm_forward(a, b, c, **kw)
     da, db, dc = ops.gemm_backward(ctx, g)
 
-    def f():
-        return float((ops.gemm(a, b, c, **kw) * g).sum())
-
-    np.testing.assert_allclose(da, numeric_grad(f, a), **FD_SETTINGS)
-    np.testing.assert_allclose(db, numeric_grad(f, b), **FD_SETTINGS)
-    np.testing.assert_allclose(dc, numeric_grad(f, c), **FD_SETTINGS)
+    check_grads_fd(lambda: ops.gemm(a, b, c, **kw), g, (da, db, dc), (a, b, c), **FD_SETTINGS)
 
 
 def test_gemm_backward_bad_d_out(backend, rng):
@@ -372,12 +367,8 @@ def test_linear_backward_finite_differences(backend, rng, act):
     _, ctx = ops.linear_forward(x, w, b, act)
     dx, dw, db = ops.linear_backward(ctx, dy)
 
-    def f():
-        return float((ops.linear(x, w, b, act) * dy).sum())
-
-    np.testing.assert_allclose(dx, numeric_grad(f, x), **FD_SETTINGS)
-    np.testing.assert_allclose(dw, numeric_grad(f, w), **FD_SETTINGS)
-    np.testing.assert_allclose(db, numeric_grad(f, b), **FD_SETTINGS)
+    check_grads_fd(lambda: ops.linear(x, w, b, act), dy, (dx, dw, db), (x, w, b),
+                   **FD_SETTINGS)
 
 
 def test_linear_backward_batch_shapes(backend, rng):
@@ -694,23 +685,12 @@ def test_linear_rejects_bad_alpha_type(backend, value):
 # ---------------------------------------------------------------------------------------------
 # the C++ kernels under every instruction set this CPU has
 
-ISAS = ["generic", "avx2", "avx512"]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    if _backend._C is None:
-        pytest.skip("no C++ backend")
-    if not _backend._C.cpu_supports(request.param):
-        pytest.skip(f"this CPU cannot run {request.param}")
-    prev = fastnn.get_isa()
-    fastnn.set_isa(request.param)
-    try:
-        with _backend.use_backend("cpp"):
-            assert fastnn.get_isa() == request.param
-            yield request.param
-    finally:
-        fastnn.set_isa(prev)
+@pytest.fixture
+def isa(isa):
+    """conftest.py's ``isa``, with the ops dispatching to the C++ backend."""
+    with _backend.use_backend("cpp"):
+        assert fastnn.get_isa() == isa
+        yield isa
 
 
 # (m, n, k): the direct path (m*n*k < 160**3, or the packed B within 512 KiB), with edges in m

@@ -16,18 +16,6 @@ _C = _backend._C
 pytestmark = pytest.mark.skipif(_C is None, reason="no C++ module")
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
-def isa(request):
-    if not _C.cpu_supports(request.param):
-        pytest.skip(f"this CPU cannot run {request.param}")
-    prev = fastnn.get_isa()
-    fastnn.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        fastnn.set_isa(prev)
-
-
 def _inputs(rng):
     f = np.finfo(np.float32)
     special = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-40, -1e-40, f.tiny, -f.tiny, 0.5499, 0.55,

@@ -25,14 +25,15 @@ so the layer also works inside a ``Sequential``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import ops
 from .. import random as _random
 from . import _symbolic, initializers
-from .core import Layer, _as_array
+from .core import _as_array
+from .dropout import _SeededLayer
 
 __all__ = ["MultiHeadAttention"]
 
@@ -61,7 +62,7 @@ class _AttentionCtx:
     __slots__ = ("fused", "proj", "attn", "drop", "out", "key_is_value", "shape", "single")
 
 
-class MultiHeadAttention(Layer):
+class MultiHeadAttention(_SeededLayer):
     """Multi-head attention (see the module docstring).
 
     ``num_heads``, ``key_dim`` (head size of queries and keys), ``value_dim`` (head size of
@@ -347,22 +348,6 @@ class MultiHeadAttention(Layer):
         if not need_dx:
             return None
         return result[0] if ctx.single else result
-
-    # -- state ----------------------------------------------------------------------------------
-
-    def get_random_state(self) -> Optional[Dict[str, Any]]:
-        """The private dropout generator's state (None without ``seed``)."""
-        return None if self._rng is None else _random.get_state(self._rng)
-
-    def set_random_state(self, state: Optional[Dict[str, Any]]) -> None:
-        if state is None:
-            if self._rng is not None:
-                raise ValueError(f"{self.name} has seed={self.seed}; it needs a generator "
-                                 f"state, got None")
-            return
-        if self._rng is None:
-            raise ValueError(f"{self.name} has no seed, so it keeps no generator state")
-        self._rng = _random.generator_from_state(state)
 
     def get_config(self):
         cfg = super().get_config()

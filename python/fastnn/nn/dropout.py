@@ -18,7 +18,32 @@ from .core import Layer, _as_array
 __all__ = ["Dropout"]
 
 
-class Dropout(Layer):
+class _SeededLayer(Layer):
+    """A layer that draws dropout masks from a private generator ``_rng`` when given a ``seed``
+    (else from the global one), and saves and restores that generator's state."""
+
+    seed: Optional[int] = None
+    _rng: Any = None
+
+    def get_random_state(self) -> Optional[Dict[str, Any]]:
+        """The private generator's state as JSON data (None without ``seed``: the masks then come
+        from the global generator, see :func:`fastnn.random.get_state`)."""
+        return None if self._rng is None else _random.get_state(self._rng)
+
+    def set_random_state(self, state: Optional[Dict[str, Any]]) -> None:
+        """Continue the mask seeds from ``state`` (from :meth:`get_random_state`)."""
+        if state is None:
+            if self._rng is not None:
+                raise ValueError(f"{self.name} has seed={self.seed}; it needs a generator "
+                                 f"state, got None")
+            return
+        if self._rng is None:
+            raise ValueError(f"{self.name} has no seed, so it draws from the global generator "
+                             f"and keeps no state of its own")
+        self._rng = _random.generator_from_state(state)
+
+
+class Dropout(_SeededLayer):
     def __init__(self, rate: float, seed: Optional[int] = None, *, name=None, trainable=True,
                  input_shape=None, dtype=None) -> None:
         super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
@@ -45,23 +70,6 @@ class Dropout(Layer):
         if self._ctx is None:  # inference forward (or rate 0): the identity
             return dy
         return ops.dropout_backward(self._ctx, dy)[0]
-
-    def get_random_state(self) -> Optional[Dict[str, Any]]:
-        """The private generator's state as JSON data (None without ``seed``: the masks then come
-        from the global generator, see :func:`fastnn.random.get_state`)."""
-        return None if self._rng is None else _random.get_state(self._rng)
-
-    def set_random_state(self, state: Optional[Dict[str, Any]]) -> None:
-        """Continue the mask seeds from ``state`` (from :meth:`get_random_state`)."""
-        if state is None:
-            if self._rng is not None:
-                raise ValueError(f"{self.name} has seed={self.seed}; it needs a generator "
-                                 f"state, got None")
-            return
-        if self._rng is None:
-            raise ValueError(f"{self.name} has no seed, so it draws from the global generator "
-                             f"and keeps no state of its own")
-        self._rng = _random.generator_from_state(state)
 
     def get_config(self):
         cfg = super().get_config()

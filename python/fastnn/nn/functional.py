@@ -386,32 +386,8 @@ class Model(TrainingMixin):
     def dtype(self) -> np.dtype:
         return self.inputs[0].dtype
 
-    @property
-    def params(self) -> List[np.ndarray]:
-        """Trainable parameters of every layer, in layer order (a shared layer's once)."""
-        return [p for layer in self.layers if layer.trainable for p in layer.params]
-
-    @property
-    def grads(self) -> List[np.ndarray]:
-        return [g for layer in self.layers if layer.trainable for g in layer.grads]
-
-    def count_params(self) -> int:
-        return int(sum(layer.count_params() for layer in self.layers))
-
-    def get_weights(self) -> List[np.ndarray]:
-        """Copies of every layer's weights, in ``model.layers`` order."""
-        return [w for layer in self.layers for w in layer.get_weights()]
-
     def set_weights(self, weights: Sequence[Any]) -> None:
-        weights = list(weights)
-        want = sum(len(layer.weights) for layer in self.layers)
-        if len(weights) != want:
-            raise ValueError(f"the model has {want} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self.layers:
-            k = len(layer.weights)
-            layer.set_weights(weights[i:i + k])
-            i += k
+        self._set_layer_weights(list(weights))
 
     def build(self, input_shape: Any = None) -> None:
         """A functional model is built when it is made (kept for the model protocol)."""
@@ -667,12 +643,7 @@ class Model(TrainingMixin):
 
     def _get_plan(self) -> _GraphPlan:
         if self._plan is None:
-            for layer in self.layers:
-                act = getattr(layer, "activation", None)
-                if getattr(act, "name", None) == "threshold":
-                    raise ValueError(f"layer {layer.name!r} uses the threshold (step) "
-                                     f"activation, which has no gradient: it cannot be trained "
-                                     f"(use sigmoid, tanh or relu)")
+            self._check_trainable_activations()
             self._plan = _GraphPlan(self)
         return self._plan
 

@@ -7,12 +7,13 @@ import numpy as np
 
 from .. import ops
 from . import initializers, regularizers
-from .core import Layer, _as_array
+from .core import _as_array
+from .normalization import _GammaBetaLayer
 
 __all__ = ["LayerNormalization"]
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_GammaBetaLayer):
     """``gamma * (x - mean) / sqrt(var + epsilon) + beta`` per sample, over the last axis
     (the feature axis of a ``(batch, steps, features)`` sequence).
 
@@ -67,15 +68,7 @@ class LayerNormalization(Layer):
         return len(input_shape) >= 2 and input_shape[-1] == self.input_shape[-1]
 
     def _build(self, input_shape):
-        d, dt = (int(input_shape[-1]),), self.dtype
-        self.params = []
-        if self.scale:
-            self.gamma = np.ascontiguousarray(self.gamma_initializer(d, dt))
-            self.params.append(self.gamma)
-        if self.center:
-            self.beta = np.ascontiguousarray(self.beta_initializer(d, dt))
-            self.params.append(self.beta)
-        self.grads = [np.zeros_like(p) for p in self.params]
+        self._build_gamma_beta((int(input_shape[-1]),))
 
     def forward(self, x, training=False):
         x = _as_array(x)
@@ -92,29 +85,8 @@ class LayerNormalization(Layer):
         if self._ctx is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
         dx, dgamma, dbeta = ops.layer_norm_backward(self._ctx, dy)
-        i = 0
-        if dgamma is not None:
-            if self.gamma_regularizer is not None:
-                self.gamma_regularizer.add_grad(dgamma, self.gamma)
-            self.grads[i] = dgamma
-            i += 1
-        if dbeta is not None:
-            if self.beta_regularizer is not None:
-                self.beta_regularizer.add_grad(dbeta, self.beta)
-            self.grads[i] = dbeta
+        self._store_grads(dgamma, dbeta)
         return dx if need_dx else None
-
-    @property
-    def has_regularizer(self) -> bool:
-        return self.gamma_regularizer is not None or self.beta_regularizer is not None
-
-    def regularization_loss(self) -> float:
-        total = 0.0
-        if self.gamma_regularizer is not None and self.gamma is not None:
-            total += self.gamma_regularizer(self.gamma)
-        if self.beta_regularizer is not None and self.beta is not None:
-            total += self.beta_regularizer(self.beta)
-        return total
 
     def get_config(self):
         cfg = super().get_config()

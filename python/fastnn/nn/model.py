@@ -196,48 +196,17 @@ class Sequential(TrainingMixin):
                 return layer.dtype
         return np.dtype(np.float32)
 
-    @property
-    def params(self) -> List[np.ndarray]:
-        """Trainable parameters of every layer, in order (what ``optimizer.step`` takes)."""
-        return [p for layer in self.layers if layer.trainable for p in layer.params]
-
-    @property
-    def grads(self) -> List[np.ndarray]:
-        """Their gradients from the last ``backward``, in the same order."""
-        return [g for layer in self.layers if layer.trainable for g in layer.grads]
-
-    def count_params(self) -> int:
-        return int(sum(layer.count_params() for layer in self.layers))
-
-    def get_weights(self) -> List[np.ndarray]:
-        """Copies of every layer's weights, in layer order (Dense: kernel ``(units, in)``,
-        then bias; a layer's buffers, such as BatchNormalization's running statistics, after
-        its parameters)."""
-        return [w for layer in self.layers for w in layer.get_weights()]
-
     def set_weights(self, weights: Sequence[Any]) -> None:
         weights = list(weights)
         if not self.built:
             self.build()
-        want = sum(len(layer.weights) for layer in self.layers)
-        if len(weights) != want:
-            raise ValueError(f"the model has {want} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self.layers:
-            k = len(layer.weights)
-            layer.set_weights(weights[i:i + k])
-            i += k
+        self._set_layer_weights(weights)
 
     # -- compile --------------------------------------------------------------------------------
 
     def _get_plan(self) -> _Plan:
         if self._plan is None:
-            for layer in self.layers:
-                act = getattr(layer, "activation", None)
-                if getattr(act, "name", None) == "threshold":
-                    raise ValueError(f"layer {layer.name!r} uses the threshold (step) "
-                                     f"activation, which has no gradient: it cannot be trained "
-                                     f"(use sigmoid, tanh or relu)")
+            self._check_trainable_activations()
             self._plan = _Plan(self)
         return self._plan
 

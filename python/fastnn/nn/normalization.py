@@ -16,7 +16,7 @@ channels_last convolution outputs).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,7 +27,56 @@ from .core import Layer, _as_array
 __all__ = ["BatchNormalization"]
 
 
-class BatchNormalization(Layer):
+class _GammaBetaLayer(Layer):
+    """A normalization with an optional scale ``gamma`` and offset ``beta``, each with an
+    initializer and a regularizer (BatchNormalization, LayerNormalization): building them, the
+    regularization loss and the way their gradients are stored."""
+
+    gamma: Optional[np.ndarray] = None
+    beta: Optional[np.ndarray] = None
+    gamma_initializer: Any = None
+    beta_initializer: Any = None
+    gamma_regularizer: Any = None
+    beta_regularizer: Any = None
+
+    def _build_gamma_beta(self, size: Tuple[int]) -> None:
+        """params = [gamma (if scale), beta (if center)] of shape ``size``, and their grads."""
+        self.params = []
+        if self.scale:
+            self.gamma = np.ascontiguousarray(self.gamma_initializer(size, self.dtype))
+            self.params.append(self.gamma)
+        if self.center:
+            self.beta = np.ascontiguousarray(self.beta_initializer(size, self.dtype))
+            self.params.append(self.beta)
+        self.grads = [np.zeros_like(p) for p in self.params]
+
+    @property
+    def has_regularizer(self) -> bool:
+        return self.gamma_regularizer is not None or self.beta_regularizer is not None
+
+    def regularization_loss(self) -> float:
+        total = 0.0
+        if self.gamma_regularizer is not None and self.gamma is not None:
+            total += self.gamma_regularizer(self.gamma)
+        if self.beta_regularizer is not None and self.beta is not None:
+            total += self.beta_regularizer(self.beta)
+        return total
+
+    def _store_grads(self, dgamma: Any, dbeta: Any) -> None:
+        """The grads of the params that exist, in params order, regularizers' terms added."""
+        i = 0
+        if dgamma is not None:
+            if self.gamma_regularizer is not None:
+                self.gamma_regularizer.add_grad(dgamma, self.gamma)
+            self.grads[i] = dgamma
+            i += 1
+        if dbeta is not None:
+            if self.beta_regularizer is not None:
+                self.beta_regularizer.add_grad(dbeta, self.beta)
+            self.grads[i] = dbeta
+
+
+class BatchNormalization(_GammaBetaLayer):
     """Per-channel ``gamma * (x - mean) / sqrt(var + epsilon) + beta``.
 
     ``axis``: the channel axis. None (the default) takes the channel axis of fastnn's default
@@ -112,14 +161,7 @@ class BatchNormalization(Layer):
     def _build(self, input_shape):
         self._axis = self._resolve_axis(len(input_shape))
         c, dt = (int(input_shape[self._axis]),), self.dtype
-        self.params, self.grads = [], []
-        if self.scale:
-            self.gamma = np.ascontiguousarray(self.gamma_initializer(c, dt))
-            self.params.append(self.gamma)
-        if self.center:
-            self.beta = np.ascontiguousarray(self.beta_initializer(c, dt))
-            self.params.append(self.beta)
-        self.grads = [np.zeros_like(p) for p in self.params]
+        self._build_gamma_beta(c)
         self.moving_mean = np.ascontiguousarray(self.moving_mean_initializer(c, dt))
         self.moving_variance = np.ascontiguousarray(self.moving_variance_initializer(c, dt))
         self.buffers = [self.moving_mean, self.moving_variance]
@@ -152,29 +194,8 @@ class BatchNormalization(Layer):
         if self._ctx is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
         dx, dgamma, dbeta = ops.batch_norm2d_backward(self._ctx, self._to_images(_as_array(dy)))
-        i = 0
-        if dgamma is not None:
-            if self.gamma_regularizer is not None:
-                self.gamma_regularizer.add_grad(dgamma, self.gamma)
-            self.grads[i] = dgamma
-            i += 1
-        if dbeta is not None:
-            if self.beta_regularizer is not None:
-                self.beta_regularizer.add_grad(dbeta, self.beta)
-            self.grads[i] = dbeta
+        self._store_grads(dgamma, dbeta)
         return self._from_images(dx) if need_dx else None
-
-    @property
-    def has_regularizer(self) -> bool:
-        return self.gamma_regularizer is not None or self.beta_regularizer is not None
-
-    def regularization_loss(self) -> float:
-        total = 0.0
-        if self.gamma_regularizer is not None and self.gamma is not None:
-            total += self.gamma_regularizer(self.gamma)
-        if self.beta_regularizer is not None and self.beta is not None:
-            total += self.beta_regularizer(self.beta)
-        return total
 
     def get_config(self):
         cfg = super().get_config()

@@ -187,6 +187,38 @@ class TrainingMixin:
         }
         self._plan = None
 
+    # -- weights: every model class keeps its layers in ``self.layers`` --------------------------
+
+    @property
+    def params(self) -> List[np.ndarray]:
+        """Trainable parameters of every layer, in layer order (a shared layer's once): what
+        ``optimizer.step`` takes."""
+        return [p for layer in self.layers if layer.trainable for p in layer.params]
+
+    @property
+    def grads(self) -> List[np.ndarray]:
+        """Their gradients from the last ``backward``, in the same order."""
+        return [g for layer in self.layers if layer.trainable for g in layer.grads]
+
+    def count_params(self) -> int:
+        return int(sum(layer.count_params() for layer in self.layers))
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of every layer's weights, in layer order (Dense: kernel ``(units, in)``,
+        then bias; a layer's buffers, such as BatchNormalization's running statistics, after
+        its parameters)."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def _set_layer_weights(self, weights: List[Any]) -> None:
+        want = sum(len(layer.weights) for layer in self.layers)
+        if len(weights) != want:
+            raise ValueError(f"the model has {want} weight arrays, got {len(weights)}")
+        i = 0
+        for layer in self.layers:
+            k = len(layer.weights)
+            layer.set_weights(weights[i:i + k])
+            i += k
+
     def _require_compiled(self, need_optimizer: bool = True) -> None:
         if self.loss is None or (need_optimizer and self.optimizer is None):
             raise RuntimeError("compile the model with an optimizer and a loss first: "
@@ -194,6 +226,15 @@ class TrainingMixin:
 
     def _get_plan(self) -> Any:
         raise TypeError(f"{type(self).__name__} does not define _get_plan()")
+
+    def _check_trainable_activations(self) -> None:
+        """Refuse a layer whose activation has no gradient (before a training plan is made)."""
+        for layer in self.layers:
+            act = getattr(layer, "activation", None)
+            if getattr(act, "name", None) == "threshold":
+                raise ValueError(f"layer {layer.name!r} uses the threshold (step) "
+                                 f"activation, which has no gradient: it cannot be trained "
+                                 f"(use sigmoid, tanh or relu)")
 
     def _prepare_xy(self, x: Any, y: Any, what: str = "") -> Tuple[Data, Data]:
         x = self._prepare_x(x, what + "x")

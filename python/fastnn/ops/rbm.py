@@ -112,6 +112,13 @@ def _data(x: Any, name: str, width: int, dtype: np.dtype, op: str, what: str, *,
     return x
 
 
+def _output(rows: int, cols: int, dtype: np.dtype, op: str) -> np.ndarray:
+    """An uninitialized (rows, cols) result, small enough for the sampling counter."""
+    if rows * cols >= _COUNTER_LIMIT:
+        raise ValueError(f"{op}: the output has {rows * cols} elements; at most 2**32 - 1")
+    return np.empty((rows, cols), dtype)
+
+
 def rbm_hidden(v: Any, w: Any, b_hid: Any, *, sample: bool = False,
                seed: Optional[int] = None) -> np.ndarray:
     """Hidden probabilities ``sigmoid(v @ w.T + b_hid)``, shape ``(batch, n_hidden)``; with
@@ -119,9 +126,7 @@ def rbm_hidden(v: Any, w: Any, b_hid: Any, *, sample: bool = False,
     w, _, b_hid = _params(w, None, b_hid, "rbm_hidden")
     v = _data(v, "v", w.shape[1], w.dtype, "rbm_hidden", "n_visible of w")
     seed = _seed(seed) if sample else 0
-    h = np.empty((v.shape[0], w.shape[0]), w.dtype)
-    if h.size >= _COUNTER_LIMIT:
-        raise ValueError(f"rbm_hidden: the output has {h.size} elements; at most 2**32 - 1")
+    h = _output(v.shape[0], w.shape[0], w.dtype, "rbm_hidden")
     if h.size:
         _backend.kernels().rbm_hidden(h, v, w, b_hid, bool(sample), seed)
     return h
@@ -136,9 +141,7 @@ def rbm_visible(h: Any, w: Any, b_vis: Any, *, visible: str = "bernoulli", sampl
     w, b_vis, _ = _params(w, b_vis, None, "rbm_visible")
     h = _data(h, "h", w.shape[0], w.dtype, "rbm_visible", "n_hidden of w")
     seed = _seed(seed) if sample else 0
-    v = np.empty((h.shape[0], w.shape[1]), w.dtype)
-    if v.size >= _COUNTER_LIMIT:
-        raise ValueError(f"rbm_visible: the output has {v.size} elements; at most 2**32 - 1")
+    v = _output(h.shape[0], w.shape[1], w.dtype, "rbm_visible")
     if v.size:
         _backend.kernels().rbm_visible(v, h, w, b_vis, gaussian, bool(sample), seed)
     return v
