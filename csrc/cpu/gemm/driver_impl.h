@@ -75,7 +75,9 @@ struct Frame {
 
   // RBM units on one finished row of a tile (columns j0.. of row i): written as plain loops
   // over the row so that the compiler vectorizes the sigmoid and the hash with this ISA.
-  static inline void rbm_row(T* row, int n, const Epilogue<T>* ep, index_t i, index_t j0) {
+  // Out of line: the RBM epilogue is rare, and inlined it bloated every tile kernel.
+  __attribute__((noinline)) static void rbm_row(T* row, int n, const Epilogue<T>* ep, index_t i,
+                                                index_t j0) {
     for (int j = 0; j < n; ++j) row[j] = rbm::sigmoid(row[j]);
     if (ep->rbm != 2) return;
     const rng::Key key{ep->key0, ep->key1};
@@ -85,7 +87,7 @@ struct Frame {
       row[j] = rbm::bernoulli<T>(row[j], key, base + std::uint32_t(j) * step, stage);
   }
 
-  static inline T rbm_scalar(T x, const Epilogue<T>* ep, index_t i, index_t j) {
+  __attribute__((noinline)) static T rbm_scalar(T x, const Epilogue<T>* ep, index_t i, index_t j) {
     x = rbm::sigmoid(x);
     if (ep->rbm != 2) return x;
     const std::uint32_t idx = static_cast<std::uint32_t>(i * ep->cnt_rs + j * ep->cnt_cs);
@@ -146,12 +148,14 @@ struct Frame {
   }
 
   // ---- micro-kernel ----
-  // A packed: a[p*MR + i] (csa 0). A column-major in place: a[p*csa + i] (PACKED_A, csa != 0).
-  // A direct: row i at arow[i], element p at arow[i][p*csa].
+  // How the micro-kernel reads A (a compile-time mode, so the packed path keeps its constant
+  // step): kPacked a[p*MR + i]; kColumns, column-major in place, a[p*csa + i]; kRows, row i at
+  // arow[i], element p at arow[i][p*csa].
+  static constexpr int kRows = 0, kPacked = 1, kColumns = 2;
   // B: row p at b + p*rsb, unit-stride along n; FULL_N=false masks loads beyond n_rem.
   // R <= MR rows are computed (the others of acc stay unused): a partial tile at the bottom edge
   // runs a shorter kernel instead of multiplying padding.
-  template <int R, bool PACKED_A, bool FULL_N>
+  template <int R, int AM, bool FULL_N>
   static inline void tile_rows(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
                           index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
@@ -161,31 +165,28 @@ struct Frame {
       __builtin_prefetch(c + i * rsc, 1, 3);
       __builtin_prefetch(c + i * rsc + (n_rem - 1) * csc, 1, 3);
     }
-    // Packed A advances by a sliver's MR values a step; a column-major A read in place (rows
-    // unit-stride, csa != 0) by its column stride.
-    const index_t astep = csa ? csa : MR;
     V acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)  // rows >= R are never stored (m_rem <= R); zeroed for clarity
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
 
-    // A column-major A read in place with long columns touches a new cache line (often a new
-    // page) every step, too far apart for the hardware prefetchers: ask for it a few steps ahead.
-    const bool far_a = PACKED_A && csa > 64;
     for (index_t p = 0; p < k; ++p) {
-      if (far_a) __builtin_prefetch(a + 8 * astep, 0, 3);
+      // A column-major A read in place touches a new cache line (with long columns a new page)
+      // every step, too far apart for the hardware prefetchers: ask for it a few steps ahead.
+      if (AM == kColumns) __builtin_prefetch(a + 8 * csa, 0, 3);
       V bv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
         bv[v] = FULL_N ? S::load(b + v * W) : S::loadn(b + v * W, n_rem - v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) {
-        V ai = S::set1(PACKED_A ? a[i] : arow[i][p * csa]);
+        V ai = S::set1(AM == kRows ? arow[i][p * csa] : a[i]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
       }
-      if (PACKED_A) a += astep;
+      if (AM == kPacked) a += MR;
+      if (AM == kColumns) a += csa;
       b += rsb;
     }
     store_tile(acc, m_rem, n_rem, alpha, beta, c, rsc, csc, ep, i0, j0);
@@ -194,18 +195,18 @@ struct Frame {
   static constexpr int kR2 = MR > 8 ? 8 : MR;  // row counts of the shorter edge kernels
   static constexpr int kR3 = MR > 4 ? 4 : MR;
 
-  template <bool PACKED_A, bool FULL_N>
+  template <int AM, bool FULL_N>
   static inline void tile(index_t k, const T* a, const T* const* arow, index_t csa, const T* b,
                           index_t rsb, int m_rem, int n_rem, T alpha, T beta, T* c, index_t rsc,
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
     if (m_rem > kR2) {
-      tile_rows<MR, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c, rsc,
+      tile_rows<MR, AM, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c, rsc,
                                       csc, ep, i0, j0);
     } else if (m_rem > kR3) {
-      tile_rows<kR2, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
+      tile_rows<kR2, AM, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
                                        rsc, csc, ep, i0, j0);
     } else {
-      tile_rows<kR3, PACKED_A, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
+      tile_rows<kR3, AM, FULL_N>(k, a, arow, csa, b, rsb, m_rem, n_rem, alpha, beta, c,
                                        rsc, csc, ep, i0, j0);
     }
   }
@@ -373,7 +374,7 @@ struct Frame {
               const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
               const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
               const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
-              tile<true, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
+              tile<kPacked, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
                                m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc,
                                p.rsc, p.csc, ep, i0, j0);
             }
@@ -415,20 +416,20 @@ struct Frame {
           const T* bp = pack_b_operand ? ws + jr * NR * p.k : b + j0;
           const index_t rb = pack_b_operand ? NR : rsb;
           if (pack_b_operand || n_rem == NR) {
-            tile<true, true>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
+            tile<kColumns, true>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
                              p.beta, cp, p.rsc, p.csc, ep, i0, j0);
           } else {
-            tile<true, false>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
+            tile<kColumns, false>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
                               p.beta, cp, p.rsc, p.csc, ep, i0, j0);
           }
         } else if (pack_b_operand) {
-          tile<false, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
+          tile<kRows, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
                             p.alpha, p.beta, cp, p.rsc, p.csc, ep, i0, j0);
         } else if (n_rem == NR) {
-          tile<false, true>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
+          tile<kRows, true>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
                             p.beta, cp, p.rsc, p.csc, ep, i0, j0);
         } else {
-          tile<false, false>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
+          tile<kRows, false>(p.k, nullptr, arow, p.csa, b + j0, rsb, m_rem, n_rem, p.alpha,
                              p.beta, cp, p.rsc, p.csc, ep, i0, j0);
         }
       }
