@@ -199,24 +199,21 @@ def test_device_arrays_dispatch_to_cuda():
 # the lazy Numba import
 
 IMPORT_PROBE = (
-    "import json, sys, time\n"
-    "t = time.perf_counter()\n"
+    "import json, sys\n"
     "import fastnn\n"
-    "dt = time.perf_counter() - t\n"
-    "print(json.dumps([dt, 'numba' in sys.modules, 'llvmlite' in sys.modules]))")
+    "print(json.dumps(['numba' in sys.modules, 'llvmlite' in sys.modules]))")
 
 
 def test_import_fastnn_does_not_import_numba():
-    dt, numba_loaded, llvmlite_loaded = run_json(IMPORT_PROBE, FASTNN_BACKEND="")
+    # What keeps `import fastnn` fast (an eager Numba import costs about a second); its time is
+    # not asserted here: timing belongs in bench/.
+    numba_loaded, llvmlite_loaded = run_json(IMPORT_PROBE, FASTNN_BACKEND="")
     assert not numba_loaded and not llvmlite_loaded
-    # Well under 0.3 s on an idle machine; the bound is loose so that a loaded one passes, yet
-    # an eager Numba import (about a second by itself) does not.
-    assert dt < 1.0, f"import fastnn took {dt:.2f} s"
 
 
 def test_numba_backend_env_still_imports_lazily():
     # FASTNN_BACKEND=numba picks the backend, but Numba loads on the first op, not on import.
-    _, numba_loaded, _ = run_json(IMPORT_PROBE, FASTNN_BACKEND="numba")
+    numba_loaded, _ = run_json(IMPORT_PROBE, FASTNN_BACKEND="numba")
     assert not numba_loaded
 
 

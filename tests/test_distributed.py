@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +37,10 @@ def _env():
 
 
 def _mpirun(case, outdir, timeout=120):
+    """Run the worker case on two ranks; a job that hangs fails with TimeoutExpired."""
     cmd = ["mpirun", "-n", "2", "--oversubscribe", sys.executable, str(WORKER), case,
            str(outdir)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    return proc, time.perf_counter() - t0
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _single(case, outdir):
@@ -158,7 +156,7 @@ def trained(tmp_path_factory):
     if not HAVE_MPI:
         pytest.skip("needs mpirun and mpi4py")
     out = tmp_path_factory.mktemp("dist")
-    proc, _ = _mpirun("train", out)
+    proc = _mpirun("train", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     one = _single("train", out)
     assert one.returncode == 0, one.stdout + one.stderr
@@ -206,16 +204,17 @@ def test_only_rank_zero_prints_and_checkpoints(trained):
 
 @needs_mpi
 def test_a_raising_rank_ends_the_job(tmp_path):
-    proc, elapsed = _mpirun("raise", tmp_path, timeout=60)
+    # Rank 0 is blocked in an allreduce when rank 1 raises: without the abort the job would
+    # hang, and the deadline turns a hang into a failure (no timing is asserted).
+    proc = _mpirun("raise", tmp_path, timeout=60)
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stderr
     assert "rank 1 raised RuntimeError; aborting" in proc.stderr
-    assert elapsed < 30  # rank 0 was blocked in an allreduce: it must not wait for rank 1
 
 
 @needs_mpi
 def test_mismatched_models_fail_clearly(tmp_path):
-    proc, _ = _mpirun("mismatch", tmp_path, timeout=60)
+    proc = _mpirun("mismatch", tmp_path, timeout=60)
     assert proc.returncode != 0
     assert "the model differs across ranks" in proc.stderr
     assert "float32[16, 12]" in proc.stderr and "float32[8, 12]" in proc.stderr
