@@ -287,30 +287,6 @@ void pad_band(T* xp, const T* x_img, const ConvGeom& g, index_t cgi, const PadBa
 
 // ---- the per-ISA loops (conv2d.h) -----------------------------------------------------------
 
-template <class T>
-void wino_input_generic(T* v, index_t sv, const T* r0, index_t pitch, index_t tw, T* tmp) {
-  wino_input_loop<T>(v, sv, r0, pitch, tw, tmp);
-}
-template <class T>
-void wino_output_generic(T* o, index_t so, const T* m, index_t sm, index_t cols, T bias) {
-  wino_output_loop<T>(o, so, m, sm, cols, bias);
-}
-
-template <class T>
-void wino_grad_generic(T* z, index_t sz, const T* d, index_t sd, index_t cols) {
-  wino_grad_loop<T>(z, sz, d, sd, cols);
-}
-
-template <class T>
-void direct_plane_generic(T* y, const T* x, const T* w, T bias, const ConvGeom& g) {
-  direct_plane_loop<T>(y, x, w, bias, g);
-}
-
-template <class T>
-void direct_plane_adjoint_generic(T* dx, const T* dy, const T* w, const ConvGeom& g) {
-  direct_plane_adjoint_loop<T>(dx, dy, w, g);
-}
-
 const ConvIsaLoops& conv_isa() {
 #if defined(FASTNN_HAVE_X86_KERNELS)
   switch (active_isa()) {
@@ -1265,13 +1241,8 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
 
 }  // namespace
 
-const ConvIsaLoops kConvLoopsGeneric = {
-    "generic",
-    {&wino_input_generic<float>, &wino_output_generic<float>, &wino_grad_generic<float>,
-     &direct_plane_generic<float>, &direct_plane_adjoint_generic<float>},
-    {&wino_input_generic<double>, &wino_output_generic<double>, &wino_grad_generic<double>,
-     &direct_plane_generic<double>, &direct_plane_adjoint_generic<double>},
-};
+const ConvIsaLoops kConvLoopsGeneric = {"generic", conv_loops_of_this_file<float>(),
+                                        conv_loops_of_this_file<double>()};
 
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {

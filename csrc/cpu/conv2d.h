@@ -261,4 +261,13 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
   }
 }
 
+// The loops above as one ISA's table: each file that calls this (the baseline conv2d.cpp and
+// kernels/<isa>/conv_<isa>.cpp) takes the addresses of its own static copies, compiled with its
+// own flags.
+template <class T>
+static constexpr ConvLoops<T> conv_loops_of_this_file() {
+  return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
+          &direct_plane_adjoint_loop<T>};
+}
+
 }  // namespace fastnn
