@@ -115,18 +115,27 @@ struct Pool {
   }
 
   // Returns once the generation differs from `seen`. `spin` false: sleep at once.
-  std::uint32_t wait_for_job(std::uint32_t seen, bool spin, bool* slept) {
+  std::uint32_t wait_for_job(std::uint32_t seen, bool spin, bool* slept, bool* starved) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t limit = spin ? spin_ns() : 0;
     *slept = false;
+    *starved = false;
     auto last = t0;
     for (int i = 1;; ++i) {
       const std::uint32_t g = gen_of(state.load(std::memory_order_acquire));
       if (g != seen) return g;
       // Yield the core on every turn after the first few: another library's thread that wants
       // it (OpenBLAS's, for the NumPy call that follows ours) gets it at once.
-      if (i < 32) cpu_relax();
-      else yield_core();
+      if (i < 32) {
+        cpu_relax();
+      } else {
+        const std::int64_t y0 = now_ns();
+        yield_core();
+        // A yield that gave the core away for a whole time slice: a thread that never yields
+        // holds it (OpenBLAS's idle workers spin without yielding for ~0.1 s after a
+        // call). This worker then only ever gets the core at the ends of its time slices.
+        if (now_ns() - y0 > kLateUs * 1000) *starved = true;
+      }
       if ((i & 7) == 0) {
         const auto now = std::chrono::steady_clock::now();
         // A gap between two looks means the OS gave this core to another thread for a while:
@@ -164,10 +173,13 @@ struct Pool {
     std::int64_t calm_until = 0;
     for (;;) {
       const std::int64_t before = now_ns();
-      bool slept = false;
-      seen = wait_for_job(seen, before >= calm_until, &slept);
+      bool slept = false, starved = false;
+      seen = wait_for_job(seen, before >= calm_until, &slept, &starved);
       const std::int64_t seen_at = now_ns();
-      if (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000)
+      // Seeing the job late is one sign; a yield that cost a time slice is the other: while the
+      // caller keeps posting jobs, the job seen after such a yield is a fresh one.
+      if (starved ||
+          (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000))
         calm_until = seen_at + kCalmNs;
       DenormalGuard guard;
       join(seen, slot);
