@@ -107,7 +107,7 @@ def _worker_fastnn(a: argparse.Namespace) -> Optional[Dict[str, Any]]:
         opt = fastnn.optim.Adam(LR)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
     dist_fit = ranks > 1
-    warm = WARMUP_STEPS * a.global_batch
+    warm = min(WARMUP_STEPS * a.global_batch, len(x))
     model.fit(x[:warm], y[:warm], epochs=1, batch_size=batch, verbose=0, distributed=dist_fit)
     times = []
     for e in range(a.epochs):
@@ -156,7 +156,7 @@ def _worker_torch(a: argparse.Namespace) -> Optional[Dict[str, Any]]:
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
 
-    epoch(WARMUP_STEPS * a.global_batch, 1000)
+    epoch(min(WARMUP_STEPS * a.global_batch, len(x)), 1000)
     times = []
     for e in range(a.epochs):
         if ranks > 1:
