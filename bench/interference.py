@@ -83,6 +83,23 @@ def _measure_all(conditions: List[Tuple[int, str, str]], ops: Dict[int, Dict[str
             for c in conditions}
 
 
+def _wake_latency(fastnn: Any, samples: int = 100) -> Optional[Dict[str, float]]:
+    """Median microseconds from waking a sleeping thread on another core to its running: on an
+    idle machine, and right after a NumPy product (OpenBLAS's worker then spins on that core).
+    A product shorter than this cannot use a second thread that has to be woken first."""
+    probe = getattr(fastnn._C, "_wake_latency_us", None)
+    if probe is None:
+        return None
+    import numpy as np
+    a = np.ones((128, 128), dtype=np.float32)
+    idle = [probe() for _ in range(samples)]
+    after = []
+    for _ in range(samples):
+        a @ a
+        after.append(probe())
+    return {"idle": float(np.median(idle)), "after_numpy": float(np.median(after))}
+
+
 def run(threads: int, quick: bool, sizes: Tuple[int, ...] = SIZES) -> Dict[str, Any]:
     mods: Dict[str, Any] = {}
     note = limit_numpy_blas(threads)
@@ -92,6 +109,7 @@ def run(threads: int, quick: bool, sizes: Tuple[int, ...] = SIZES) -> Dict[str, 
         import torch
         torch.set_num_threads(threads)
         mods["torch"] = torch
+    wake = _wake_latency(fastnn)
     present = {"numpy", *mods}
     pairs = [p for p in PAIRS if p[0] in present and p[1] in present]
     # each timed library after itself (the baseline), then after each other library
@@ -113,6 +131,7 @@ def run(threads: int, quick: bool, sizes: Tuple[int, ...] = SIZES) -> Dict[str, 
                         "fastnn_build_info": fastnn.build_info(),
                         "torch": getattr(mods.get("torch"), "__version__", None),
                         "notes": [note] if note else []},
+            "wake_latency_us": wake,
             "rows": rows, "settle_s": SETTLE_S,
             "statistic": "median over repeats of the mean seconds per timed call; slowdown: "
                          "median after the other library / median after itself"}
@@ -133,6 +152,12 @@ def report(res: Dict[str, Any]) -> str:
                      "-" if r["target"] is None else f"<= {r['target']}", verdict])
     body = table(["n", "timed", "preceded by", "after itself us", "IQR", "after other us",
                   "IQR", "slowdown", "paired", "target", ""], rows)
+    wake = res.get("wake_latency_us")
+    if wake:
+        body += (f"\nWaking a sleeping thread on another core takes {num(wake['idle'])} us "
+                 f"(idle machine) and {num(wake['after_numpy'])} us right after a NumPy product "
+                 "(OpenBLAS's worker spinning on that core), median of 100: a product shorter "
+                 "than that runs on the calling thread alone before a woken worker arrives.")
     return (f"{title}\n{body}\n(gemm on n x n float32; slowdown = median after the other "
             "library / median after itself, the verdict's figure; paired = median of the same "
             "ratio taken repeat by repeat (the two samples are taken a moment apart, so outside "

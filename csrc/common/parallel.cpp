@@ -307,6 +307,52 @@ void run_parallel(std::int64_t n_chunks, int nthreads, ChunkFn fn, void* ctx) {
 
 void testing::hold_workers(bool hold) { g_hold_workers.store(hold, std::memory_order_relaxed); }
 
+double testing::wake_latency_us() {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool go = false, asleep = false;
+  std::atomic<std::int64_t> ran_at{0};
+#if defined(__linux__)
+  const int caller_cpu = sched_getcpu();
+#endif
+  std::thread sleeper([&] {
+#if defined(__linux__)
+    // On another core than the caller's, where a pool worker waits: a thread woken on the
+    // waker's own core runs after a local reschedule, which says nothing about the pool.
+    cpu_set_t set;
+    if (caller_cpu >= 0 && sched_getaffinity(0, sizeof(set), &set) == 0 &&
+        CPU_COUNT(&set) > 1 && CPU_ISSET(caller_cpu, &set)) {
+      CPU_CLR(caller_cpu, &set);
+      sched_setaffinity(0, sizeof(set), &set);
+    }
+#endif
+    std::unique_lock<std::mutex> lk(mu);
+    asleep = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return go; });
+    ran_at.store(now_ns(), std::memory_order_release);
+  });
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return asleep; });
+  }
+  // It released the mutex inside wait(): asleep in the kernel, or about to be. Give it time
+  // to get there, so that the sample is a wake-up and not a spin.
+  std::this_thread::sleep_for(std::chrono::microseconds(300));
+  const std::int64_t t0 = now_ns();
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    go = true;
+  }
+  cv.notify_all();
+  for (int i = 0; ran_at.load(std::memory_order_acquire) == 0; ++i) {
+    if (i < 100000) cpu_relax();
+    else yield_core();  // woken onto this core: let it run
+  }
+  sleeper.join();
+  return double(ran_at.load(std::memory_order_relaxed) - t0) / 1e3;
+}
+
 int pool_workers() {
   Pool* p = g_pool.load(std::memory_order_acquire);
   return p ? p->nworkers.load(std::memory_order_relaxed) : 0;

@@ -59,6 +59,10 @@ namespace testing {
 // While held, pool workers wake up for jobs but claim no chunk: the situation of workers the OS
 // never schedules, which the caller must survive by running every chunk itself.
 void hold_workers(bool hold);
+// One sample of the machine's wake-up latency: a new thread goes to sleep on a condition
+// variable, this one wakes it, and the microseconds until it runs are returned. A job shorter
+// than this gains nothing from a sleeping worker (the bench's interference section reports it).
+double wake_latency_us();
 }  // namespace testing
 
 }  // namespace fastnn

@@ -75,6 +75,13 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false,
       py::arg("chunk_us") = 0.0);
+  m.def(
+      "_wake_latency_us",
+      [] {
+        py::gil_scoped_release nogil;
+        return fastnn::testing::wake_latency_us();
+      },
+      "One sample: microseconds from waking a sleeping thread to its running.");
   fastnn::bind_gemm(m);
   fastnn::bind_elementwise(m);
   fastnn::bind_nn_activations(m);
