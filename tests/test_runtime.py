@@ -86,6 +86,13 @@ def test_workers_do_take_part():
     pytest.fail("no chunk of ten 40 ms jobs ran on a worker")
 
 
+def test_wake_latency_probe_returns_a_duration():
+    # The bench's probe: a thread put to sleep and woken must run, after a positive and finite
+    # delay (it would hang, or read a clock not yet written, if the handshake were wrong).
+    samples = [_run_with_deadline(_C._wake_latency_us) for _ in range(5)]
+    assert all(np.isfinite(x) and 0.0 < x for x in samples)
+
+
 def test_pool_grows_with_the_thread_count(threads):
     threads(5)
     _C._parallel_probe(50, 5, False, 1.0)
