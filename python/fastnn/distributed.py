@@ -522,7 +522,10 @@ class DistributedOptimizer(_optim.Optimizer):
         bk = self._buckets[b]
         np.multiply(grad.reshape(-1), self._scale, out=bk.buf[off:off + n])
         bk.pending -= 1
-        if bk.pending == 0 and self.overlap:
+        # The last bucket completes with the backward pass: nothing is left to overlap it with,
+        # and step() reduces it with a blocking allreduce (400 KB: 81 us against 125 us for a
+        # non-blocking one polled to completion, on 2 ranks of one machine).
+        if bk.pending == 0 and self.overlap and bk is not self._buckets[-1]:
             self._start(bk)
 
     def progress(self) -> None:
@@ -531,10 +534,13 @@ class DistributedOptimizer(_optim.Optimizer):
         if self._active:
             _MPI.Request.Testall(self._active)
 
-    def _start(self, bk: _Bucket) -> None:
+    def _start(self, bk: _Bucket, blocking: bool = False) -> None:
         if bk.extra:
             bk.buf[-1] = 0.0 if self._loss is None else self._loss * self._scale
-        if _size > 1:
+        if _size > 1 and blocking:
+            _comm.Allreduce(_MPI.IN_PLACE, bk.buf, op=_MPI.SUM)
+            bk.request = _MPI.REQUEST_NULL
+        elif _size > 1:
             bk.request = _comm.Iallreduce(_MPI.IN_PLACE, bk.buf, op=_MPI.SUM)
             self._active.append(bk.request)
         else:
@@ -559,7 +565,9 @@ class DistributedOptimizer(_optim.Optimizer):
                                              f"a parameter of shape {self._params[j].shape}")
                         np.multiply(np.asarray(g).reshape(-1), self._scale,
                                     out=bk.buf[off:off + n])
-                self._start(bk)
+                t0 = time.perf_counter()
+                self._start(bk, blocking=i == len(self._buckets) - 1)
+                self.stats["wait_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if _size > 1:
             _wait_all([bk.request for bk in self._buckets])
