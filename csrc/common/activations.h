@@ -17,7 +17,7 @@ enum Kind : int {
   TANH = 4,
   ELU = 5,         // param: alpha
   SELU = 6,
-  GELU = 7,        // exact (erf) form, as PyTorch's default
+  GELU = 7,        // exact (erf) form, as PyTorch's default: x Phi(x), Phi the normal CDF
 };
 
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
@@ -31,8 +31,8 @@ FASTNN_HD float m_expm1(float x) { return expm1f(x); }
 FASTNN_HD double m_expm1(double x) { return expm1(x); }
 FASTNN_HD float m_tanh(float x) { return tanhf(x); }
 FASTNN_HD double m_tanh(double x) { return tanh(x); }
-FASTNN_HD float m_erf(float x) { return erff(x); }
-FASTNN_HD double m_erf(double x) { return erf(x); }
+FASTNN_HD float m_erfc(float x) { return erfcf(x); }
+FASTNN_HD double m_erfc(double x) { return erfc(x); }
 
 // Sigmoid without overflow: exp is only ever taken of a non-positive number.
 template <class T>
@@ -52,7 +52,9 @@ FASTNN_HD T forward(int kind, T z, T param) {
     case TANH: return m_tanh(z);
     case ELU: return z > T(0) ? z : param * m_expm1(z);
     case SELU: return z > T(0) ? T(kSeluScale) * z : T(kSeluScale * kSeluAlpha) * m_expm1(z);
-    case GELU: return T(0.5) * z * (T(1) + m_erf(z * T(kInvSqrt2)));
+    // Phi(z) = erfc(-z/sqrt2)/2: unlike (1 + erf(z/sqrt2))/2 it keeps its relative precision
+    // in the negative tail.
+    case GELU: return T(0.5) * z * m_erfc(-z * T(kInvSqrt2));
     default: return z;
   }
 }
@@ -69,7 +71,7 @@ FASTNN_HD T derivative(int kind, T z, T y, T param) {
     case ELU: return y > T(0) ? T(1) : y + param;
     case SELU: return y > T(0) ? T(kSeluScale) : y + T(kSeluScale * kSeluAlpha);
     case GELU: {
-      T cdf = T(0.5) * (T(1) + m_erf(z * T(kInvSqrt2)));
+      T cdf = T(0.5) * m_erfc(-z * T(kInvSqrt2));
       return cdf + z * T(kInvSqrt2Pi) * m_exp(T(-0.5) * z * z);
     }
     default: return T(1);

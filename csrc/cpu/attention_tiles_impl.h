@@ -10,24 +10,25 @@
 
 using AT = index_t;
 
-// C block (R rows x NV vectors) := mode(C) + A B over kdim; TAIL: the last vector holds only
-// `tail` columns of B (C is padded, so it is stored whole).
-template <class V, int R, int NV, bool TAIL>
+// C block (R rows x NV vectors) := MODE(C) + A B over kdim; TAIL: the last vector holds only
+// `tail` columns of B (C is padded, so it is stored whole). MODE is a template argument: with
+// it a run-time value, GCC spilled the 24 accumulators around the k loop of every block.
+template <class V, int R, int NV, bool TAIL, int MODE>
 static void gemm_block(typename V::T* __restrict c, AT ldc, const typename V::T* __restrict a,
                        AT rsa, AT csa, const typename V::T* __restrict b, AT ldb, AT kdim,
-                       int mode, const typename V::T* rowscale, int tail) {
+                       const typename V::T* rowscale, int tail) {
   using Reg = typename V::Reg;
   constexpr int W = V::W;
   Reg acc[R][NV];
-  if (mode == kSet) {
+  if constexpr (MODE == kSet) {
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   } else {
     for (int r = 0; r < R; ++r) {
-      const Reg s = V::set1(mode == kScaleAdd ? rowscale[r] : typename V::T(1));
-      for (int v = 0; v < NV; ++v) {
-        acc[r][v] = V::load(c + r * ldc + v * W);
-        if (mode == kScaleAdd) acc[r][v] = V::mul(acc[r][v], s);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::load(c + r * ldc + v * W);
+      if constexpr (MODE == kScaleAdd) {
+        const Reg s = V::set1(rowscale[r]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::mul(acc[r][v], s);
       }
     }
   }
@@ -46,39 +47,39 @@ static void gemm_block(typename V::T* __restrict c, AT ldc, const typename V::T*
     for (int v = 0; v < NV; ++v) V::store(c + r * ldc + v * W, acc[r][v]);
 }
 
-template <class V, int R, int NV>
+template <class V, int MODE, int R, int NV>
 static void gemm_r(int rows, typename V::T* c, AT ldc, const typename V::T* a, AT rsa, AT csa,
-                   const typename V::T* b, AT ldb, AT kdim, int mode,
-                   const typename V::T* rowscale, int tail) {
+                   const typename V::T* b, AT ldb, AT kdim, const typename V::T* rowscale,
+                   int tail) {
   if constexpr (R > 1) {
     if (rows < R) {
-      gemm_r<V, R - 1, NV>(rows, c, ldc, a, rsa, csa, b, ldb, kdim, mode, rowscale, tail);
+      gemm_r<V, MODE, R - 1, NV>(rows, c, ldc, a, rsa, csa, b, ldb, kdim, rowscale, tail);
       return;
     }
   }
-  if (tail) gemm_block<V, R, NV, true>(c, ldc, a, rsa, csa, b, ldb, kdim, mode, rowscale, tail);
-  else gemm_block<V, R, NV, false>(c, ldc, a, rsa, csa, b, ldb, kdim, mode, rowscale, 0);
+  if (tail) gemm_block<V, R, NV, true, MODE>(c, ldc, a, rsa, csa, b, ldb, kdim, rowscale, tail);
+  else gemm_block<V, R, NV, false, MODE>(c, ldc, a, rsa, csa, b, ldb, kdim, rowscale, 0);
 }
 
-template <class V, int NV>
+template <class V, int MODE, int NV>
 static void gemm_v(int nv, int rows, typename V::T* c, AT ldc, const typename V::T* a, AT rsa,
-                   AT csa, const typename V::T* b, AT ldb, AT kdim, int mode,
+                   AT csa, const typename V::T* b, AT ldb, AT kdim,
                    const typename V::T* rowscale, int tail) {
   if constexpr (NV > 1) {
     if (nv < NV) {
-      gemm_v<V, NV - 1>(nv, rows, c, ldc, a, rsa, csa, b, ldb, kdim, mode, rowscale, tail);
+      gemm_v<V, MODE, NV - 1>(nv, rows, c, ldc, a, rsa, csa, b, ldb, kdim, rowscale, tail);
       return;
     }
   }
-  gemm_r<V, V::RM, NV>(rows, c, ldc, a, rsa, csa, b, ldb, kdim, mode, rowscale, tail);
+  gemm_r<V, MODE, V::RM, NV>(rows, c, ldc, a, rsa, csa, b, ldb, kdim, rowscale, tail);
 }
 
 // Column blocks outside, row blocks inside: a block's kdim x NV*W slice of B stays in L1 while
 // every row block of A streams past it.
-template <class V>
-static void tile_gemm(typename V::T* c, AT ldc, const typename V::T* a, AT rsa, AT csa,
-                      const typename V::T* b, AT ldb, AT rows, AT ncols, AT kdim, int mode,
-                      const typename V::T* rowscale) {
+template <class V, int MODE>
+static void tile_gemm_mode(typename V::T* c, AT ldc, const typename V::T* a, AT rsa, AT csa,
+                           const typename V::T* b, AT ldb, AT rows, AT ncols, AT kdim,
+                           const typename V::T* rowscale) {
   constexpr int W = V::W;
   const AT nvec = (ncols + W - 1) / W;
   const int tail = static_cast<int>(ncols % W);
@@ -87,9 +88,24 @@ static void tile_gemm(typename V::T* c, AT ldc, const typename V::T* a, AT rsa, 
     const int t = v0 + nv == nvec ? tail : 0;
     for (AT r0 = 0; r0 < rows; r0 += V::RM) {
       const int nr = static_cast<int>(rows - r0 < V::RM ? rows - r0 : V::RM);
-      gemm_v<V, V::NV>(nv, nr, c + r0 * ldc + v0 * W, ldc, a + r0 * rsa, rsa, csa, b + v0 * W,
-                       ldb, kdim, mode, rowscale ? rowscale + r0 : nullptr, t);
+      gemm_v<V, MODE, V::NV>(nv, nr, c + r0 * ldc + v0 * W, ldc, a + r0 * rsa, rsa, csa,
+                             b + v0 * W, ldb, kdim, rowscale ? rowscale + r0 : nullptr, t);
     }
+  }
+}
+
+template <class V>
+static void tile_gemm(typename V::T* c, AT ldc, const typename V::T* a, AT rsa, AT csa,
+                      const typename V::T* b, AT ldb, AT rows, AT ncols, AT kdim, int mode,
+                      const typename V::T* rowscale) {
+  switch (mode) {
+    case kAdd:
+      return tile_gemm_mode<V, kAdd>(c, ldc, a, rsa, csa, b, ldb, rows, ncols, kdim, rowscale);
+    case kScaleAdd:
+      return tile_gemm_mode<V, kScaleAdd>(c, ldc, a, rsa, csa, b, ldb, rows, ncols, kdim,
+                                          rowscale);
+    default:
+      return tile_gemm_mode<V, kSet>(c, ldc, a, rsa, csa, b, ldb, rows, ncols, kdim, rowscale);
   }
 }
 

@@ -66,6 +66,13 @@ struct Frame {
         for (int i = 0; i < m_rem; ++i) rbm_row(dst + i * ld, n_rem, ep, i0 + i, j0);
         return;
       }
+      if constexpr (std::is_same_v<T, float>) {
+        if (ep->act == act::GELU) {  // the vector GELU of csrc/cpu/act_rows.h
+          const ActRows& rows = act_rows();
+          for (int i = 0; i < m_rem; ++i) rows.gelu(dst + i * ld, dst + i * ld, n_rem);
+          return;
+        }
+      }
       for (int i = 0; i < m_rem; ++i) {
         T* row = dst + i * ld;
         for (int j = 0; j < n_rem; ++j) row[j] = act::forward<T>(ep->act, row[j], ep->act_param);

@@ -283,9 +283,15 @@ class MultiHeadAttention(_SeededLayer):
         ctx.key_is_value = key_is_value
         if ctx.fused:
             y, pc = ops.linear_forward(q_in, self._fused_kernel, self._fused_bias)
-            qh = _split_heads(y[..., :hk], h, kd)
-            kh = _split_heads(y[..., hk:2 * hk], h, kd)
-            vh = _split_heads(y[..., 2 * hk:], h, vd)
+            if kd == vd:
+                # One copy puts all three in the op's (B, H, N, d) layout, instead of the op
+                # copying three strided views.
+                qkv = np.ascontiguousarray(y.reshape(b, nq, 3, h, kd).transpose(2, 0, 3, 1, 4))
+                qh, kh, vh = qkv[0], qkv[1], qkv[2]
+            else:
+                qh = _split_heads(y[..., :hk], h, kd)
+                kh = _split_heads(y[..., hk:2 * hk], h, kd)
+                vh = _split_heads(y[..., 2 * hk:], h, vd)
             ctx.proj = pc
         else:
             qp, cq = ops.linear_forward(q_in, self.query_kernel, self.query_bias)

@@ -105,12 +105,12 @@ def sigmoid(x):
 
 @numba.njit(cache=True)
 def gelu(z):
-    return 0.5 * z * (1.0 + math.erf(z * INV_SQRT2))
+    return 0.5 * z * math.erfc(-z * INV_SQRT2)
 
 
 @numba.njit(cache=True)
 def gelu_derivative(z):
-    cdf = 0.5 * (1.0 + math.erf(z * INV_SQRT2))
+    cdf = 0.5 * math.erfc(-z * INV_SQRT2)
     return cdf + z * INV_SQRT2PI * math.exp(-0.5 * z * z)
 
 

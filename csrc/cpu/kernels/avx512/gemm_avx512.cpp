@@ -17,12 +17,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/activations.h"
 #include "common/rbm_math.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
+#include "cpu/act_rows.h"
 #include "cpu/gemm/dispatch.h"
 
 namespace fastnn {

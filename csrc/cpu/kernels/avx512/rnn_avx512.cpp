@@ -18,34 +18,7 @@
 namespace fastnn {
 namespace rnn_avx512 {
 
-struct VecF {
-  using R = __m512;
-  static constexpr int N = 16;
-  static R load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
-  static R set1(float v) { return _mm512_set1_ps(v); }
-  static R add(R a, R b) { return _mm512_add_ps(a, b); }
-  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
-  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-  static R div(R a, R b) { return _mm512_div_ps(a, b); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R min(R a, R b) { return _mm512_min_ps(a, b); }
-  static R max(R a, R b) { return _mm512_max_ps(a, b); }
-  static R abs(R a) { return _mm512_abs_ps(a); }
-  static R copysign(R mag, R sgn) {
-    const __m512i m = _mm512_set1_epi32(0x7fffffff);
-    // m ? mag : sgn, bit by bit (truth table 0xCA)
-    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(mag),
-                                                         _mm512_castps_si512(sgn), 0xCA));
-  }
-  static R select_lt(R a, R b, R x, R y) {
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
-  }
-  static R pow2i(R n) {
-    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
-  }
-};
+#include "cpu/kernels/avx512/vecf_avx512.h"
 
 #include "cpu/kernels/vmath_impl.h"
 #include "cpu/kernels/rnn_rows_impl.h"

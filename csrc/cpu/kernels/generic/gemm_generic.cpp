@@ -3,12 +3,14 @@
 // = 4 x 2 vectors of 8 (or 4) lanes, small enough to stay in 16 baseline registers.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/activations.h"
 #include "common/rbm_math.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
+#include "cpu/act_rows.h"
 #include "cpu/gemm/dispatch.h"
 
 namespace fastnn {

@@ -1,0 +1,34 @@
+// The float32 vector wrapper of the AVX512 files that use csrc/cpu/kernels/vmath_impl.h (the
+// recurrent gates, the elementwise activations). Included inside the including file's own
+// namespace, after <immintrin.h> (no header guard on purpose: each file gets its own copy).
+
+struct VecF {
+  using R = __m512;
+  static constexpr int N = 16;
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R abs(R a) { return _mm512_abs_ps(a); }
+  static R copysign(R mag, R sgn) {
+    const __m512i m = _mm512_set1_epi32(0x7fffffff);
+    // m ? mag : sgn, bit by bit (truth table 0xCA)
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(mag),
+                                                         _mm512_castps_si512(sgn), 0xCA));
+  }
+  static R select_lt(R a, R b, R x, R y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
+  }
+  static R pow2i(R n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+  // x*x - hi exactly (hi the rounded square), for the Gaussian tails of vmath_impl.h.
+  static R square_err(R x, R hi) { return _mm512_fmsub_ps(x, x, hi); }
+};
