@@ -1,6 +1,6 @@
 // The recurrent drivers (LSTM, GRU, Elman RNN), forward and backward through time.
 //
-// Forward: the input projections of all steps are one GEMM into a (B, T, G*H) buffer whose
+// Forward: the input projections of all steps are one GEMM into a (T, B, G*H) buffer whose
 // columns are permuted so that each block of 16 hidden units owns G*16 contiguous columns (its
 // gates side by side). Per step, one parallel job over chunks of unit blocks: a chunk runs its
 // slice of the recurrent GEMM, accumulating U h into its columns of the step (beta = 1; the
@@ -19,6 +19,9 @@
 // kept for all steps; dx, dW_ih and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y (flattened
 // (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran) and then
 // replaces the pairing at each sequence start by h0, with one small GEMM.
+//
+// LSTM and RNN with inputs no wider than the state fold the projection into the per-step
+// product instead (fuse_input): one GEMM per step over [x_t | h_{t-1} | 1].
 //
 // Small problems do not pay for threads: the chunk job runs on threads_for(work) threads.
 #include "cpu/rnn.h"
@@ -122,11 +125,11 @@ struct Steps {
   int threads = 1;
 };
 
-Steps plan_steps(index_t B, index_t H, int G, std::size_t elem) {
+Steps plan_steps(index_t B, index_t H, int G, std::size_t elem, index_t K) {
   const index_t nblocks = (H + kRnnBlock - 1) / kRnnBlock;
   Steps s;
   s.threads = threads_for(double(B) * G * double(H) * double(H));
-  const double panel = double(G) * double(H) * double(H) * double(elem);
+  const double panel = double(G) * double(H) * double(K) * double(elem);
   index_t chunks = std::max<index_t>(s.threads, index_t(std::ceil(panel / kPanelBytes)));
   chunks = (chunks + s.threads - 1) / s.threads * s.threads;
   chunks = std::min(chunks, nblocks);
@@ -223,15 +226,26 @@ struct StepGemm {
   void pack_b(index_t c, index_t n, const T* b, index_t rsb) const {
     K->pack_b(bp + c * bstride, k, n, b, rsb, 1);
   }
-  // C (m x n, row stride ldc) = beta*C + A @ B_c, A (m x k, row stride lda) being step st's.
-  void run(index_t st, int slot, index_t c, index_t n, const T* a, index_t lda, T* cm,
-           index_t ldc, T beta) {
+  // Columns [p0, p0 + kc) of the packed A at as from a (m x kc, row stride lda; lda = 0 with
+  // kc = 1: the column of a's one value).
+  void pack_a(T* as, index_t p0, index_t kc, const T* a, index_t lda) const {
+    K->pack_a(as, m, k, p0, kc, a, lda, lda ? 1 : 0);
+  }
+  // C (m x n, row stride ldc) = beta*C + A @ B_c, A being step st's: pack(as) packs it into
+  // `as` (pack_a) the first time this slot needs it.
+  template <class Pack>
+  void run(index_t st, int slot, index_t c, index_t n, Pack&& pack, T* cm, index_t ldc, T beta) {
     T* as = ap + slot * astride;
     if (tag[std::size_t(slot)] != st) {
-      K->pack_a(as, m, k, a, lda, 1);
+      pack(as);
       tag[std::size_t(slot)] = st;
     }
     K->packed(m, n, k, as, bp + c * bstride, cm, ldc, beta);
+  }
+  // The same with A (m x k, row stride lda) in one array.
+  void run(index_t st, int slot, index_t c, index_t n, const T* a, index_t lda, T* cm,
+           index_t ldc, T beta) {
+    run(st, slot, c, n, [&](T* as) { pack_a(as, 0, k, a, lda); }, cm, ldc, beta);
   }
 };
 
@@ -332,45 +346,80 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
 // chunk (whh_t, ldw), the inputs of every step projected into xp (ldx apart) with the bias
 // b_ih + b_add (b_add may be null), and the two state buffers hbuf with h0 in the first.
 // `extra` more bytes stay in cv for the caller.
+// Whether the forward folds the input projection into the per-step product (LSTM and RNN; the
+// GRU needs W_n x apart from U_n h). Per step the weights [W_ih; W_hh] are read from L2 instead
+// of W_hh alone, and in exchange the projection of all steps (T*B x G*H, 26 MB at the bench
+// size) never goes to memory and back. Only while the input is no wider than the state, so the
+// per-step weights stay at most about twice the recurrent ones. (Bench size, one thread of an
+// AVX-512 Xeon: LSTM inference 56 -> 51 ms of CPU time.)
+bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
+
 template <class T>
 struct ForwardWork {
   Steps s;
   index_t ldx;
+  bool fused;
   Carve cv;
   StepGemm<T> sg;
   T* xp;
   T* hbuf;
+  // Step t's pre-activations: the projected step, or the one step buffer when fused.
+  T* pre(index_t t, index_t B) const { return fused ? xp : xp + t * B * ldx; }
+  // Step t's product for chunk ch, columns [col0, col0 + n) of pre(t): U h_{t-1} added to the
+  // projection, or (fused) the whole [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T.
+  void product(index_t t, int slot, index_t ch, index_t col0, index_t n, const T* x,
+               const T* hp, const RnnDims& d) {
+    T* c = pre(t, d.B) + col0;
+    if (!fused) {
+      sg.run(t, slot, ch, n, hp, d.H, c, ldx, T(1));
+      return;
+    }
+    const T one = T(1);
+    sg.run(
+        t, slot, ch, n,
+        [&](T* as) {
+          sg.pack_a(as, 0, d.I, x + t * d.I, d.T * d.I);
+          sg.pack_a(as, d.I, d.H, hp, d.H);
+          sg.pack_a(as, d.I + d.H, 1, &one, 0);
+        },
+        c, ldx, T(0));
+  }
 };
 
 template <class T>
 ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0, const T* w_ih,
-                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra) {
+                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra,
+                               bool fuse) {
   const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
   ForwardWork<T> f;
-  f.s = plan_steps(B, H, G, sizeof(T));
+  f.fused = fuse;
+  const index_t K = fuse ? I + H + 1 : H;  // fused: [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T
+  f.s = plan_steps(B, H, G, sizeof(T), K);
   f.ldx = padded<T>(GH);
-  f.sg = StepGemm<T>::plan(B, H, G * f.s.units, f.s.threads);
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(H * GH) +
-                            f.sg.bytes(f.s.chunks) + Carve::bytes<T>(GH) +
-                            Carve::bytes<T>(Tn * B * f.ldx) + Carve::bytes<T>(Tn * B * I) +
+  f.sg = StepGemm<T>::plan(B, K, G * f.s.units, f.s.threads);
+  const index_t xp_rows = fuse ? B : Tn * B, xt_elems = fuse ? 0 : Tn * B * I;
+  const std::size_t total = Carve::bytes<T>((I + H + 1) * GH) + f.sg.bytes(f.s.chunks) +
+                            Carve::bytes<T>(xp_rows * f.ldx) + Carve::bytes<T>(xt_elems) +
                             Carve::bytes<T>(2 * B * H) + extra;
   Carve& cv = f.cv;
   cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  T* whh_t = cv.take<T>(H * GH);
+  // wih_t and whh_t adjoin, and the bias row follows: together the fused operand (K x GH)
+  T* wih_t = cv.take<T>((I + H + 1) * GH);
+  T* whh_t = wih_t + I * GH;
+  T* bias = whh_t + H * GH;
   f.sg.take(cv, f.s.chunks);
-  T* bias = cv.take<T>(GH);
-  f.xp = cv.take<T>(Tn * B * f.ldx);
-  T* xt = cv.take<T>(Tn * B * I);
+  f.xp = cv.take<T>(xp_rows * f.ldx);
+  T* xt = cv.take<T>(xt_elems);
   f.hbuf = cv.take<T>(2 * B * H);
   pack_weights(wih_t, w_ih, G, H, I);
   pack_weights(whh_t, w_hh, G, H, H);
+  pack_bias(bias, b_ih, b_add, G, H);
+  const T* wk = fuse ? wih_t : whh_t;
   for (index_t c = 0; c < f.s.chunks; ++c) {
     const index_t u0 = c * f.s.units, u1 = std::min(H, u0 + f.s.units);
-    f.sg.pack_b(c, G * (u1 - u0), whh_t + G * u0, GH);
+    f.sg.pack_b(c, G * (u1 - u0), wk + G * u0, GH);
   }
-  pack_bias(bias, b_ih, b_add, G, H);
-  project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
+  if (!fuse) project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
   std::memcpy(f.hbuf, h0, std::size_t(B * H) * sizeof(T));
   return f;
 }
@@ -391,7 +440,7 @@ template <class T>
 BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, int dg_arrays) {
   const index_t H = d.H, GH = G * H;
   BackwardWork<T> bw;
-  bw.s = plan_steps(d.B, H, G, sizeof(T));
+  bw.s = plan_steps(d.B, H, G, sizeof(T), H);
   bw.ldg = padded<T>(GH);
   bw.sg = StepGemm<T>::plan(d.B, GH, bw.s.units, bw.s.threads);
   Carve cv;
@@ -471,18 +520,17 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
                   const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, H = d.H;
-  ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0, fuse_input(d));
   const index_t ldx = f.ldx;
-  T* xp = f.xp;
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        f.sg.run(t, slot, ch, G * (u1 - u0), hp, H, xp + t * B * ldx + G * u0, ldx, T(1));
+        f.product(t, slot, ch, G * u0, G * (u1 - u0), x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
-        R.lstm_fwd(xp + (t * B + b) * ldx, c_n + b * H, hn + b * H, yr,
+        R.lstm_fwd(f.pre(t, B) + b * ldx, c_n + b * H, hn + b * H, yr,
                    gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
       });
 }
@@ -530,7 +578,7 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   const index_t ldx = padded<T>(GH);
   // b_hh stays apart from the projection (r multiplies U h + b_hn); rec holds a step's U h + b_hh
   ForwardWork<T> f = prepare_forward<T>(G, d, x, h0, w_ih, w_hh, b_ih, nullptr,
-                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx));
+                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx), false);
   const T* xp = f.xp;
   Carve& cv = f.cv;
   T* bias_h = cv.take<T>(GH);
@@ -594,17 +642,16 @@ void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* 
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d,
                  bool relu) {
   const index_t B = d.B, H = d.H;
-  ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
+  ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0, fuse_input(d));
   const index_t ldx = f.ldx;
-  T* xp = f.xp;
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        f.sg.run(t, slot, ch, u1 - u0, hp, H, xp + t * B * ldx + u0, ldx, T(1));
+        f.product(t, slot, ch, u0, u1 - u0, x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
-        R.rnn_fwd(xp + (t * B + b) * ldx, hn + b * H, yr, u0, u1, relu);
+        R.rnn_fwd(f.pre(t, B) + b * ldx, hn + b * H, yr, u0, u1, relu);
       });
 }
 

@@ -465,13 +465,16 @@ struct Frame {
 
   static index_t packed_a_elems(index_t m, index_t k) { return RowTiles(m).count * MR * k; }
 
-  static void pack_a_all(T* dst, index_t m, index_t k, const T* a, index_t rsa, index_t csa) {
+  // Columns [p0, p0 + kc) of a packed A with k columns in all, from a (m x kc): an A assembled
+  // from several arrays is packed one part at a time.
+  static void pack_a_all(T* dst, index_t m, index_t k, index_t p0, index_t kc, const T* a,
+                         index_t rsa, index_t csa) {
     const RowTiles rt(m);
     for (index_t ir = 0; ir < rt.count; ++ir) {
       index_t r0;
       int rows;
       rt.at(ir, m, &r0, &rows);
-      pack_a_sliver(rows, k, a + r0 * rsa, rsa, csa, dst + ir * MR * k);
+      pack_a_sliver(rows, kc, a + r0 * rsa, rsa, csa, dst + ir * MR * k + p0 * MR);
     }
   }
 
