@@ -267,7 +267,7 @@ void zero_units(T* dst, index_t u0, index_t u1) {
   std::memset(dst + u0, 0, std::size_t(u1 - u0) * sizeof(T));
 }
 
-// dx = dgx @ w_ih; dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
+// dx = dgx @ w_ih (unless dx is null: the time loop did it); dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
 // dgx, dgh time-major (T*B x GH, row stride ldg); dgx == dgh when the cell has one gradient
 // per gate (LSTM, RNN). Rows of steps past a sequence's end have dG = 0, so pairing them with
 // anything adds nothing.
@@ -282,8 +282,10 @@ void param_grads(T* dx, T* dw_ih, T* dw_hh, const T* dgx, const T* dgh, index_t 
                  const T* y, const T* h0, const T* w_ih, const RnnDims& d, index_t GH, T* buf,
                  T* z, T* ct) {
   const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B, IH = I + H;
-  mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
-  to_batch_first(dx, buf, B, Tn, I);
+  if (dx) {
+    mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
+    to_batch_first(dx, buf, B, Tn, I);
+  }
   parallel_range(Tn, 1, threads_for(double(TB) * double(IH)), [&](index_t t0, index_t t1) {
     for (index_t t = t0; t < t1; ++t)
       for (index_t b = 0; b < B; ++b) {
@@ -430,6 +432,7 @@ ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0,
 template <class T>
 struct BackwardWork {
   Steps s;
+  index_t xchunks;  // chunks of dx columns run in the time loop (0: dx is one GEMM afterwards)
   index_t ldg;
   T* dg[2];
   StepGemm<T> sg;
@@ -437,21 +440,30 @@ struct BackwardWork {
 };
 
 template <class T>
-BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, int dg_arrays) {
-  const index_t H = d.H, GH = G * H;
+BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T* w_ih,
+                                 int dg_arrays) {
+  const index_t H = d.H, I = d.I, GH = G * H;
   BackwardWork<T> bw;
   bw.s = plan_steps(d.B, H, G, sizeof(T), H);
+  // With one gradient per gate (LSTM, RNN) and the forward's fusion, dx_t = dG_t W_ih joins the
+  // step too, in chunks of input columns after the unit chunks, on the same packed dG_t.
+  bw.xchunks = dg_arrays == 1 && fuse_input(d) ? (I + bw.s.units - 1) / bw.s.units : 0;
+  const index_t blocks = bw.s.chunks + bw.xchunks;
   bw.ldg = padded<T>(GH);
   bw.sg = StepGemm<T>::plan(d.B, GH, bw.s.units, bw.s.threads);
   Carve cv;
   cv.bind(reinterpret_cast<char*>(
-      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.sg.bytes(bw.s.chunks), GH))));
+      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.sg.bytes(blocks), GH))));
   bw.dg[0] = cv.take<T>(d.T * d.B * bw.ldg);
   bw.dg[1] = dg_arrays == 2 ? cv.take<T>(d.T * d.B * bw.ldg) : bw.dg[0];
-  bw.sg.take(cv, bw.s.chunks);
+  bw.sg.take(cv, blocks);
   for (index_t c = 0; c < bw.s.chunks; ++c) {
     const index_t u0 = c * bw.s.units, u1 = std::min(H, u0 + bw.s.units);
     bw.sg.pack_b(c, u1 - u0, w_hh + u0, H);
+  }
+  for (index_t c = 0; c < bw.xchunks; ++c) {
+    const index_t i0 = c * bw.s.units, i1 = std::min(I, i0 + bw.s.units);
+    bw.sg.pack_b(bw.s.chunks + c, i1 - i0, w_ih + i0, I);
   }
   bw.gs = take_grad_scratch<T>(cv, d, GH);
   return bw;
@@ -489,11 +501,17 @@ void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* 
 // chunk's units (dgrec: the gradient at the recurrent product, sg: W_hh's packed chunks), then
 // `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0, u1)` for the others.
 template <class T, class Cell, class Skip>
-void backward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths, T* dh, const T* dgrec, index_t ldg,
-                           StepGemm<T>& sg, Cell&& cell, Skip&& skip) {
-  const index_t B = d.B, Tn = d.T, H = d.H;
+void backward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths,
+                           T* dh, const T* dgrec, index_t ldg, StepGemm<T>& sg, index_t xchunks,
+                           T* dx, Cell&& cell, Skip&& skip) {
+  const index_t B = d.B, Tn = d.T, H = d.H, I = d.I;
   for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int slot) {
+    parallel_for(s.chunks + (st < Tn ? xchunks : 0), s.threads, [&](std::int64_t ch, int slot) {
+      if (ch >= s.chunks) {  // dx_st, input columns [i0, i1): rows b*T + st of dx
+        const index_t i0 = (ch - s.chunks) * s.units, i1 = std::min(I, i0 + s.units);
+        sg.run(st, slot, ch, i1 - i0, dgrec + st * B * ldg, ldg, dx + st * I + i0, Tn * I, T(0));
+        return;
+      }
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
       if (st < Tn) sg.run(st, slot, ch, u1 - u0, dgrec + st * B * ldg, ldg, dh + u0, H, T(1));
       if (st == 0) return;
@@ -542,7 +560,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
                    const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 1);
+  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, w_ih, 1);
   const index_t ldg = bw.ldg;
   T* dg = bw.dg[0];
   T* dh = dh0;  // the running gradients live in the outputs
@@ -552,7 +570,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dg, ldg, bw.sg,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
@@ -563,7 +581,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
       });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
               bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
@@ -605,7 +623,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* w_ih, const T* w_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 2);
+  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, w_ih, 2);
   const index_t ldg = bw.ldg;
   T* dgx = bw.dg[0];
   T* dgh = bw.dg[1];
@@ -615,7 +633,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dgh, ldg, bw.sg,
+      bw.s, d, lengths, dh, dgh, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
@@ -660,7 +678,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* dh_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                   const std::int64_t* lengths, const RnnDims& d, bool relu) {
   const index_t B = d.B, Tn = d.T, H = d.H;
-  BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, 1);
+  BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, w_ih, 1);
   const index_t ldg = bw.ldg;
   T* dg = bw.dg[0];
   T* dh = dh0;
@@ -668,7 +686,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dg, ldg, bw.sg,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const index_t bt = b * Tn + t;
@@ -676,7 +694,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         add_units(db_ih, g, 1, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
               bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
