@@ -492,6 +492,7 @@ void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* 
           zero_units(yr, u0, u1);
         }
       }
+      rows_for<T>().fence();
     });
   }
   std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
