@@ -1,15 +1,17 @@
 // The recurrent drivers (LSTM, GRU, Elman RNN), forward and backward through time.
 //
-// Forward: the input projections of all steps are one GEMM into a (B, T, G*H) buffer whose
+// Forward: the input projections of all steps are one GEMM into a (T, B, G*H) buffer whose
 // columns are permuted so that each block of 16 hidden units owns G*16 contiguous columns (its
 // gates side by side). Per step, one parallel job over chunks of unit blocks: a chunk runs its
 // slice of the recurrent GEMM, accumulating U h into its columns of the step (beta = 1; the
 // GRU keeps U h + b_hn apart, since r multiplies it), then the fused gate pass over the same
-// columns while they are in cache. The recurrent weights are packed once per call into one
-// compact panel per chunk (sized to stay in L2), which every step's slice reads in place, so no
-// step packs anything. Everything per step is time-major, and rows whose stride is a multiple of
-// 1 KiB get a cache line of padding (see padded()). The state alternates between two buffers, since a chunk reads
-// all of h_{t-1} while others write their units of h_t.
+// columns while they are in cache. The recurrent weights are packed once per call into the GEMM
+// micro-kernel's own layout, one packed block per chunk (sized to stay in L2), and the state
+// h_{t-1} once per step and thread (see StepGemm): a step is then only micro-kernel calls, which
+// ran at 177 GFLOPS on one AVX-512 Xeon core at 64 x 1024 x 256 against 70-95 for the direct
+// path on the in-place panel. Everything per step is time-major, and rows whose stride is a
+// multiple of 1 KiB get a cache line of padding (see padded()). The state alternates between two
+// buffers, since a chunk reads all of h_{t-1} while others write their units of h_t.
 //
 // Backward: per step, one job over unit chunks that first adds dG_{t+1} W_hh (its columns) to the
 // gradient flowing into h_t, then runs the fused gate-derivative pass of step t for its units, so
@@ -18,17 +20,22 @@
 // (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran) and then
 // replaces the pairing at each sequence start by h0, with one small GEMM.
 //
+// LSTM and RNN with inputs no wider than the state fold the projection into the per-step
+// product instead (fuse_input): one GEMM per step over [x_t | h_{t-1} | 1].
+//
 // Small problems do not pay for threads: the chunk job runs on threads_for(work) threads.
 #include "cpu/rnn.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "common/cpuid.h"
 #include "common/parallel.h"
 #include "common/threading.h"
 #include "common/workspace.h"
+#include "cpu/gemm/dispatch.h"
 #include "cpu/gemm/gemm.h"
 
 namespace fastnn {
@@ -52,6 +59,13 @@ template <>
 const RnnRows<float>& rows_for<float>() { return rnn_rows().f32; }
 template <>
 const RnnRows<double>& rows_for<double>() { return rnn_rows().f64; }
+
+template <class T>
+const GemmKernel<T>& kernel_for();
+template <>
+const GemmKernel<float>& kernel_for<float>() { return active_kernels().f32; }
+template <>
+const GemmKernel<double>& kernel_for<double>() { return active_kernels().f64; }
 
 // A chunk's recurrent weight panel stays below this (L2 of the smallest target, Zen 3: 512 KiB).
 constexpr double kPanelBytes = 256.0 * 1024.0;
@@ -111,11 +125,11 @@ struct Steps {
   int threads = 1;
 };
 
-Steps plan_steps(index_t B, index_t H, int G, std::size_t elem) {
+Steps plan_steps(index_t B, index_t H, int G, std::size_t elem, index_t K) {
   const index_t nblocks = (H + kRnnBlock - 1) / kRnnBlock;
   Steps s;
   s.threads = threads_for(double(B) * G * double(H) * double(H));
-  const double panel = double(G) * double(H) * double(H) * double(elem);
+  const double panel = double(G) * double(H) * double(K) * double(elem);
   index_t chunks = std::max<index_t>(s.threads, index_t(std::ceil(panel / kPanelBytes)));
   chunks = (chunks + s.threads - 1) / s.threads * s.threads;
   chunks = std::min(chunks, nblocks);
@@ -132,35 +146,6 @@ Steps plan_steps(index_t B, index_t H, int G, std::size_t elem) {
 template <class T>
 index_t padded(index_t n) {
   return n + 64 / index_t(sizeof(T));
-}
-
-// Forward: chunk c's columns of the permuted w_hh^T (H x G*units) as one panel at
-// wt + c*H*ld, row stride ld.
-template <class T>
-void pack_forward_panels(T* wt, const T* w, int G, index_t H, const Steps& s, index_t ld) {
-  for (index_t c = 0; c < s.chunks; ++c) {
-    const index_t u0 = c * s.units, u1 = std::min(H, u0 + s.units);
-    for (index_t k = 0; k < H; ++k) {
-      T* dst = wt + c * H * ld + k * ld;
-      for (index_t b0 = u0; b0 < u1; b0 += kRnnBlock) {
-        const index_t U = std::min(kRnnBlock, H - b0);
-        for (int q = 0; q < G; ++q)
-          for (index_t j = 0; j < U; ++j)
-            dst[G * (b0 - u0) + q * U + j] = w[(q * H + b0 + j) * H + k];
-      }
-    }
-  }
-}
-
-// Backward: chunk c's columns [u0, u1) of w_hh (G*H x units) as one panel at wp + c*G*H*ld.
-template <class T>
-void pack_backward_panels(T* wp, const T* w, int G, index_t H, const Steps& s, index_t ld) {
-  const index_t GH = G * H;
-  for (index_t c = 0; c < s.chunks; ++c) {
-    const index_t u0 = c * s.units, u1 = std::min(H, u0 + s.units);
-    for (index_t r = 0; r < GH; ++r)
-      std::memcpy(wp + c * GH * ld + r * ld, w + r * H + u0, std::size_t(u1 - u0) * sizeof(T));
-  }
 }
 
 // C (m x n, row stride ldc) = beta*C + A (m x k, rsa, csa) @ B (k x n, row stride ldb, unit
@@ -204,19 +189,65 @@ void to_batch_first(T* dst, const T* src, index_t B, index_t Tn, index_t F) {
                  });
 }
 
-// The forward step's slice of the recurrent GEMM, C (B x n) = beta*C + h (B x H) @ panel
-// (H x n), in column slivers of kSliver: the GEMM's direct path keeps a k x NR sliver of its B
-// operand in L1 while it walks down the rows, which is 15-20% faster at n = 64 than at 256
-// (measured on an AVX-512 Xeon: 95 against 78 GFLOPS for B = 64, H = 256, one thread).
-constexpr index_t kSliver = 64;
-
+// The per-step recurrent products on the GEMM's own micro-kernel with both operands packed in
+// its layouts: each chunk's weight columns once per call (k x its columns, NR-wide slivers read
+// sequentially from L2, where the in-place panel cost a strided read per k step), the state
+// once per step and thread (m x k, into the thread's own buffer, the first time one of its
+// chunks needs it). Then every step is only micro-kernel calls.
 template <class T>
-void step_mm(index_t B, index_t n, index_t H, const T* h, const T* panel, index_t ldw, T* c,
-             index_t ldc, T beta, const T* bias = nullptr) {
-  for (index_t j = 0; j < n; j += kSliver)
-    mm<T>(B, std::min(kSliver, n - j), H, h, H, 1, panel + j, ldw, c + j, ldc, beta,
-          bias ? bias + j : nullptr);
-}
+struct StepGemm {
+  const GemmKernel<T>* K = nullptr;
+  index_t m = 0, k = 0;
+  T* bp = nullptr;  // chunk c's packed columns at bp + c * bstride
+  index_t bstride = 0;
+  T* ap = nullptr;  // slot s's packed A at ap + s * astride
+  index_t astride = 0;
+  std::vector<index_t> tag;  // the step whose A each slot holds
+
+  static StepGemm plan(index_t m, index_t k, index_t cols_per_chunk, int threads) {
+    StepGemm g;
+    g.K = &kernel_for<T>();
+    g.m = m;
+    g.k = k;
+    const index_t nr = g.K->blk.nr;
+    g.bstride = (k * ((cols_per_chunk + nr - 1) / nr * nr) + 15) / 16 * 16;
+    g.astride = (g.K->packed_a_elems(m, k) + 15) / 16 * 16;
+    g.tag.assign(std::size_t(threads), -1);
+    return g;
+  }
+  std::size_t bytes(index_t chunks) const {
+    return Carve::bytes<T>(chunks * bstride) + Carve::bytes<T>(index_t(tag.size()) * astride);
+  }
+  void take(Carve& cv, index_t chunks) {
+    bp = cv.take<T>(chunks * bstride);
+    ap = cv.take<T>(index_t(tag.size()) * astride);
+  }
+  // Chunk c's B: k x n of b (row stride rsb, unit columns).
+  void pack_b(index_t c, index_t n, const T* b, index_t rsb) const {
+    K->pack_b(bp + c * bstride, k, n, b, rsb, 1);
+  }
+  // Columns [p0, p0 + kc) of the packed A at as from a (m x kc, row stride lda; lda = 0 with
+  // kc = 1: the column of a's one value).
+  void pack_a(T* as, index_t p0, index_t kc, const T* a, index_t lda) const {
+    K->pack_a(as, m, k, p0, kc, a, lda, lda ? 1 : 0);
+  }
+  // C (m x n, row stride ldc) = beta*C + A @ B_c, A being step st's: pack(as) packs it into
+  // `as` (pack_a) the first time this slot needs it.
+  template <class Pack>
+  void run(index_t st, int slot, index_t c, index_t n, Pack&& pack, T* cm, index_t ldc, T beta) {
+    T* as = ap + slot * astride;
+    if (tag[std::size_t(slot)] != st) {
+      pack(as);
+      tag[std::size_t(slot)] = st;
+    }
+    K->packed(m, n, k, as, bp + c * bstride, cm, ldc, beta);
+  }
+  // The same with A (m x k, row stride lda) in one array.
+  void run(index_t st, int slot, index_t c, index_t n, const T* a, index_t lda, T* cm,
+           index_t ldc, T beta) {
+    run(st, slot, c, n, [&](T* as) { pack_a(as, 0, k, a, lda); }, cm, ldc, beta);
+  }
+};
 
 // xp (T*B x GH, time-major, row stride ldx) = x @ wt + bias; xt: T*B*I scratch.
 template <class T>
@@ -236,7 +267,7 @@ void zero_units(T* dst, index_t u0, index_t u1) {
   std::memset(dst + u0, 0, std::size_t(u1 - u0) * sizeof(T));
 }
 
-// dx = dgx @ w_ih; dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
+// dx = dgx @ w_ih (unless dx is null: the time loop did it); dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
 // dgx, dgh time-major (T*B x GH, row stride ldg); dgx == dgh when the cell has one gradient
 // per gate (LSTM, RNN). Rows of steps past a sequence's end have dG = 0, so pairing them with
 // anything adds nothing.
@@ -251,8 +282,10 @@ void param_grads(T* dx, T* dw_ih, T* dw_hh, const T* dgx, const T* dgh, index_t 
                  const T* y, const T* h0, const T* w_ih, const RnnDims& d, index_t GH, T* buf,
                  T* z, T* ct) {
   const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B, IH = I + H;
-  mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
-  to_batch_first(dx, buf, B, Tn, I);
+  if (dx) {
+    mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
+    to_batch_first(dx, buf, B, Tn, I);
+  }
   parallel_range(Tn, 1, threads_for(double(TB) * double(IH)), [&](index_t t0, index_t t1) {
     for (index_t t = t0; t < t1; ++t)
       for (index_t b = 0; b < B; ++b) {
@@ -288,9 +321,9 @@ void add_units(T* db, const T* g, int G, index_t H, index_t u0, index_t u1) {
 
 // Scratch of a backward: dg_arrays of T*B x ldg, the w_hh panels, then param_grads' buffers.
 template <class T>
-std::size_t backward_bytes(const RnnDims& d, index_t ldg, int dg_arrays, const Steps& s,
-                           index_t GH, index_t ldq) {
-  return dg_arrays * Carve::bytes<T>(d.T * d.B * ldg) + Carve::bytes<T>(s.chunks * GH * ldq) +
+std::size_t backward_bytes(const RnnDims& d, index_t ldg, int dg_arrays, std::size_t sg_bytes,
+                           index_t GH) {
+  return dg_arrays * Carve::bytes<T>(d.T * d.B * ldg) + sg_bytes +
          Carve::bytes<T>(d.T * d.B * d.I) + Carve::bytes<T>(d.T * d.B * (d.I + d.H)) +
          Carve::bytes<T>((d.I + d.H) * GH);
 }
@@ -315,75 +348,129 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
 // chunk (whh_t, ldw), the inputs of every step projected into xp (ldx apart) with the bias
 // b_ih + b_add (b_add may be null), and the two state buffers hbuf with h0 in the first.
 // `extra` more bytes stay in cv for the caller.
+// Whether the forward folds the input projection into the per-step product (LSTM and RNN; the
+// GRU needs W_n x apart from U_n h). Per step the weights [W_ih; W_hh] are read from L2 instead
+// of W_hh alone, and in exchange the projection of all steps (T*B x G*H, 26 MB at the bench
+// size) never goes to memory and back. Only while the input is no wider than the state, so the
+// per-step weights stay at most about twice the recurrent ones. (Bench size, one thread of an
+// AVX-512 Xeon: LSTM inference 56 -> 51 ms of CPU time.)
+bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
+
 template <class T>
 struct ForwardWork {
   Steps s;
-  index_t ldx, ldw;
+  index_t ldx;
+  bool fused;
   Carve cv;
-  T* whh_t;
+  StepGemm<T> sg;
   T* xp;
   T* hbuf;
+  // Step t's pre-activations: the projected step, or the one step buffer when fused.
+  T* pre(index_t t, index_t B) const { return fused ? xp : xp + t * B * ldx; }
+  // Step t's product for chunk ch, columns [col0, col0 + n) of pre(t): U h_{t-1} added to the
+  // projection, or (fused) the whole [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T.
+  void product(index_t t, int slot, index_t ch, index_t col0, index_t n, const T* x,
+               const T* hp, const RnnDims& d) {
+    T* c = pre(t, d.B) + col0;
+    if (!fused) {
+      sg.run(t, slot, ch, n, hp, d.H, c, ldx, T(1));
+      return;
+    }
+    const T one = T(1);
+    sg.run(
+        t, slot, ch, n,
+        [&](T* as) {
+          sg.pack_a(as, 0, d.I, x + t * d.I, d.T * d.I);
+          sg.pack_a(as, d.I, d.H, hp, d.H);
+          sg.pack_a(as, d.I + d.H, 1, &one, 0);
+        },
+        c, ldx, T(0));
+  }
 };
 
 template <class T>
 ForwardWork<T> prepare_forward(int G, const RnnDims& d, const T* x, const T* h0, const T* w_ih,
-                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra) {
+                               const T* w_hh, const T* b_ih, const T* b_add, std::size_t extra,
+                               bool fuse) {
   const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, GH = G * H;
   ForwardWork<T> f;
-  f.s = plan_steps(B, H, G, sizeof(T));
+  f.fused = fuse;
+  const index_t K = fuse ? I + H + 1 : H;  // fused: [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T
+  f.s = plan_steps(B, H, G, sizeof(T), K);
   f.ldx = padded<T>(GH);
-  f.ldw = padded<T>(G * f.s.units);
-  const std::size_t total = Carve::bytes<T>(I * GH) + Carve::bytes<T>(f.s.chunks * H * f.ldw) +
-                            Carve::bytes<T>(GH) + Carve::bytes<T>(Tn * B * f.ldx) +
-                            Carve::bytes<T>(Tn * B * I) + Carve::bytes<T>(2 * B * H) + extra;
+  f.sg = StepGemm<T>::plan(B, K, G * f.s.units, f.s.threads);
+  const index_t xp_rows = fuse ? B : Tn * B, xt_elems = fuse ? 0 : Tn * B * I;
+  const std::size_t total = Carve::bytes<T>((I + H + 1) * GH) + f.sg.bytes(f.s.chunks) +
+                            Carve::bytes<T>(xp_rows * f.ldx) + Carve::bytes<T>(xt_elems) +
+                            Carve::bytes<T>(2 * B * H) + extra;
   Carve& cv = f.cv;
   cv.bind(reinterpret_cast<char*>(ws_alloc<T>(total)));
-  T* wih_t = cv.take<T>(I * GH);
-  f.whh_t = cv.take<T>(f.s.chunks * H * f.ldw);
-  T* bias = cv.take<T>(GH);
-  f.xp = cv.take<T>(Tn * B * f.ldx);
-  T* xt = cv.take<T>(Tn * B * I);
+  // wih_t and whh_t adjoin, and the bias row follows: together the fused operand (K x GH)
+  T* wih_t = cv.take<T>((I + H + 1) * GH);
+  T* whh_t = wih_t + I * GH;
+  T* bias = whh_t + H * GH;
+  f.sg.take(cv, f.s.chunks);
+  f.xp = cv.take<T>(xp_rows * f.ldx);
+  T* xt = cv.take<T>(xt_elems);
   f.hbuf = cv.take<T>(2 * B * H);
   pack_weights(wih_t, w_ih, G, H, I);
-  pack_forward_panels(f.whh_t, w_hh, G, H, f.s, f.ldw);
+  pack_weights(whh_t, w_hh, G, H, H);
   pack_bias(bias, b_ih, b_add, G, H);
-  project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
+  const T* wk = fuse ? wih_t : whh_t;
+  for (index_t c = 0; c < f.s.chunks; ++c) {
+    const index_t u0 = c * f.s.units, u1 = std::min(H, u0 + f.s.units);
+    f.sg.pack_b(c, G * (u1 - u0), wk + G * u0, GH);
+  }
+  if (!fuse) project(f.xp, f.ldx, xt, x, wih_t, bias, d, GH);
   std::memcpy(f.hbuf, h0, std::size_t(B * H) * sizeof(T));
   return f;
 }
 
 // The backward's scratch, alike for the three cells: dG of every step (dg[0]; dg[1] a second
 // array when the input and recurrent gate gradients differ, else the same), the packed W_hh
-// panels (wp, ldq) and the parameter-gradient scratch.
+// W_hh (sg: each chunk's columns of it) and the parameter-gradient scratch.
 template <class T>
 struct BackwardWork {
   Steps s;
-  index_t ldg, ldq;
+  index_t xchunks;  // chunks of dx columns run in the time loop (0: dx is one GEMM afterwards)
+  index_t ldg;
   T* dg[2];
-  T* wp;
+  StepGemm<T> sg;
   GradScratch<T> gs;
 };
 
 template <class T>
-BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, int dg_arrays) {
-  const index_t H = d.H, GH = G * H;
+BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T* w_ih,
+                                 int dg_arrays) {
+  const index_t H = d.H, I = d.I, GH = G * H;
   BackwardWork<T> bw;
-  bw.s = plan_steps(d.B, H, G, sizeof(T));
+  bw.s = plan_steps(d.B, H, G, sizeof(T), H);
+  // With one gradient per gate (LSTM, RNN) and the forward's fusion, dx_t = dG_t W_ih joins the
+  // step too, in chunks of input columns after the unit chunks, on the same packed dG_t.
+  bw.xchunks = dg_arrays == 1 && fuse_input(d) ? (I + bw.s.units - 1) / bw.s.units : 0;
+  const index_t blocks = bw.s.chunks + bw.xchunks;
   bw.ldg = padded<T>(GH);
-  bw.ldq = padded<T>(bw.s.units);
+  bw.sg = StepGemm<T>::plan(d.B, GH, bw.s.units, bw.s.threads);
   Carve cv;
   cv.bind(reinterpret_cast<char*>(
-      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.s, GH, bw.ldq))));
+      ws_alloc<T>(backward_bytes<T>(d, bw.ldg, dg_arrays, bw.sg.bytes(blocks), GH))));
   bw.dg[0] = cv.take<T>(d.T * d.B * bw.ldg);
   bw.dg[1] = dg_arrays == 2 ? cv.take<T>(d.T * d.B * bw.ldg) : bw.dg[0];
-  bw.wp = cv.take<T>(bw.s.chunks * GH * bw.ldq);
-  pack_backward_panels(bw.wp, w_hh, G, H, bw.s, bw.ldq);
+  bw.sg.take(cv, blocks);
+  for (index_t c = 0; c < bw.s.chunks; ++c) {
+    const index_t u0 = c * bw.s.units, u1 = std::min(H, u0 + bw.s.units);
+    bw.sg.pack_b(c, u1 - u0, w_hh + u0, H);
+  }
+  for (index_t c = 0; c < bw.xchunks; ++c) {
+    const index_t i0 = c * bw.s.units, i1 = std::min(I, i0 + bw.s.units);
+    bw.sg.pack_b(bw.s.chunks + c, i1 - i0, w_ih + i0, I);
+  }
   bw.gs = take_grad_scratch<T>(cv, d, GH);
   return bw;
 }
 
 // The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
-// in the first): per step and chunk of units, `step(t, ch, u0, u1, hp)` runs the chunk's slice of
+// in the first): per step and chunk of units, `step(t, slot, ch, u0, u1, hp)` runs the chunk's slice of
 // the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
 // running; a finished row carries its state over and emits zeros.
 template <class T, class Step, class Cell>
@@ -393,9 +480,9 @@ void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* 
   for (index_t t = 0; t < Tn; ++t) {
     const T* hp = hbuf + (t & 1) * B * H;
     T* hn = hbuf + ((t + 1) & 1) * B * H;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int slot) {
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step(t, ch, u0, u1, hp);
+      step(t, slot, ch, u0, u1, hp);
       for (index_t b = 0; b < B; ++b) {
         T* yr = y + (b * Tn + t) * H;
         if (t < lengths[b]) {
@@ -405,25 +492,29 @@ void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* 
           zero_units(yr, u0, u1);
         }
       }
+      rows_for<T>().fence();
     });
   }
   std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
 }
 
 // The backward time loop of every cell: per step and chunk of units, dh += dG_{t+1} W_hh for the
-// chunk's units (dgrec: the gradient at the recurrent product, wp: its packed panels), then
+// chunk's units (dgrec: the gradient at the recurrent product, sg: W_hh's packed chunks), then
 // `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0, u1)` for the others.
 template <class T, class Cell, class Skip>
-void backward_through_time(const Steps& s, const RnnDims& d, index_t GH,
-                           const std::int64_t* lengths, T* dh, const T* dgrec, index_t ldg,
-                           const T* wp, index_t ldq, Cell&& cell, Skip&& skip) {
-  const index_t B = d.B, Tn = d.T, H = d.H;
+void backward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths,
+                           T* dh, const T* dgrec, index_t ldg, StepGemm<T>& sg, index_t xchunks,
+                           T* dx, Cell&& cell, Skip&& skip) {
+  const index_t B = d.B, Tn = d.T, H = d.H, I = d.I;
   for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int) {
+    parallel_for(s.chunks + (st < Tn ? xchunks : 0), s.threads, [&](std::int64_t ch, int slot) {
+      if (ch >= s.chunks) {  // dx_st, input columns [i0, i1): rows b*T + st of dx
+        const index_t i0 = (ch - s.chunks) * s.units, i1 = std::min(I, i0 + s.units);
+        sg.run(st, slot, ch, i1 - i0, dgrec + st * B * ldg, ldg, dx + st * I + i0, Tn * I, T(0));
+        return;
+      }
       const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn)
-        mm<T>(B, u1 - u0, GH, dgrec + st * B * ldg, ldg, 1, wp + ch * GH * ldq, ldq, dh + u0, H,
-              T(1));
+      if (st < Tn) sg.run(st, slot, ch, u1 - u0, dgrec + st * B * ldg, ldg, dh + u0, H, T(1));
       if (st == 0) return;
       const index_t t = st - 1;
       for (index_t b = 0; b < B; ++b) {
@@ -448,20 +539,17 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
                   const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, H = d.H;
-  const ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
-  const index_t ldx = f.ldx, ldw = f.ldw;
-  const T* whh_t = f.whh_t;
-  T* xp = f.xp;
+  ForwardWork<T> f = prepare_forward(G, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0, fuse_input(d));
+  const index_t ldx = f.ldx;
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + G * u0,
-                   ldx, T(1));
+      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        f.product(t, slot, ch, G * u0, G * (u1 - u0), x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
-        R.lstm_fwd(xp + (t * B + b) * ldx, c_n + b * H, hn + b * H, yr,
+        R.lstm_fwd(f.pre(t, B) + b * ldx, c_n + b * H, hn + b * H, yr,
                    gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
       });
 }
@@ -473,7 +561,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
                    const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 4;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 1);
+  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, w_ih, 1);
   const index_t ldg = bw.ldg;
   T* dg = bw.dg[0];
   T* dh = dh0;  // the running gradients live in the outputs
@@ -483,7 +571,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, GH, lengths, dh, dg, ldg, bw.wp, bw.ldq,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
@@ -494,7 +582,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
       });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
               bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
@@ -509,9 +597,7 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   const index_t ldx = padded<T>(GH);
   // b_hh stays apart from the projection (r multiplies U h + b_hn); rec holds a step's U h + b_hh
   ForwardWork<T> f = prepare_forward<T>(G, d, x, h0, w_ih, w_hh, b_ih, nullptr,
-                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx));
-  const index_t ldw = f.ldw;
-  const T* whh_t = f.whh_t;
+                                        Carve::bytes<T>(GH) + Carve::bytes<T>(B * ldx), false);
   const T* xp = f.xp;
   Carve& cv = f.cv;
   T* bias_h = cv.take<T>(GH);
@@ -520,9 +606,11 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        step_mm<T>(B, G * (u1 - u0), H, hp, whh_t + ch * H * ldw, ldw, rec + G * u0, ldx, T(0),
-                   bias_h + G * u0);
+      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        const index_t n = G * (u1 - u0);
+        for (index_t b = 0; b < B; ++b)
+          std::memcpy(rec + b * ldx + G * u0, bias_h + G * u0, std::size_t(n) * sizeof(T));
+        f.sg.run(t, slot, ch, n, hp, H, rec + G * u0, ldx, T(1));
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
         R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, hp + b * H, hn + b * H, yr,
@@ -536,7 +624,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* w_ih, const T* w_hh, const std::int64_t* lengths, const RnnDims& d) {
   constexpr int G = 3;
   const index_t B = d.B, Tn = d.T, H = d.H, GH = G * H;
-  const BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, 2);
+  BackwardWork<T> bw = prepare_backward<T>(G, d, w_hh, w_ih, 2);
   const index_t ldg = bw.ldg;
   T* dgx = bw.dg[0];
   T* dgh = bw.dg[1];
@@ -546,7 +634,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, GH, lengths, dh, dgh, ldg, bw.wp, bw.ldq,
+      bw.s, d, lengths, dh, dgh, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
@@ -573,19 +661,16 @@ void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* 
                  const T* b_ih, const T* b_hh, const std::int64_t* lengths, const RnnDims& d,
                  bool relu) {
   const index_t B = d.B, H = d.H;
-  const ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0);
-  const index_t ldx = f.ldx, ldw = f.ldw;
-  const T* whh_t = f.whh_t;
-  T* xp = f.xp;
+  ForwardWork<T> f = prepare_forward(1, d, x, h0, w_ih, w_hh, b_ih, b_hh, 0, fuse_input(d));
+  const index_t ldx = f.ldx;
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t t, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        step_mm<T>(B, u1 - u0, H, hp, whh_t + ch * H * ldw, ldw, xp + t * B * ldx + u0, ldx,
-                   T(1));
+      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
+        f.product(t, slot, ch, u0, u1 - u0, x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
-        R.rnn_fwd(xp + (t * B + b) * ldx, hn + b * H, yr, u0, u1, relu);
+        R.rnn_fwd(f.pre(t, B) + b * ldx, hn + b * H, yr, u0, u1, relu);
       });
 }
 
@@ -594,7 +679,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
                   const T* dh_n, const T* x, const T* h0, const T* w_ih, const T* w_hh,
                   const std::int64_t* lengths, const RnnDims& d, bool relu) {
   const index_t B = d.B, Tn = d.T, H = d.H;
-  const BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, 1);
+  BackwardWork<T> bw = prepare_backward<T>(1, d, w_hh, w_ih, 1);
   const index_t ldg = bw.ldg;
   T* dg = bw.dg[0];
   T* dh = dh0;
@@ -602,7 +687,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, H, lengths, dh, dg, ldg, bw.wp, bw.ldq,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const index_t bt = b * Tn + t;
@@ -610,7 +695,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         add_units(db_ih, g, 1, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
-  param_grads(dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
               bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }

@@ -59,7 +59,8 @@ constexpr index_t kRnnBlock = 16;
 
 template <class T>
 struct RnnRows {
-  // pre (permuted 4H, both projections and biases) -> c (in/out), h, y, cache (5H, or null)
+  // pre (permuted 4H, both projections and biases) -> c (in/out), h, y, cache (5H, or null;
+  // written with streaming stores where the ISA has them: call fence() after the last row)
   void (*lstm_fwd)(const T* pre, T* c, T* h, T* y, T* cache, index_t u0, index_t u1, index_t H);
   // dh, dc: the gradients flowing into this step's h and c (in); out: dh := 0, dc := dc * f;
   // dg (4H) := the gate pre-activation gradients. cprev: c of the previous step.
@@ -73,6 +74,8 @@ struct RnnRows {
                   index_t u1, index_t H);
   void (*rnn_fwd)(const T* pre, T* h, T* y, index_t u0, index_t u1, bool relu);
   void (*rnn_bwd)(T* dg, T* dh, const T* dy, const T* y, index_t u0, index_t u1, bool relu);
+  // Orders the streamed stores of the forward passes (the saved gates) before a job ends.
+  void (*fence)();
   // The vector nonlinearities themselves (tests).
   void (*sigmoid)(T* y, const T* x, index_t n);
   void (*tanh)(T* y, const T* x, index_t n);

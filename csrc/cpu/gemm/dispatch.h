@@ -22,6 +22,14 @@ template <class T>
 struct GemmKernel {
   Blocking blk;
   void (*run)(const GemmProblem<T>& p, const GemmPlan& plan, T* workspace);
+  // Pre-packed operands, for a caller that reuses one across many products (the recurrent
+  // kernels' weights, every step): see Frame's pack_a_all, pack_b_all and packed.
+  index_t (*packed_a_elems)(index_t m, index_t k);
+  void (*pack_a)(T* dst, index_t m, index_t k, index_t p0, index_t kc, const T* a, index_t rsa,
+                 index_t csa);
+  void (*pack_b)(T* dst, index_t k, index_t n, const T* b, index_t rsb, index_t csb);
+  void (*packed)(index_t m, index_t n, index_t k, const T* ap, const T* bp, T* c, index_t ldc,
+                 T beta);
 };
 
 struct IsaKernels {

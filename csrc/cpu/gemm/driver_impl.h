@@ -443,6 +443,79 @@ struct Frame {
     });
   }
 
+  // ---- pre-packed operands (a caller that reuses them across many products) ----
+  // A (m x k) into row tiles of at most MR rows, each an MR-row sliver (zero-padded), and B
+  // (k x n) into NR-column slivers: the layouts the blocked driver packs into. `packed`
+  // multiplies them on the calling thread.
+  //
+  // Row tiles: MR rows each, except that a short last tile that would run the 4-row kernel
+  // (load-bound: 6 loads for 8 FMAs) is merged with the tile before it and the pair split evenly
+  // (64 rows at MR = 12: 12 12 12 12 8 8, not 12 12 12 12 12 4).
+  struct RowTiles {
+    index_t count, full, rem;
+    bool merge;
+    explicit RowTiles(index_t m) : full(m / MR), rem(m % MR) {
+      merge = MR > kR2 && rem > 0 && rem <= kR3 && full > 0 && MR + rem <= 2 * kR2;
+      count = full + (rem > 0 ? 1 : 0);
+    }
+    void at(index_t ir, index_t m, index_t* r0, int* rows) const {
+      if (merge && ir >= count - 2) {
+        const int both = static_cast<int>(MR + rem), top = both / 2;
+        *r0 = (count - 2) * MR + (ir == count - 1 ? top : 0);
+        *rows = ir == count - 1 ? both - top : top;
+        return;
+      }
+      *r0 = ir * MR;
+      *rows = static_cast<int>(std::min<index_t>(MR, m - ir * MR));
+    }
+  };
+
+  static index_t packed_a_elems(index_t m, index_t k) { return RowTiles(m).count * MR * k; }
+
+  // Columns [p0, p0 + kc) of a packed A with k columns in all, from a (m x kc): an A assembled
+  // from several arrays is packed one part at a time.
+  static void pack_a_all(T* dst, index_t m, index_t k, index_t p0, index_t kc, const T* a,
+                         index_t rsa, index_t csa) {
+    const RowTiles rt(m);
+    for (index_t ir = 0; ir < rt.count; ++ir) {
+      index_t r0;
+      int rows;
+      rt.at(ir, m, &r0, &rows);
+      pack_a_sliver(rows, kc, a + r0 * rsa, rsa, csa, dst + ir * MR * k + p0 * MR);
+    }
+  }
+
+  static void pack_b_all(T* dst, index_t k, index_t n, const T* b, index_t rsb, index_t csb) {
+    pack_b_parallel(k, n, b, rsb, csb, dst, 1);
+  }
+
+  // C (m x n, row stride ldc, unit columns) = beta*C + A @ B, both packed as above, on the
+  // calling thread: k in blocks of at most KC (a B micro-panel in L1), under it the B slivers,
+  // under those the row tiles.
+  static void packed(index_t m, index_t n, index_t k, const T* ap, const T* bp, T* c,
+                     index_t ldc, T beta) {
+    const RowTiles rt(m);
+    const index_t kblocks = (k + KC - 1) / KC;
+    const index_t kc_even = (k + kblocks - 1) / kblocks;
+    const index_t nj = (n + NR - 1) / NR;
+    for (index_t pc = 0; pc < k; pc += kc_even) {
+      const index_t kcb = std::min<index_t>(kc_even, k - pc);
+      const T bt = pc == 0 ? beta : T(1);
+      for (index_t jr = 0; jr < nj; ++jr) {
+        const index_t j0 = jr * NR;
+        const int n_rem = static_cast<int>(std::min<index_t>(NR, n - j0));
+        const T* bs = bp + jr * NR * k + pc * NR;
+        for (index_t ir = 0; ir < rt.count; ++ir) {
+          index_t r0;
+          int rows;
+          rt.at(ir, m, &r0, &rows);
+          tile<kPacked, true>(kcb, ap + ir * MR * k + pc * MR, nullptr, 0, bs, NR, rows, n_rem,
+                              T(1), bt, c + r0 * ldc + j0, ldc, 1, nullptr, 0, 0);
+        }
+      }
+    }
+  }
+
   static void run(const GemmProblem<T>& p, const GemmPlan& plan, T* ws) {
     DenormalGuard guard;  // the pool's threads set their own; this covers the calling thread
     if (plan.blocked) blocked(p, ws, plan.nthreads);

@@ -4,7 +4,9 @@
 // Included inside an ISA's namespace after vmath_impl.h, once that file has defined `VecF` (its
 // float wrapper; ScalarF for the generic build). float runs VecF on whole vectors of a unit
 // block and ScalarF on the rest, with the vmath nonlinearities; double runs one lane at a time on
-// the C library's exp and tanh (float64 is the checking path, not the fast one).
+// the C library's exp and tanh (float64 is the checking path, not the fast one). The saved gates
+// go out with streaming stores (read back only by the backward, after the whole forward); the
+// driver calls `fence` once a chunk's rows are done (a fence per row cost a sixth of the pass).
 //
 // A row's units are visited block by block (kRnnBlock units, the last block possibly shorter):
 // unit j of a block starting at b0 with U units has its gate q pre-activation at G*b0 + q*U +
@@ -63,11 +65,11 @@ static void lstm_fwd_row(const T* pre, T* c, T* h, T* y, T* cache, index_t u0, i
     M::store(h + j, hn);
     M::store(y + j, hn);
     if (cache) {
-      M::store(cache + j, ig);
-      M::store(cache + H + j, fg);
-      M::store(cache + 2 * H + j, gg);
-      M::store(cache + 3 * H + j, og);
-      M::store(cache + 4 * H + j, cn);
+      M::stream(cache + j, ig);
+      M::stream(cache + H + j, fg);
+      M::stream(cache + 2 * H + j, gg);
+      M::stream(cache + 3 * H + j, og);
+      M::stream(cache + 4 * H + j, cn);
     }
   });
 }
@@ -105,10 +107,10 @@ static void gru_fwd_row(const T* xp, const T* rec, const T* hprev, T* h, T* y, T
     M::store(h + j, v);
     M::store(y + j, v);
     if (cache) {
-      M::store(cache + j, r);
-      M::store(cache + H + j, z);
-      M::store(cache + 2 * H + j, n);
-      M::store(cache + 3 * H + j, hn);
+      M::stream(cache + j, r);
+      M::stream(cache + H + j, z);
+      M::stream(cache + 2 * H + j, n);
+      M::stream(cache + 3 * H + j, hn);
     }
   });
 }
@@ -179,9 +181,12 @@ static void tanh_span(T* y, const T* x, index_t n) {
   for (; i < n; ++i) One::store(y + i, One::tnh(One::load(x + i)));
 }
 
+static void fence_streams() { MathOf<float>::Vec::fence(); }
+
 template <class T>
 static RnnRows<T> make_rnn_rows() {
   RnnRows<T> r;
+  r.fence = fence_streams;
   r.lstm_fwd = lstm_fwd_row<T>;
   r.lstm_bwd = lstm_bwd_row<T>;
   r.gru_fwd = gru_fwd_row<T>;

@@ -12,7 +12,9 @@
 // exact, a degree-7 polynomial for e^r (the published Cephes expf coefficients), then 2^n from
 // the exponent bits. The input is clamped to [-87, 88] so 2^n stays a normal float.
 // sigmoid = 1 / (1 + e^-x): e^-x overflows nowhere after the clamp, and for large negative x
-// the quotient is e^x to within the division's rounding.
+// the quotient is e^x to within the division's rounding. The reciprocals go through V::rcp (a
+// refined estimate where the ISA has a 14-bit one, else a division): their arguments are finite
+// and normal, which the estimate needs.
 // tanh: an odd Taylor polynomial through x^17 below |x| = 0.55 (where 1 - 2/(e^2x + 1) would
 // cancel), above it 1 - 2/(e^2|x| + 1) with the sign put back; |x| is clamped to 9, where tanh
 // already rounds to 1 in float.
@@ -26,11 +28,14 @@ struct ScalarOf {
   static constexpr int N = 1;
   static R load(const T* p) { return *p; }
   static void store(T* p, R v) { *p = v; }
+  static void stream(T* p, R v) { *p = v; }
+  static void fence() {}
   static R set1(T v) { return v; }
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }
   static R mul(R a, R b) { return a * b; }
   static R div(R a, R b) { return a / b; }
+  static R rcp(R a) { return R(1) / a; }
   static R fma(R a, R b, R c) { return a * b + c; }
   static R min(R a, R b) { return a < b ? a : b; }
   static R max(R a, R b) { return a > b ? a : b; }
@@ -82,7 +87,7 @@ static inline typename V::R v_exp(typename V::R x) {
 template <class V>
 static inline typename V::R v_sigmoid(typename V::R x) {
   const typename V::R one = V::set1(1.0f);
-  return V::div(one, V::add(one, v_exp<V>(V::sub(V::set1(0.0f), x))));
+  return V::rcp(V::add(one, v_exp<V>(V::sub(V::set1(0.0f), x))));
 }
 
 template <class V>
@@ -102,7 +107,7 @@ static inline typename V::R v_tanh(typename V::R x) {
   const R small = V::fma(V::mul(p, s), x, x);
   // large |x|: 1 - 2 / (e^(2|x|) + 1)
   const R e = v_exp<V>(V::mul(V::min(V::set1(9.0f), a), V::set1(2.0f)));
-  const R big = V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(e, V::set1(1.0f))));
+  const R big = V::fma(V::set1(-2.0f), V::rcp(V::add(e, V::set1(1.0f))), V::set1(1.0f));
   return V::select_lt(a, V::set1(0.55f), small, V::copysign(big, x));
 }
 

@@ -130,8 +130,10 @@ using FrameD = Frame<VecD, 6, 2, 256, 48, 2048>;
 
 const IsaKernels kAvx2Kernels = {
     "avx2",
-    {avx2::FrameF::blocking(), &avx2::FrameF::run},
-    {avx2::FrameD::blocking(), &avx2::FrameD::run},
+    {avx2::FrameF::blocking(), &avx2::FrameF::run, &avx2::FrameF::packed_a_elems,
+     &avx2::FrameF::pack_a_all, &avx2::FrameF::pack_b_all, &avx2::FrameF::packed},
+    {avx2::FrameD::blocking(), &avx2::FrameD::run, &avx2::FrameD::packed_a_elems,
+     &avx2::FrameD::pack_a_all, &avx2::FrameD::pack_b_all, &avx2::FrameD::packed},
 };
 
 }  // namespace fastnn

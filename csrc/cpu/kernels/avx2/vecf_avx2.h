@@ -7,6 +7,15 @@ struct VecF {
   static constexpr int N = 8;
   static R load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  // A store that bypasses the caches, for data read back much later (the saved gates of the
+  // recurrent layers, which would otherwise evict the step's weights).
+  static void stream(float* p, R v) {
+    if ((reinterpret_cast<std::uintptr_t>(p) & 31) == 0) _mm256_stream_ps(p, v);
+    else _mm256_storeu_ps(p, v);
+  }
+  static void fence() { _mm_sfence(); }  // orders the streamed stores before the job ends
+  // A true division: the 12-bit estimate would need two Newton steps to stay within a few ulp.
+  static R rcp(R a) { return _mm256_div_ps(_mm256_set1_ps(1.0f), a); }
   static R set1(float v) { return _mm256_set1_ps(v); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
   static R sub(R a, R b) { return _mm256_sub_ps(a, b); }

@@ -122,8 +122,10 @@ using FrameD = Frame<VecD, 12, 2, 256, 96, 2048>;
 
 const IsaKernels kAvx512Kernels = {
     "avx512",
-    {avx512::FrameF::blocking(), &avx512::FrameF::run},
-    {avx512::FrameD::blocking(), &avx512::FrameD::run},
+    {avx512::FrameF::blocking(), &avx512::FrameF::run, &avx512::FrameF::packed_a_elems,
+     &avx512::FrameF::pack_a_all, &avx512::FrameF::pack_b_all, &avx512::FrameF::packed},
+    {avx512::FrameD::blocking(), &avx512::FrameD::run, &avx512::FrameD::packed_a_elems,
+     &avx512::FrameD::pack_a_all, &avx512::FrameD::pack_b_all, &avx512::FrameD::packed},
 };
 
 }  // namespace fastnn

@@ -83,8 +83,10 @@ using FrameD = Frame<VecD, 4, 2, 256, 32, 1024>;
 
 const IsaKernels kGenericKernels = {
     "generic",
-    {generic::FrameF::blocking(), &generic::FrameF::run},
-    {generic::FrameD::blocking(), &generic::FrameD::run},
+    {generic::FrameF::blocking(), &generic::FrameF::run, &generic::FrameF::packed_a_elems,
+     &generic::FrameF::pack_a_all, &generic::FrameF::pack_b_all, &generic::FrameF::packed},
+    {generic::FrameD::blocking(), &generic::FrameD::run, &generic::FrameD::packed_a_elems,
+     &generic::FrameD::pack_a_all, &generic::FrameD::pack_b_all, &generic::FrameD::packed},
 };
 
 }  // namespace fastnn
