@@ -134,6 +134,12 @@ CONV_CASES = [
     # Winograd on small images: several whole images a band, the last band short
     (20, 32, 7, 7, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # 7x7: 16 tiles an image
     (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # odd sizes, 6 + 3 images
+    # padded rows within one AVX-512 vector: the whole-plane input transform (read in place)
+    (12, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),    # the Fashion-MNIST CNN's
+    (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # no padding
+    (8, 32, 10, 9, 33, (3, 3), (1, 1), (2, 2), (1, 1), 1, None),      # padding 2
+    (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # rows past a vector
+    (6, 64, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 2, None),       # groups of 32
     # several small images in one GEMM, weights beyond the GEMM's direct-path budget
     (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
@@ -211,6 +217,8 @@ def test_conv2d_backward_weight_without_db(rng):
 ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
     (2, 16, 17, 19, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd
     (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, images a band
+    (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # whole-plane transform
+    (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # the same, cut short
 ]
 
 

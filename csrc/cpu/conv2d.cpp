@@ -741,6 +741,14 @@ void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
   const ConvLoops<T>& L = conv_loops<T>();
   const PadBand b = item.pad(w, g);
   const index_t vs = wino_vs(item);
+  if (L.input_plane && item.T0 == 0 && item.tn == w.tiles && w.TW <= L.input_plane_max_tw) {
+    for (index_t i = 0; i < item.nimg; ++i)
+      for (index_t c = 0; c < d.cgi; ++c)
+        L.input_plane(V + c * ld + i * item.tn, vs,
+                      x + ((item.n0 + i) * g.ci + grp * d.cgi + c) * d.HW, g.h, g.w, g.ph, g.pw,
+                      w.TH, w.TW);
+    return;
+  }
   for (index_t i = 0; i < item.nimg; ++i) {
     pad_band(xp, x + ((item.n0 + i) * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
     for (index_t c = 0; c < d.cgi; ++c)

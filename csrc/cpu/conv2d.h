@@ -62,6 +62,15 @@ struct ConvLoops {
   void (*direct_plane)(T* y, const T* x, const T* w, T bias, const ConvGeom& g);
   // Its adjoint: dx (h x w) += sum over taps of w * dy (oh x ow) scattered back.
   void (*direct_plane_adjoint)(T* dx, const T* dy, const T* w, const ConvGeom& g);
+  // Optional (null where an ISA has none): `input` for every row of tiles of one whole image
+  // plane x (h x w, unpadded; (ph, pw) its top/left padding), read in place for images whose
+  // padded rows fit one vector (tw <= input_plane_max_tw): no padded copy, each input row
+  // loaded once. Tile row a's tiles go to v[xi*sv + a*tw + t]; like `input`, it writes up to
+  // kWinoShortRow values past each row of tiles, which the next row (or the next image, or
+  // V's spare values) overwrites.
+  void (*input_plane)(T* v, index_t sv, const T* x, index_t h, index_t w, index_t ph,
+                      index_t pw, index_t th, index_t tw);
+  index_t input_plane_max_tw;
 };
 
 struct ConvIsaLoops {
@@ -267,7 +276,7 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
 template <class T>
 static constexpr ConvLoops<T> conv_loops_of_this_file() {
   return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
-          &direct_plane_adjoint_loop<T>};
+          &direct_plane_adjoint_loop<T>, nullptr, 0};
 }
 
 }  // namespace fastnn
