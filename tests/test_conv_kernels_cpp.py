@@ -449,6 +449,43 @@ def test_max_pool2d_all_row_widths(isa, rng):
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_backward_every_isa(rng, isa, case, dtype):
+    """The backward under each instruction set, with and without the relu gate: 2x2 windows
+    write block by block; others (overlapping windows, strides that skip elements) scatter,
+    or fall back to it where an argmax leaves its block."""
+    n, c, h, w, k, s, p = case
+    x = np.maximum(rng.standard_normal((n, c, h, w)), 0).astype(dtype)
+    y, am = _pool_run_max(x, k, s, p)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    ref = ref_max_pool_backward(x.shape, am, dy)
+    for gate, want in [(None, ref), (y, ref * (x > 0))]:
+        dx = np.full(x.shape, np.nan, dtype)
+        _C.max_pool2d_backward(dx, am, dy, gate)
+        check_op(dx, want, dtype, reduction=k[0] * k[1])
+
+
+def test_max_pool2d_backward_all_row_widths(isa, rng):
+    """2x2 stride 2, every row length up to 40 outputs (full vectors and every tail), odd and
+    even planes, with and without the relu gate; then an argmax moved out of its block (as
+    another window shape may leave it), which must still land where it points."""
+    for ow in range(1, 41):
+        x = rng.standard_normal((1, 2, 5, 2 * ow + ow % 2)).astype(np.float32)
+        y, am = _pool_run_max(x, (2, 2), (2, 2), (0, 0))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for gate in (None, y):
+            dx = np.full(x.shape, np.nan, np.float32)
+            _C.max_pool2d_backward(dx, am, dy, gate)
+            want = ref_max_pool_backward(x.shape, am, dy * (1 if gate is None else (y > 0)))
+            np.testing.assert_array_equal(dx, want, err_msg=f"ow={ow}")
+        am[0, 1, 0, ow - 1] = 3 * x.shape[3]  # row 3: outside its block, inside the plane
+        dx = np.full(x.shape, np.nan, np.float32)
+        _C.max_pool2d_backward(dx, am, dy)
+        np.testing.assert_allclose(dx, ref_max_pool_backward(x.shape, am, dy), rtol=1e-6,
+                                   atol=1e-7, err_msg=f"ow={ow}")  # a sum of two, rounded
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cip", [True, False])
 def test_avg_pool2d(rng, case, dtype, cip):
     n, c, h, w, k, s, p = case

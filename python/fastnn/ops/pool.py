@@ -101,8 +101,9 @@ def max_pool2d_backward(ctx: MaxPool2dCtx, dy: Any, *, relu: bool = False
     ``relu=True`` for an input that is ``relu(z)``: returns the gradient with respect to ``z``
     instead, ``relu'(z) * dx``. The maximum of a window is the input element it came from, so
     relu's derivative there is ``y > 0`` (0 at 0, as ``activation_backward``): the gate is
-    applied to ``dy``, a quarter of the input's size for 2x2 windows, and the pass over the
-    whole input that ``activation_backward`` would make is saved.
+    applied to ``dy`` inside the kernel (on the device: on ``dy`` first, a quarter of the
+    input's size for 2x2 windows), and the pass over the whole input that
+    ``activation_backward`` would make is saved.
     """
     op = "max_pool2d_backward"
     if not isinstance(ctx, MaxPool2dCtx):
@@ -110,13 +111,21 @@ def max_pool2d_backward(ctx: MaxPool2dCtx, dy: Any, *, relu: bool = False
                         f"{type(ctx).__name__}")
     dy = _im.grad_like(dy, "dy", op, tuple(ctx.argmax.shape), ctx.dtype, device=True)
     dev = _im.any_device(ctx.argmax, dy)
+    gate = None
     if relu and dy.size:
-        gated = _empty(dy.shape, ctx.dtype, dev)
-        _backend.kernels_for(dy, ctx.y).activation_backward(gated, dy, None, ctx.y, _RELU, 0.0)
-        dy = gated
+        if dev:  # the device kernel takes no gate: the derivative on dy first
+            gated = _empty(dy.shape, ctx.dtype, dev)
+            _backend.kernels_for(dy, ctx.y).activation_backward(gated, dy, None, ctx.y, _RELU,
+                                                                0.0)
+            dy = gated
+        else:
+            gate = ctx.y
     dx = _empty(ctx.x_shape, ctx.dtype, dev)
     if dx.size:
-        _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy)
+        if gate is None:
+            _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy)
+        else:
+            _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy, gate)
     return (dx,)
 
 
