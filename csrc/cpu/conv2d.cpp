@@ -733,6 +733,13 @@ struct WinoItem {
 // The distance of V's rows (one per xi): the item's tiles and the input loop's spare values.
 inline index_t wino_vs(const WinoItem& item) { return item.nimg * item.tn + kWinoShortRow; }
 
+// Whether the ISA's whole-plane loops (input_plane, place_plane, gather_plane) serve this item:
+// whole images small enough for them.
+template <class T>
+bool plane_loops(const ConvLoops<T>& L, const WinoPlan& w, const WinoItem& item) {
+  return L.input_plane && item.T0 == 0 && item.tn == w.tiles && w.TW <= L.input_plane_max_tw;
+}
+
 // V[c][xi][col] = (B^T d B)[xi] of every tile of the item, grp's channels; V rows ld apart.
 template <class T>
 void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
@@ -741,7 +748,7 @@ void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
   const ConvLoops<T>& L = conv_loops<T>();
   const PadBand b = item.pad(w, g);
   const index_t vs = wino_vs(item);
-  if (L.input_plane && item.T0 == 0 && item.tn == w.tiles && w.TW <= L.input_plane_max_tw) {
+  if (plane_loops(L, w, item)) {
     for (index_t i = 0; i < item.nimg; ++i)
       for (index_t c = 0; c < d.cgi; ++c)
         L.input_plane(V + c * ld + i * item.tn, vs,
@@ -840,6 +847,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
     T* M = V + d.cgi * ld;
     T* tmp = M + d.cgo * ld;
     T* O = tmp;
+    const bool planes = plane_loops(L, w, item);
     for (index_t grp = 0; grp < g.groups; ++grp) {
       wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
       const T* Ug = U + grp * 16 * d.cgi * d.cgo;
@@ -849,9 +857,14 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
       for (index_t co = 0; co < d.cgo; ++co) {
         L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
         activate(O, 4 * cols, g);
-        for (index_t i = 0; i < item.nimg; ++i)
-          wino_place(y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, O + i * item.tn, cols, g,
-                     w, item);
+        for (index_t i = 0; i < item.nimg; ++i) {
+          T* y_img = y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P;
+          if (planes) {
+            L.place_plane(y_img, O + i * item.tn, cols, g.oh, g.ow, w.TH, w.TW);
+          } else {
+            wino_place(y_img, O + i * item.tn, cols, g, w, item);
+          }
+        }
       }
     }
   });
@@ -1051,10 +1064,16 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
       const T beta = it == it0 ? T(0) : T(1);
       for (index_t grp = 0; grp < g.groups; ++grp) {
         wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
+        const bool planes = plane_loops(L, w, item);
         for (index_t co = 0; co < d.cgo; ++co) {
-          for (index_t i = 0; i < item.nimg; ++i)
-            wino_gather(tmp + i * item.tn, cols,
-                        dy + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, g, w, item);
+          for (index_t i = 0; i < item.nimg; ++i) {
+            const T* dy_img = dy + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P;
+            if (planes) {
+              L.gather_plane(tmp + i * item.tn, cols, dy_img, g.oh, g.ow, w.TH, w.TW);
+            } else {
+              wino_gather(tmp + i * item.tn, cols, dy_img, g, w, item);
+            }
+          }
           L.grad(Z + co * ld, cols, tmp, cols, cols);
         }
         for (int xi = 0; xi < 16; ++xi)  // S_xi += Z_xi @ V_xi^T

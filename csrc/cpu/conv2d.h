@@ -70,6 +70,14 @@ struct ConvLoops {
   // V's spare values) overwrites.
   void (*input_plane)(T* v, index_t sv, const T* x, index_t h, index_t w, index_t ph,
                       index_t pw, index_t th, index_t tw);
+  // With input_plane, for the same images: one image's 2x2 output tiles o[k*so + a*tw + t] (k
+  // = 2*row + column) placed into its plane y (oh x ow), and the adjoint, the output-gradient
+  // plane dy to d[k*sd + a*tw + t] (zero where a tile reaches past an odd edge). Both write
+  // exactly the plane's (the tiles') values.
+  void (*place_plane)(T* y, const T* o, index_t so, index_t oh, index_t ow, index_t th,
+                      index_t tw);
+  void (*gather_plane)(T* d, index_t sd, const T* dy, index_t oh, index_t ow, index_t th,
+                       index_t tw);
   index_t input_plane_max_tw;
 };
 
@@ -276,7 +284,7 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
 template <class T>
 static constexpr ConvLoops<T> conv_loops_of_this_file() {
   return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
-          &direct_plane_adjoint_loop<T>, nullptr, 0};
+          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0};
 }
 
 }  // namespace fastnn

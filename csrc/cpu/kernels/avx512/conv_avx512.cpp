@@ -75,9 +75,46 @@ void input_plane_f32(float* v, index_t sv, const float* x, index_t h, index_t w,
   }
 }
 
+inline __mmask16 lanes(index_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// A row pair of tiles at a time: the even output columns from one tile row of o, the odd ones
+// from the next, interleaved by one two-source permute; masked loads and stores, so nothing
+// past the tiles or the plane is touched.
+void place_plane_f32(float* y, const float* o, index_t so, index_t oh, index_t ow, index_t th,
+                     index_t tw) {
+  const __m512i mix = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __mmask16 in = lanes(tw), out = lanes(ow);
+  for (index_t a = 0; a < th; ++a)
+    for (index_t r = 0; r < 2 && 2 * a + r < oh; ++r) {
+      const float* e = o + 2 * r * so + a * tw;
+      const __m512 ev = _mm512_maskz_loadu_ps(in, e), od = _mm512_maskz_loadu_ps(in, e + so);
+      _mm512_mask_storeu_ps(y + (2 * a + r) * ow, out, _mm512_permutex2var_ps(ev, mix, od));
+    }
+}
+
+void gather_plane_f32(float* d, index_t sd, const float* dy, index_t oh, index_t ow, index_t th,
+                      index_t tw) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __mmask16 in = lanes(ow), out = lanes(tw);
+  for (index_t a = 0; a < th; ++a)
+    for (index_t r = 0; r < 2; ++r) {
+      float* e = d + 2 * r * sd + a * tw;
+      // a row past an odd bottom edge, and the column past an odd right edge, are zeros
+      const __m512 z = 2 * a + r < oh ? _mm512_maskz_loadu_ps(in, dy + (2 * a + r) * ow)
+                                      : _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(e, out, _mm512_permutexvar_ps(even, z));
+      _mm512_mask_storeu_ps(e + sd, out, _mm512_permutexvar_ps(odd, z));
+    }
+}
+
 constexpr ConvLoops<float> loops_f32() {
   ConvLoops<float> l = conv_loops_of_this_file<float>();
   l.input_plane = &input_plane_f32;
+  l.place_plane = &place_plane_f32;
+  l.gather_plane = &gather_plane_f32;
   l.input_plane_max_tw = kPlaneMaxTw;
   return l;
 }
