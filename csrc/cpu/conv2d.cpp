@@ -1174,16 +1174,9 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
       const index_t p0 = r0 * g.ow, np = rows * g.ow;
       const T beta = it == it0 ? T(0) : T(1);
       const T* x_img = x + n * g.ci * d.HW;
-      if (db) {
-        for (index_t co = 0; co < g.co; ++co) {
-          const T* r = dy + (n * g.co + co) * d.P + p0;
-          double part[4] = {0.0, 0.0, 0.0, 0.0};
-          index_t i = 0;
-          for (; i + 4 <= np; i += 4)
-            for (int l = 0; l < 4; ++l) part[l] += double(r[i + l]);
-          for (; i < np; ++i) part[i & 3] += double(r[i]);
-          dbc[co] += (part[0] + part[2]) + (part[1] + part[3]);
-        }
+      if (db) {  // 16 lanes of T, then double (a conversion per element cost 0.3 ms a step
+                 // in the Fashion-MNIST CNN's first layer)
+        for (index_t co = 0; co < g.co; ++co) dbc[co] += plane_sum(dy + (n * g.co + co) * d.P + p0, np);
       }
       for (index_t grp = 0; grp < g.groups; ++grp) {
         const T* dyg = dy + (n * g.co + grp * d.cgo) * d.P + p0;
