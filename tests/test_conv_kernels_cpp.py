@@ -140,6 +140,11 @@ CONV_CASES = [
     (8, 32, 10, 9, 33, (3, 3), (1, 1), (2, 2), (1, 1), 1, None),      # padding 2
     (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # rows past a vector
     (6, 64, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 2, None),       # groups of 32
+    # one input channel, stride 1 (a first layer): output channels in register blocks of 8
+    (3, 1, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # the Fashion-MNIST CNN's
+    (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # blocks of 8 and 3, 2 vectors
+    (2, 1, 7, 16, 5, (2, 4), (1, 1), (0, 3), (1, 1), 1, (6, 19)),     # padding > half, cut short
+    (1, 1, 6, 40, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),        # rows past two vectors
     # several small images in one GEMM, weights beyond the GEMM's direct-path budget
     (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
@@ -219,6 +224,7 @@ ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
     (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, images a band
     (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # whole-plane transform
     (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # the same, cut short
+    (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # one input channel
 ]
 
 

@@ -880,6 +880,20 @@ void forward_impl(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g
     direct_forward(y, x, w, bias, g);
     return;
   }
+  const ConvLoops<T>& L = conv_loops<T>();
+  if (L.one_channel && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+      g.dw == 1 && g.ow <= L.one_channel_max_ow && (g.act == act::NONE || g.act == act::RELU)) {
+    // Tasks of (image, block of 8 output channels): each writes its own planes.
+    const index_t blocks = (g.co + 7) / 8;
+    const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+    parallel_range(g.n * blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t) {
+        const index_t n = t / blocks, co0 = (t % blocks) * 8;
+        L.one_channel(y + n * g.co * d.P, x + n * d.HW, w, bias, g, co0, std::min(g.co, co0 + 8));
+      }
+    });
+    return;
+  }
   if (winograd_ok<T>(g)) {
     char* job = static_cast<char*>(job_buffer(job_at + std::size_t(16 * g.co * d.cgi) * sizeof(T)));
     T* U = reinterpret_cast<T*>(job + job_at);

@@ -79,6 +79,14 @@ struct ConvLoops {
   void (*gather_plane)(T* d, index_t sd, const T* dy, index_t oh, index_t ow, index_t th,
                        index_t tw);
   index_t input_plane_max_tw;
+  // Optional: the forward of a single-channel input (ci == groups == 1, stride and dilation 1,
+  // ow <= one_channel_max_ow, no activation or relu: a network's first layer), output channels
+  // [co0, co1) of image x (h x w) into their planes y + co*oh*ow. Blocks of output channels
+  // share each shifted input row in registers; im2col + GEMM had written a 9 x pixels column
+  // block, multiplied it with k = 9 and copied the result out.
+  void (*one_channel)(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g, index_t co0,
+                      index_t co1);
+  index_t one_channel_max_ow;
 };
 
 struct ConvIsaLoops {
@@ -284,7 +292,7 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
 template <class T>
 static constexpr ConvLoops<T> conv_loops_of_this_file() {
   return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
-          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0};
+          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0, nullptr, 0};
 }
 
 }  // namespace fastnn

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 // GCC 12's masked intrinsics pass an intentionally undefined vector internally, which
 // -Wmaybe-uninitialized reports as a false positive once inlined here (as in pool_avx512.cpp).
@@ -20,6 +21,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
+#include "common/activations.h"
 #include "cpu/conv2d.h"
 
 namespace fastnn {
@@ -110,11 +112,71 @@ void gather_plane_f32(float* d, index_t sd, const float* dy, index_t oh, index_t
     }
 }
 
+// NB output channels (NB <= 8) of a single-channel image, two vectors (32 columns) a row: for
+// each output row, every tap's shifted input row is loaded once (masked: the padding lanes are
+// zero) and multiplied into the NB accumulators with the tap's broadcast weight.
+template <int NB>
+void one_channel_block(float* y, const float* x, const float* w, const float* bias,
+                       const ConvGeom& g, index_t co0, index_t nb) {
+  const index_t P = g.oh * g.ow, kk = g.kh * g.kw;
+  const __mmask16 out0 = lanes(g.ow), out1 = lanes(g.ow - 16);
+  const bool relu = g.act == act::RELU;
+  for (index_t r = 0; r < g.oh; ++r) {
+    __m512 acc[NB][2];
+    for (int b = 0; b < NB; ++b) {
+      const float bv = b < nb && bias ? bias[co0 + b] : 0.0f;
+      acc[b][0] = acc[b][1] = _mm512_set1_ps(bv);
+    }
+    for (index_t i = 0; i < g.kh; ++i) {
+      const index_t ih = r - g.ph + i;
+      if (ih < 0 || ih >= g.h) continue;
+      const float* row = x + ih * g.w;
+      for (index_t j = 0; j < g.kw; ++j) {
+        // output column q reads input column q + off, inside for q in [lo, hi)
+        const index_t off = j - g.pw;
+        const index_t lo = std::max<index_t>(0, -off), hi = std::min(g.ow, g.w - off);
+        const __mmask16 m0 = hi > lo ? __mmask16(lanes(hi) & ~lanes(lo)) : __mmask16(0);
+        const __mmask16 m1 = hi > lo ? __mmask16(lanes(hi - 16) & ~lanes(lo - 16)) : __mmask16(0);
+        // the vector's first lane is column off (possibly before the row: masked off, never read)
+        const float* p = reinterpret_cast<const float*>(reinterpret_cast<std::uintptr_t>(row) +
+                                                        std::uintptr_t(off * index_t(sizeof(float))));
+        const __m512 x0 = _mm512_maskz_loadu_ps(m0, p), x1 = _mm512_maskz_loadu_ps(m1, p + 16);
+        const float* wt = w + co0 * kk + i * g.kw + j;
+        for (int b = 0; b < NB; ++b) {
+          if (b >= nb) break;
+          const __m512 wv = _mm512_set1_ps(wt[b * kk]);
+          acc[b][0] = _mm512_fmadd_ps(wv, x0, acc[b][0]);
+          acc[b][1] = _mm512_fmadd_ps(wv, x1, acc[b][1]);
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      if (b >= nb) break;
+      __m512 v0 = acc[b][0], v1 = acc[b][1];
+      if (relu) {  // as act::forward: NaN stays NaN
+        const __m512 z = _mm512_setzero_ps();
+        v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, z, _CMP_LE_OQ), z);
+        v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, z, _CMP_LE_OQ), z);
+      }
+      float* yr = y + (co0 + b) * P + r * g.ow;
+      _mm512_mask_storeu_ps(yr, out0, v0);
+      _mm512_mask_storeu_ps(yr + 16, out1, v1);
+    }
+  }
+}
+
+void one_channel_f32(float* y, const float* x, const float* w, const float* bias,
+                     const ConvGeom& g, index_t co0, index_t co1) {
+  one_channel_block<8>(y, x, w, bias, g, co0, co1 - co0);
+}
+
 constexpr ConvLoops<float> loops_f32() {
   ConvLoops<float> l = conv_loops_of_this_file<float>();
   l.input_plane = &input_plane_f32;
   l.place_plane = &place_plane_f32;
   l.gather_plane = &gather_plane_f32;
+  l.one_channel = &one_channel_f32;
+  l.one_channel_max_ow = 32;
   l.input_plane_max_tw = kPlaneMaxTw;
   return l;
 }
