@@ -145,6 +145,8 @@ CONV_CASES = [
     (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # blocks of 8 and 3, 2 vectors
     (2, 1, 7, 16, 5, (2, 4), (1, 1), (0, 3), (1, 1), 1, (6, 19)),     # padding > half, cut short
     (1, 1, 6, 40, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),        # rows past two vectors
+    (2, 1, 10, 30, 11, (3, 3), (1, 1), (0, 2), (1, 1), 1, None),      # 32 columns, pairs + 1
+    (3, 1, 8, 9, 5, (3, 3), (1, 1), (2, 0), (1, 1), 1, None),         # padding 2 rows, none
     # several small images in one GEMM, weights beyond the GEMM's direct-path budget
     (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]

@@ -1135,6 +1135,18 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
 template <class T>
 void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
+  const ConvLoops<T>& L = conv_loops<T>();
+  if (L.one_channel_dw && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+      g.dw == 1 && g.kh == 3 && g.kw == 3 && g.ow <= L.one_channel_max_ow) {
+    // One task per block of output channels, the whole batch inside: one writer per weight.
+    const index_t nb = L.one_channel_dw_block, blocks = (g.co + nb - 1) / nb;
+    const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+    parallel_range(blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t)
+        L.one_channel_dw(dw, db, dy, x, g, t * nb, std::min(g.co, (t + 1) * nb));
+    });
+    return;
+  }
   if (direct(g)) {
     if (db) bias_grad(db, dy, g);
     direct_backward_weight(dw, dy, x, g);

@@ -86,7 +86,12 @@ struct ConvLoops {
   // block, multiplied it with k = 9 and copied the result out.
   void (*one_channel)(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g, index_t co0,
                       index_t co1);
-  index_t one_channel_max_ow;
+  // Its weight gradient for 3x3 kernels (same conditions, no activation requirement): dw and db
+  // (may be null) of output channels [co0, co1), at most one_channel_dw_block of them, summed
+  // over the whole batch; per image in vector lanes, then in double, image by image.
+  void (*one_channel_dw)(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g, index_t co0,
+                         index_t co1);
+  index_t one_channel_max_ow, one_channel_dw_block;
 };
 
 struct ConvIsaLoops {
@@ -292,7 +297,7 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
 template <class T>
 static constexpr ConvLoops<T> conv_loops_of_this_file() {
   return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
-          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0, nullptr, 0};
+          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0, nullptr, nullptr, 0, 0};
 }
 
 }  // namespace fastnn

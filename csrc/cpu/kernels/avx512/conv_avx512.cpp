@@ -170,6 +170,73 @@ void one_channel_f32(float* y, const float* x, const float* w, const float* bias
   one_channel_block<8>(y, x, w, bias, g, co0, co1 - co0);
 }
 
+// The sum of a vector's lanes in double (a fixed tree).
+inline double lane_sum(__m512 v) {
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+  return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
+// 3x3 weight gradient of NB = 2 output channels of a single-channel input: per image, 9 taps x
+// NB accumulators (and NB for the bias) of two-vector rows: each output-gradient row is loaded
+// once per channel, each tap's shifted input row once for both channels.
+constexpr index_t kDwBlock = 2;
+
+void one_channel_dw_f32(float* dw, float* db, const float* dy, const float* x,
+                        const ConvGeom& g, index_t co0, index_t co1) {
+  constexpr int NB = int(kDwBlock);
+  const index_t P = g.oh * g.ow, HW = g.h * g.w, nb = co1 - co0;
+  const __mmask16 out0 = lanes(g.ow), out1 = lanes(g.ow - 16);
+  __mmask16 m0[3], m1[3];
+  for (index_t j = 0; j < 3; ++j) {
+    const index_t off = j - g.pw;
+    const index_t lo = std::max<index_t>(0, -off), hi = std::min(g.ow, g.w - off);
+    m0[j] = hi > lo ? __mmask16(lanes(hi) & ~lanes(lo)) : __mmask16(0);
+    m1[j] = hi > lo ? __mmask16(lanes(hi - 16) & ~lanes(lo - 16)) : __mmask16(0);
+  }
+  double sw[NB][9] = {}, sb[NB] = {};
+  for (index_t n = 0; n < g.n; ++n) {
+    const float* xn = x + n * HW;
+    __m512 acc[NB][9], bacc[NB];
+    for (int b = 0; b < NB; ++b) {
+      bacc[b] = _mm512_setzero_ps();
+      for (int t = 0; t < 9; ++t) acc[b][t] = _mm512_setzero_ps();
+    }
+    for (index_t r = 0; r < g.oh; ++r) {
+      __m512 d0[NB], d1[NB];
+      for (int b = 0; b < NB; ++b) {
+        const float* dr = dy + ((n * g.co) + co0 + (b < nb ? b : 0)) * P + r * g.ow;
+        d0[b] = b < nb ? _mm512_maskz_loadu_ps(out0, dr) : _mm512_setzero_ps();
+        d1[b] = b < nb ? _mm512_maskz_loadu_ps(out1, dr + 16) : _mm512_setzero_ps();
+        bacc[b] = _mm512_add_ps(bacc[b], _mm512_add_ps(d0[b], d1[b]));
+      }
+      for (int i = 0; i < 3; ++i) {
+        const index_t ih = r - g.ph + i;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* row = xn + ih * g.w;
+        for (int j = 0; j < 3; ++j) {
+          const index_t off = j - g.pw;
+          const float* p = reinterpret_cast<const float*>(
+              reinterpret_cast<std::uintptr_t>(row) + std::uintptr_t(off * index_t(sizeof(float))));
+          const __m512 x0 = _mm512_maskz_loadu_ps(m0[j], p);
+          const __m512 x1 = _mm512_maskz_loadu_ps(m1[j], p + 16);
+          for (int b = 0; b < NB; ++b)
+            acc[b][3 * i + j] =
+                _mm512_fmadd_ps(d1[b], x1, _mm512_fmadd_ps(d0[b], x0, acc[b][3 * i + j]));
+        }
+      }
+    }
+    for (int b = 0; b < NB; ++b) {
+      for (int t = 0; t < 9; ++t) sw[b][t] += lane_sum(acc[b][t]);
+      sb[b] += lane_sum(bacc[b]);
+    }
+  }
+  for (index_t b = 0; b < nb; ++b) {
+    for (int t = 0; t < 9; ++t) dw[(co0 + b) * 9 + t] = float(sw[b][t]);
+    if (db) db[co0 + b] = float(sb[b]);
+  }
+}
+
 constexpr ConvLoops<float> loops_f32() {
   ConvLoops<float> l = conv_loops_of_this_file<float>();
   l.input_plane = &input_plane_f32;
@@ -177,6 +244,8 @@ constexpr ConvLoops<float> loops_f32() {
   l.gather_plane = &gather_plane_f32;
   l.one_channel = &one_channel_f32;
   l.one_channel_max_ow = 32;
+  l.one_channel_dw = &one_channel_dw_f32;
+  l.one_channel_dw_block = kDwBlock;
   l.input_plane_max_tw = kPlaneMaxTw;
   return l;
 }
