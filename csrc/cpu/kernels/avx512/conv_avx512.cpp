@@ -5,7 +5,7 @@
 //
 // Small float images (padded rows of at most 16 values: 14x14 and below with 3x3 "same") also
 // get a whole-plane input transform that reads the image in place: each padded row is one
-// expanding load (zeros in the padding lanes), split once into its even and odd columns, and
+// masked load (zeros in the padding lanes), split once into its even and odd columns, and
 // shared by the two rows of tiles that read it. The generic path copied a padded band first
 // and split every row of tiles again; at 14x14 with 32 and 64 channels the copy and the
 // transform had cost about an eighth of a CNN's training step.
@@ -44,7 +44,12 @@ void input_plane_f32(float* v, index_t sv, const float* x, index_t h, index_t w,
   auto row = [&](index_t r, __m512& a, __m512& b) {
     const index_t ih = r - ph;
     __m512 z = _mm512_setzero_ps();
-    if (ih >= 0 && ih < h && cols) z = _mm512_maskz_expandloadu_ps(cols, x + ih * w + (lo - pw));
+    if (ih >= 0 && ih < h && cols) {
+      // lane 0 is column -pw of the row (before it, or before x: masked off, never read)
+      const float* p = reinterpret_cast<const float*>(
+          reinterpret_cast<std::uintptr_t>(x + ih * w) - std::uintptr_t(pw * index_t(sizeof(float))));
+      z = _mm512_maskz_loadu_ps(cols, p);
+    }
     a = _mm512_permutexvar_ps(split, z);
     b = _mm512_maskz_permutexvar_ps(keep1, split1, z);
   };
