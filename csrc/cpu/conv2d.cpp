@@ -1054,18 +1054,25 @@ constexpr double kRowTapBandBytes = 512.0 * 1024.0;
 // V_xi^T, long reductions, 2.25x fewer multiply-adds than the row taps; G^T S G runs once per call.
 // Chunks of (image, band) items sum into private copies of S, added in chunk order.
 template <class T>
-void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
   const WinoPlan w = wino_plan<T>(g);
   const index_t tiles = w.tiles;
   const index_t items = w.items;
   const index_t s_elems = 16 * g.co * d.cgi;  // S[grp][xi][co][c]
   const index_t chunks = weight_chunks(items, std::size_t(s_elems) * sizeof(T));
-  T* partials = static_cast<T*>(job_buffer(std::size_t(chunks * s_elems) * sizeof(T)));
+  // Job buffer: the chunks' bias sums (double; taken from each output-gradient plane while the
+  // gather has it in L1, instead of another pass over dy), then their S partials.
+  const std::size_t db_bytes = (std::size_t(chunks * g.co) * sizeof(double) + 63) & ~std::size_t(63);
+  char* job = static_cast<char*>(job_buffer(db_bytes + std::size_t(chunks * s_elems) * sizeof(T)));
+  double* dbp = reinterpret_cast<double*>(job);
+  T* partials = reinterpret_cast<T*>(job + db_bytes);
   const ConvLoops<T>& L = conv_loops<T>();
 
   auto chunk = [&](index_t c) {
     T* S = partials + c * s_elems;
+    double* dbc = dbp + c * g.co;
+    for (index_t co = 0; co < g.co; ++co) dbc[co] = 0.0;
     const index_t it0 = items * c / chunks, it1 = items * (c + 1) / chunks;
     for (index_t it = it0; it < it1; ++it) {
       const WinoItem item(w, it);
@@ -1086,6 +1093,19 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
               L.gather_plane(tmp + i * item.tn, cols, dy_img, g.oh, g.ow, w.TH, w.TW);
             } else {
               wino_gather(tmp + i * item.tn, cols, dy_img, g, w, item);
+            }
+            if (db) {
+              if (item.tn == w.tiles) {  // the whole plane
+                dbc[grp * d.cgo + co] += plane_sum(dy_img, d.P);
+              } else {  // a band of tiles: exactly their outputs (the bands split the plane)
+                double sum = 0.0;
+                item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t) {
+                  for (index_t r = 2 * a; r < std::min(g.oh, 2 * a + 2); ++r)
+                    sum += plane_sum(dy_img + r * g.ow + 2 * c0,
+                                     std::min(g.ow, 2 * (c0 + cnt)) - 2 * c0);
+                });
+                dbc[grp * d.cgo + co] += sum;
+              }
             }
           }
           L.grad(Z + co * ld, cols, tmp, cols, cols);
@@ -1109,6 +1129,13 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
         for (index_t i = lo; i < hi; ++i) partials[i] += src[i];
       }
     });
+  }
+  if (db) {  // the chunks' bias sums, in chunk order
+    for (index_t co = 0; co < g.co; ++co) {
+      double sum = dbp[co];
+      for (index_t ch = 1; ch < chunks; ++ch) sum += dbp[ch * g.co + co];
+      db[co] = T(sum);
+    }
   }
   // dw = G^T S G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], per (co, c).
   const index_t cc = d.cgo * d.cgi;
@@ -1153,8 +1180,7 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
     return;
   }
   if (winograd_ok<T>(g)) {
-    if (db) bias_grad(db, dy, g);
-    wino_backward_weight(dw, dy, x, g);
+    wino_backward_weight(dw, db, dy, x, g);
     return;
   }
   const bool pw1 = pointwise(g);
