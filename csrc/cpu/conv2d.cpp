@@ -8,6 +8,10 @@
 //    smaller images with 32+ channels, several whole images to a band (winograd_ok):
 //    2.25x fewer multiply-adds, 16 GEMMs per band of tiles (the biggest single win: at 56x56 with
 //    64 channels it ran in 0.55x the time of im2col + GEMM);
+//  - a single input channel at stride 1 (a first layer), where the ISA has the loops (AVX-512
+//    float, ConvLoops::one_channel / one_channel_dw): output channels in register blocks, each
+//    shifted input row loaded once for the block (0.6x of im2col + GEMM forward at 1 -> 32
+//    channels, 28x28, batch 64; 0.85x for the weight gradient);
 //  - pointwise (1x1, stride 1, no padding): the input plane already is the GEMM operand;
 //  - im2col + GEMM for everything else, one band of output rows of one image (or several small
 //    images) at a time, so that the column buffer (K x pixels) stays in L2 between being written
@@ -157,8 +161,9 @@ struct Derived {
 
 // The direct loops serve layers whose output channels each read one input channel and are few
 // per group (depthwise). With one input channel but many outputs (a network's first layer) the
-// im2col GEMM, k = kh*kw, wins: at 1 -> 32 channels, 28x28, batch 64 it took 0.22x of the
-// direct loops' time forward and 0.25x for the weight gradient.
+// im2col GEMM, k = kh*kw, beat these loops (one output plane at a time): at 1 -> 32 channels,
+// 28x28, batch 64 it took 0.22x of their time forward and 0.25x for the weight gradient; the
+// ISA's one_channel loops, where it has them, beat both.
 constexpr index_t kDirectMaxOut = 4;
 
 bool direct(const ConvGeom& g) {
