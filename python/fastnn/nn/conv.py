@@ -23,7 +23,10 @@ tuple (PyTorch's symmetric padding), and for Conv1D ``"causal"`` (all padding on
 output ``t`` sees inputs up to ``t`` only). Uneven padding, which the ops do not take, is done by
 padding a copy of the input.
 
-The activation runs after the convolution as its own op (the conv kernels have no epilogue).
+An elementwise activation of Conv2D/Conv1D runs inside the conv kernel (the op's fused
+epilogue, its derivative applied in the backward); in a Sequential, a relu convolution followed
+by MaxPooling2D leaves that derivative to the pooling's backward (``backward_preactivation``,
+see ``nn/_fusion.py``). Conv2DTranspose applies its activation as its own op.
 Glorot and He initializers get Keras's fans for conv kernels: receptive field times the input
 (output) channels of one group. A layer with ``trainable=False`` skips its weight gradient.
 """
