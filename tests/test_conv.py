@@ -200,6 +200,7 @@ FUSED_ACTS = [("relu", None), ("leaky_relu", 0.2), ("gelu", None)]
 # every path of the C++ kernels: im2col (also stride 2), direct (depthwise), pointwise, Winograd
 FUSED_CASES = {name: CONV[name] for name in ("3x3_pad1", "stride2_odd", "depthwise", "1x1")}
 FUSED_CASES["winograd"] = (1, 16, 16, 16, 16, (3, 3), 1, 1, 1, 1)
+FUSED_CASES["one_channel"] = (2, 1, 9, 13, 11, (3, 3), 1, 1, 1, 1)
 
 
 @pytest.mark.parametrize("act,alpha", FUSED_ACTS)

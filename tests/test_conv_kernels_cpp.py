@@ -134,6 +134,19 @@ CONV_CASES = [
     # Winograd on small images: several whole images a band, the last band short
     (20, 32, 7, 7, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # 7x7: 16 tiles an image
     (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # odd sizes, 6 + 3 images
+    # padded rows within one AVX-512 vector: the whole-plane input transform (read in place)
+    (12, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),    # the Fashion-MNIST CNN's
+    (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # no padding
+    (8, 32, 10, 9, 33, (3, 3), (1, 1), (2, 2), (1, 1), 1, None),      # padding 2
+    (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # rows past a vector
+    (6, 64, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 2, None),       # groups of 32
+    # one input channel, stride 1 (a first layer): output channels in register blocks of 8
+    (3, 1, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),      # the Fashion-MNIST CNN's
+    (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # blocks of 8 and 3, 2 vectors
+    (2, 1, 7, 16, 5, (2, 4), (1, 1), (0, 3), (1, 1), 1, (6, 19)),     # padding > half, cut short
+    (1, 1, 6, 40, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),        # rows past two vectors
+    (2, 1, 10, 30, 11, (3, 3), (1, 1), (0, 2), (1, 1), 1, None),      # 32 columns, pairs + 1
+    (3, 1, 8, 9, 5, (3, 3), (1, 1), (2, 0), (1, 1), 1, None),         # padding 2 rows, none
     # several small images in one GEMM, weights beyond the GEMM's direct-path budget
     (5, 160, 5, 6, 100, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
@@ -211,6 +224,9 @@ def test_conv2d_backward_weight_without_db(rng):
 ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
     (2, 16, 17, 19, 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd
     (9, 32, 13, 11, 40, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),     # Winograd, images a band
+    (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # whole-plane transform
+    (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # the same, cut short
+    (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # one input channel
 ]
 
 
@@ -437,6 +453,43 @@ def test_max_pool2d_all_row_widths(isa, rng):
         ry, ram = ref_max_pool(x, (2, 2), (2, 2), (0, 0))
         assert np.array_equal(am, ram), ow
         assert np.array_equal(np.isnan(y), np.isnan(ry)), ow
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_backward_every_isa(rng, isa, case, dtype):
+    """The backward under each instruction set, with and without the relu gate: 2x2 windows
+    write block by block; others (overlapping windows, strides that skip elements) scatter,
+    or fall back to it where an argmax leaves its block."""
+    n, c, h, w, k, s, p = case
+    x = np.maximum(rng.standard_normal((n, c, h, w)), 0).astype(dtype)
+    y, am = _pool_run_max(x, k, s, p)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    ref = ref_max_pool_backward(x.shape, am, dy)
+    for gate, want in [(None, ref), (y, ref * (x > 0))]:
+        dx = np.full(x.shape, np.nan, dtype)
+        _C.max_pool2d_backward(dx, am, dy, gate)
+        check_op(dx, want, dtype, reduction=k[0] * k[1])
+
+
+def test_max_pool2d_backward_all_row_widths(isa, rng):
+    """2x2 stride 2, every row length up to 40 outputs (full vectors and every tail), odd and
+    even planes, with and without the relu gate; then an argmax moved out of its block (as
+    another window shape may leave it), which must still land where it points."""
+    for ow in range(1, 41):
+        x = rng.standard_normal((1, 2, 5, 2 * ow + ow % 2)).astype(np.float32)
+        y, am = _pool_run_max(x, (2, 2), (2, 2), (0, 0))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for gate in (None, y):
+            dx = np.full(x.shape, np.nan, np.float32)
+            _C.max_pool2d_backward(dx, am, dy, gate)
+            want = ref_max_pool_backward(x.shape, am, dy * (1 if gate is None else (y > 0)))
+            np.testing.assert_array_equal(dx, want, err_msg=f"ow={ow}")
+        am[0, 1, 0, ow - 1] = 3 * x.shape[3]  # row 3: outside its block, inside the plane
+        dx = np.full(x.shape, np.nan, np.float32)
+        _C.max_pool2d_backward(dx, am, dy)
+        np.testing.assert_allclose(dx, ref_max_pool_backward(x.shape, am, dy), rtol=1e-6,
+                                   atol=1e-7, err_msg=f"ow={ow}")  # a sum of two, rounded
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)

@@ -328,6 +328,53 @@ def test_small_cnn_loss_gradients(backend, rng):
         np.testing.assert_allclose(g, numeric_grad(f, p), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_relu_pool_fusion_gives_the_layerwise_gradients(backend, rng, fmt):
+    """Sequential's training step runs a relu conv + max pool pair as one backward (the pool
+    applies relu's derivative); the gradients are those of the layer-by-layer backward."""
+    last = fmt == "channels_last"
+    shape = (7, 9, 2) if last else (2, 7, 9)
+
+    def build():
+        model = nn.Sequential([
+            nn.Conv2D(4, 3, padding="same", activation="relu", input_shape=shape,
+                      data_format=fmt, dtype="float64"),
+            nn.MaxPool2D(2, padding="same", data_format=fmt),
+            nn.Conv2D(5, 3, padding="same", activation="relu", data_format=fmt,
+                      dtype="float64"),
+            nn.MaxPool2D(2, data_format=fmt),
+            nn.Flatten(),
+            nn.Dense(3, activation="softmax", dtype="float64"),
+        ])
+        for layer in model.layers:
+            _randomize(layer, np.random.default_rng(3))
+        model.compile(optimizer=optim.SGD(0.1), loss="sparse_categorical_crossentropy")
+        return model
+
+    x = rng.standard_normal((5,) + shape)
+    y = rng.integers(0, 3, 5)
+    fused, plain = build(), build()
+    plan = fused._get_plan()
+    names = [b.__name__ for b in plan.backward] + [plan.backward_first.__name__]
+    assert names == ["backward", "backward", "backward_relu", "backward_preactivation",
+                     "backward_relu", "backward_preactivation"]
+    fused.train_on_batch(x, y)
+    pp = plain._get_plan()  # its loss, run layer by layer
+    h = x
+    for f in pp.forward:
+        h = f(h, True)
+    plain.backward(pp.loss.backward(pp.loss.forward(h, y)[1]), need_dx=False)
+    for gf, gp in zip(fused.grads, plain.grads):
+        np.testing.assert_allclose(gf, gp, rtol=1e-12, atol=1e-14)
+
+
+def test_backward_preactivation_needs_a_fused_relu():
+    layer = nn.Conv2D(2, 3, activation="tanh", input_shape=(1, 4, 4))
+    layer.forward(np.zeros((1, 1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="relu"):
+        layer.backward_preactivation(np.zeros((1, 2, 2, 2), np.float32))
+
+
 # -- channels_last == channels_first -------------------------------------------------------------
 
 def test_channels_last_matches_channels_first(rng):

@@ -135,6 +135,21 @@ def test_max_pool2d_backward_finite_differences(backend, rng):
         dx, numeric_grad(lambda: float((ops.max_pool2d(x, **kw) * dy).sum()), x), **FD)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["2x2_odd_image", "overlapping", "3x2_stride21_pad1"])
+def test_max_pool2d_backward_through_relu(backend, rng, dtype, name):
+    """relu=True is relu's derivative after the pooling's backward: zero where the pooled input
+    (a relu's output, zeros included) is not positive, on overlapping windows too."""
+    z, kw = pool_case(rng, POOL[name], dtype)
+    x = np.maximum(z, 0)
+    y, ctx = ops.max_pool2d_forward(x, **kw)
+    dy = randn(rng, y.shape, dtype)
+    (dz,) = ops.max_pool2d_backward(ctx, dy, relu=True)
+    want = R.max_pool2d_backward(x, dy, *args(kw)) * (x > 0)
+    assert (want == 0).any() and (want != 0).any()
+    check_op(dz, want, dtype, reduction=window(kw))
+
+
 # ---------------------------------------------------------------------------------------------
 # avg_pool2d and global_avg_pool2d
 

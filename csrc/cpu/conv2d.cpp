@@ -8,6 +8,10 @@
 //    smaller images with 32+ channels, several whole images to a band (winograd_ok):
 //    2.25x fewer multiply-adds, 16 GEMMs per band of tiles (the biggest single win: at 56x56 with
 //    64 channels it ran in 0.55x the time of im2col + GEMM);
+//  - a single input channel at stride 1 (a first layer), where the ISA has the loops (AVX-512
+//    float, ConvLoops::one_channel / one_channel_dw): output channels in register blocks, each
+//    shifted input row loaded once for the block (0.6x of im2col + GEMM forward at 1 -> 32
+//    channels, 28x28, batch 64; 0.85x for the weight gradient);
 //  - pointwise (1x1, stride 1, no padding): the input plane already is the GEMM operand;
 //  - im2col + GEMM for everything else, one band of output rows of one image (or several small
 //    images) at a time, so that the column buffer (K x pixels) stays in L2 between being written
@@ -157,8 +161,9 @@ struct Derived {
 
 // The direct loops serve layers whose output channels each read one input channel and are few
 // per group (depthwise). With one input channel but many outputs (a network's first layer) the
-// im2col GEMM, k = kh*kw, wins: at 1 -> 32 channels, 28x28, batch 64 it took 0.22x of the
-// direct loops' time forward and 0.25x for the weight gradient.
+// im2col GEMM, k = kh*kw, beat these loops (one output plane at a time): at 1 -> 32 channels,
+// 28x28, batch 64 it took 0.22x of their time forward and 0.25x for the weight gradient; the
+// ISA's one_channel loops, where it has them, beat both.
 constexpr index_t kDirectMaxOut = 4;
 
 bool direct(const ConvGeom& g) {
@@ -733,6 +738,13 @@ struct WinoItem {
 // The distance of V's rows (one per xi): the item's tiles and the input loop's spare values.
 inline index_t wino_vs(const WinoItem& item) { return item.nimg * item.tn + kWinoShortRow; }
 
+// Whether the ISA's whole-plane loops (input_plane, place_plane, gather_plane) serve this item:
+// whole images small enough for them.
+template <class T>
+bool plane_loops(const ConvLoops<T>& L, const WinoPlan& w, const WinoItem& item) {
+  return L.input_plane && item.T0 == 0 && item.tn == w.tiles && w.TW <= L.input_plane_max_tw;
+}
+
 // V[c][xi][col] = (B^T d B)[xi] of every tile of the item, grp's channels; V rows ld apart.
 template <class T>
 void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
@@ -741,6 +753,14 @@ void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
   const ConvLoops<T>& L = conv_loops<T>();
   const PadBand b = item.pad(w, g);
   const index_t vs = wino_vs(item);
+  if (plane_loops(L, w, item)) {
+    for (index_t i = 0; i < item.nimg; ++i)
+      for (index_t c = 0; c < d.cgi; ++c)
+        L.input_plane(V + c * ld + i * item.tn, vs,
+                      x + ((item.n0 + i) * g.ci + grp * d.cgi + c) * d.HW, g.h, g.w, g.ph, g.pw,
+                      w.TH, w.TW);
+    return;
+  }
   for (index_t i = 0; i < item.nimg; ++i) {
     pad_band(xp, x + ((item.n0 + i) * g.ci + grp * d.cgi) * d.HW, g, d.cgi, b);
     for (index_t c = 0; c < d.cgi; ++c)
@@ -832,6 +852,7 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
     T* M = V + d.cgi * ld;
     T* tmp = M + d.cgo * ld;
     T* O = tmp;
+    const bool planes = plane_loops(L, w, item);
     for (index_t grp = 0; grp < g.groups; ++grp) {
       wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
       const T* Ug = U + grp * 16 * d.cgi * d.cgo;
@@ -841,9 +862,14 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
       for (index_t co = 0; co < d.cgo; ++co) {
         L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
         activate(O, 4 * cols, g);
-        for (index_t i = 0; i < item.nimg; ++i)
-          wino_place(y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, O + i * item.tn, cols, g,
-                     w, item);
+        for (index_t i = 0; i < item.nimg; ++i) {
+          T* y_img = y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P;
+          if (planes) {
+            L.place_plane(y_img, O + i * item.tn, cols, g.oh, g.ow, w.TH, w.TW);
+          } else {
+            wino_place(y_img, O + i * item.tn, cols, g, w, item);
+          }
+        }
       }
     }
   });
@@ -857,6 +883,20 @@ void forward_impl(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g
   const Derived d(g);
   if (direct(g)) {
     direct_forward(y, x, w, bias, g);
+    return;
+  }
+  const ConvLoops<T>& L = conv_loops<T>();
+  if (L.one_channel && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+      g.dw == 1 && g.ow <= L.one_channel_max_ow && (g.act == act::NONE || g.act == act::RELU)) {
+    // Tasks of (image, block of 8 output channels): each writes its own planes.
+    const index_t blocks = (g.co + 7) / 8;
+    const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+    parallel_range(g.n * blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t) {
+        const index_t n = t / blocks, co0 = (t % blocks) * 8;
+        L.one_channel(y + n * g.co * d.P, x + n * d.HW, w, bias, g, co0, std::min(g.co, co0 + 8));
+      }
+    });
     return;
   }
   if (winograd_ok<T>(g)) {
@@ -1019,18 +1059,25 @@ constexpr double kRowTapBandBytes = 512.0 * 1024.0;
 // V_xi^T, long reductions, 2.25x fewer multiply-adds than the row taps; G^T S G runs once per call.
 // Chunks of (image, band) items sum into private copies of S, added in chunk order.
 template <class T>
-void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
   const WinoPlan w = wino_plan<T>(g);
   const index_t tiles = w.tiles;
   const index_t items = w.items;
   const index_t s_elems = 16 * g.co * d.cgi;  // S[grp][xi][co][c]
   const index_t chunks = weight_chunks(items, std::size_t(s_elems) * sizeof(T));
-  T* partials = static_cast<T*>(job_buffer(std::size_t(chunks * s_elems) * sizeof(T)));
+  // Job buffer: the chunks' bias sums (double; taken from each output-gradient plane while the
+  // gather has it in L1, instead of another pass over dy), then their S partials.
+  const std::size_t db_bytes = (std::size_t(chunks * g.co) * sizeof(double) + 63) & ~std::size_t(63);
+  char* job = static_cast<char*>(job_buffer(db_bytes + std::size_t(chunks * s_elems) * sizeof(T)));
+  double* dbp = reinterpret_cast<double*>(job);
+  T* partials = reinterpret_cast<T*>(job + db_bytes);
   const ConvLoops<T>& L = conv_loops<T>();
 
   auto chunk = [&](index_t c) {
     T* S = partials + c * s_elems;
+    double* dbc = dbp + c * g.co;
+    for (index_t co = 0; co < g.co; ++co) dbc[co] = 0.0;
     const index_t it0 = items * c / chunks, it1 = items * (c + 1) / chunks;
     for (index_t it = it0; it < it1; ++it) {
       const WinoItem item(w, it);
@@ -1043,10 +1090,29 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
       const T beta = it == it0 ? T(0) : T(1);
       for (index_t grp = 0; grp < g.groups; ++grp) {
         wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
+        const bool planes = plane_loops(L, w, item);
         for (index_t co = 0; co < d.cgo; ++co) {
-          for (index_t i = 0; i < item.nimg; ++i)
-            wino_gather(tmp + i * item.tn, cols,
-                        dy + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P, g, w, item);
+          for (index_t i = 0; i < item.nimg; ++i) {
+            const T* dy_img = dy + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P;
+            if (planes) {
+              L.gather_plane(tmp + i * item.tn, cols, dy_img, g.oh, g.ow, w.TH, w.TW);
+            } else {
+              wino_gather(tmp + i * item.tn, cols, dy_img, g, w, item);
+            }
+            if (db) {
+              if (item.tn == w.tiles) {  // the whole plane
+                dbc[grp * d.cgo + co] += plane_sum(dy_img, d.P);
+              } else {  // a band of tiles: exactly their outputs (the bands split the plane)
+                double sum = 0.0;
+                item.for_segments(w, [&](index_t a, index_t c0, index_t cnt, index_t) {
+                  for (index_t r = 2 * a; r < std::min(g.oh, 2 * a + 2); ++r)
+                    sum += plane_sum(dy_img + r * g.ow + 2 * c0,
+                                     std::min(g.ow, 2 * (c0 + cnt)) - 2 * c0);
+                });
+                dbc[grp * d.cgo + co] += sum;
+              }
+            }
+          }
           L.grad(Z + co * ld, cols, tmp, cols, cols);
         }
         for (int xi = 0; xi < 16; ++xi)  // S_xi += Z_xi @ V_xi^T
@@ -1068,6 +1134,13 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
         for (index_t i = lo; i < hi; ++i) partials[i] += src[i];
       }
     });
+  }
+  if (db) {  // the chunks' bias sums, in chunk order
+    for (index_t co = 0; co < g.co; ++co) {
+      double sum = dbp[co];
+      for (index_t ch = 1; ch < chunks; ++ch) sum += dbp[ch * g.co + co];
+      db[co] = T(sum);
+    }
   }
   // dw = G^T S G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], per (co, c).
   const index_t cc = d.cgo * d.cgi;
@@ -1094,14 +1167,25 @@ void wino_backward_weight(T* dw, const T* dy, const T* x, const ConvGeom& g) {
 template <class T>
 void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
+  const ConvLoops<T>& L = conv_loops<T>();
+  if (L.one_channel_dw && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+      g.dw == 1 && g.kh == 3 && g.kw == 3 && g.ow <= L.one_channel_max_ow) {
+    // One task per block of output channels, the whole batch inside: one writer per weight.
+    const index_t nb = L.one_channel_dw_block, blocks = (g.co + nb - 1) / nb;
+    const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+    parallel_range(blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+      for (index_t t = lo; t < hi; ++t)
+        L.one_channel_dw(dw, db, dy, x, g, t * nb, std::min(g.co, (t + 1) * nb));
+    });
+    return;
+  }
   if (direct(g)) {
     if (db) bias_grad(db, dy, g);
     direct_backward_weight(dw, dy, x, g);
     return;
   }
   if (winograd_ok<T>(g)) {
-    if (db) bias_grad(db, dy, g);
-    wino_backward_weight(dw, dy, x, g);
+    wino_backward_weight(dw, db, dy, x, g);
     return;
   }
   const bool pw1 = pointwise(g);
@@ -1147,16 +1231,9 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
       const index_t p0 = r0 * g.ow, np = rows * g.ow;
       const T beta = it == it0 ? T(0) : T(1);
       const T* x_img = x + n * g.ci * d.HW;
-      if (db) {
-        for (index_t co = 0; co < g.co; ++co) {
-          const T* r = dy + (n * g.co + co) * d.P + p0;
-          double part[4] = {0.0, 0.0, 0.0, 0.0};
-          index_t i = 0;
-          for (; i + 4 <= np; i += 4)
-            for (int l = 0; l < 4; ++l) part[l] += double(r[i + l]);
-          for (; i < np; ++i) part[i & 3] += double(r[i]);
-          dbc[co] += (part[0] + part[2]) + (part[1] + part[3]);
-        }
+      if (db) {  // 16 lanes of T, then double (a conversion per element cost 0.3 ms a step
+                 // in the Fashion-MNIST CNN's first layer)
+        for (index_t co = 0; co < g.co; ++co) dbc[co] += plane_sum(dy + (n * g.co + co) * d.P + p0, np);
       }
       for (index_t grp = 0; grp < g.groups; ++grp) {
         const T* dyg = dy + (n * g.co + grp * d.cgo) * d.P + p0;

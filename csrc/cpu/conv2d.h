@@ -62,6 +62,36 @@ struct ConvLoops {
   void (*direct_plane)(T* y, const T* x, const T* w, T bias, const ConvGeom& g);
   // Its adjoint: dx (h x w) += sum over taps of w * dy (oh x ow) scattered back.
   void (*direct_plane_adjoint)(T* dx, const T* dy, const T* w, const ConvGeom& g);
+  // Optional (null where an ISA has none): `input` for every row of tiles of one whole image
+  // plane x (h x w, unpadded; (ph, pw) its top/left padding), read in place for images whose
+  // padded rows fit one vector (tw <= input_plane_max_tw): no padded copy, each input row
+  // loaded once. Tile row a's tiles go to v[xi*sv + a*tw + t]; like `input`, it writes up to
+  // kWinoShortRow values past each row of tiles, which the next row (or the next image, or
+  // V's spare values) overwrites.
+  void (*input_plane)(T* v, index_t sv, const T* x, index_t h, index_t w, index_t ph,
+                      index_t pw, index_t th, index_t tw);
+  // With input_plane, for the same images: one image's 2x2 output tiles o[k*so + a*tw + t] (k
+  // = 2*row + column) placed into its plane y (oh x ow), and the adjoint, the output-gradient
+  // plane dy to d[k*sd + a*tw + t] (zero where a tile reaches past an odd edge). Both write
+  // exactly the plane's (the tiles') values.
+  void (*place_plane)(T* y, const T* o, index_t so, index_t oh, index_t ow, index_t th,
+                      index_t tw);
+  void (*gather_plane)(T* d, index_t sd, const T* dy, index_t oh, index_t ow, index_t th,
+                       index_t tw);
+  index_t input_plane_max_tw;
+  // Optional: the forward of a single-channel input (ci == groups == 1, stride and dilation 1,
+  // ow <= one_channel_max_ow, no activation or relu: a network's first layer), output channels
+  // [co0, co1) of image x (h x w) into their planes y + co*oh*ow. Blocks of output channels
+  // share each shifted input row in registers; im2col + GEMM had written a 9 x pixels column
+  // block, multiplied it with k = 9 and copied the result out.
+  void (*one_channel)(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g, index_t co0,
+                      index_t co1);
+  // Its weight gradient for 3x3 kernels (same conditions, no activation requirement): dw and db
+  // (may be null) of output channels [co0, co1), at most one_channel_dw_block of them, summed
+  // over the whole batch; per image in vector lanes, then in double, image by image.
+  void (*one_channel_dw)(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g, index_t co0,
+                         index_t co1);
+  index_t one_channel_max_ow, one_channel_dw_block;
 };
 
 struct ConvIsaLoops {
@@ -267,7 +297,7 @@ static void wino_grad_loop(T* __restrict z, index_t sz, const T* __restrict d, i
 template <class T>
 static constexpr ConvLoops<T> conv_loops_of_this_file() {
   return {&wino_input_loop<T>, &wino_output_loop<T>, &wino_grad_loop<T>, &direct_plane_loop<T>,
-          &direct_plane_adjoint_loop<T>};
+          &direct_plane_adjoint_loop<T>, nullptr, nullptr, nullptr, 0, nullptr, nullptr, 0, 0};
 }
 
 }  // namespace fastnn

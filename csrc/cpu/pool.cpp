@@ -27,6 +27,11 @@ void max2x2_f32_generic(float* y, std::int64_t* am, const float* r0, const float
   max2x2_scalar(y, am, r0, r1, 0, ow, base, w);
 }
 
+bool unpool2x2_f32_generic(float* d0, float* d1, const std::int64_t* am, const float* dy,
+                           const float* gate, index_t ow, std::int64_t base, index_t w) {
+  return unpool2x2_scalar(d0, d1, am, dy, gate, 0, ow, base, w);
+}
+
 template <class T>
 void max_cell_generic(T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi, index_t sw,
                       index_t off, std::int64_t base) {
@@ -86,7 +91,7 @@ inline Span span(index_t o, index_t s, index_t p, index_t k, index_t size) {
 }  // namespace
 
 const PoolRowKernels kPoolRowsGeneric = {"generic", &max2x2_f32_generic, &max_cell_generic<float>,
-                                         &max_cell_generic<double>};
+                                         &max_cell_generic<double>, &unpool2x2_f32_generic};
 
 // ---- max pooling -----------------------------------------------------------------------------
 
@@ -143,14 +148,48 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& 
 }
 
 template <class T>
-void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const PoolGeom& g) {
+void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const T* gate,
+                         const PoolGeom& g) {
   const index_t HW = g.h * g.w, P = g.oh * g.ow;
+  // The kernel is not told the windows. When the planes hold a 2x2 block per output, each
+  // plane first tries the block-wise write (right whenever every argmax lies in its own block,
+  // which 2x2 stride-2 windows guarantee); a plane where one does not is redone by scattering.
+  const bool blocks = g.h >= 2 * g.oh && g.w >= 2 * g.ow;
+  const PoolRowKernels& K = pool_rows();
   for_planes(g, double(HW + P), [&](index_t pl) {
     T* d = dx + pl * HW;
-    std::memset(d, 0, std::size_t(HW) * sizeof(T));
     const std::int64_t* a = argmax + pl * P;
     const T* s = dy + pl * P;
-    for (index_t k = 0; k < P; ++k) d[a[k]] += s[k];
+    const T* gt = gate ? gate + pl * P : nullptr;
+    if (blocks) {
+      bool inside = true;
+      for (index_t r = 0; r < g.oh && inside; ++r) {
+        T* d0 = d + 2 * r * g.w;
+        const std::int64_t base = 2 * r * g.w;
+        const T* gr = gt ? gt + r * g.ow : nullptr;
+        if constexpr (sizeof(T) == sizeof(float)) {
+          inside = K.unpool2x2_f32(d0, d0 + g.w, a + r * g.ow, s + r * g.ow, gr, g.ow, base, g.w);
+        } else {
+          inside = unpool2x2_scalar(d0, d0 + g.w, a + r * g.ow, s + r * g.ow, gr, 0, g.ow, base,
+                                    g.w);
+        }
+        if (g.w > 2 * g.ow) {  // columns past the last block
+          std::memset(d0 + 2 * g.ow, 0, std::size_t(g.w - 2 * g.ow) * sizeof(T));
+          std::memset(d0 + g.w + 2 * g.ow, 0, std::size_t(g.w - 2 * g.ow) * sizeof(T));
+        }
+      }
+      if (inside) {
+        if (g.h > 2 * g.oh)
+          std::memset(d + 2 * g.oh * g.w, 0, std::size_t((g.h - 2 * g.oh) * g.w) * sizeof(T));
+        return;
+      }
+    }
+    std::memset(d, 0, std::size_t(HW) * sizeof(T));
+    if (gt) {
+      for (index_t k = 0; k < P; ++k) d[a[k]] += s[k] * (gt[k] > T(0) ? T(1) : T(0));
+    } else {
+      for (index_t k = 0; k < P; ++k) d[a[k]] += s[k];
+    }
   });
 }
 
@@ -231,9 +270,9 @@ void avg_pool2d_backward(T* dx, const T* dy, const PoolGeom& g, bool count_inclu
 template void max_pool2d_forward<float>(float*, std::int64_t*, const float*, const PoolGeom&);
 template void max_pool2d_forward<double>(double*, std::int64_t*, const double*, const PoolGeom&);
 template void max_pool2d_backward<float>(float*, const std::int64_t*, const float*,
-                                         const PoolGeom&);
+                                         const float*, const PoolGeom&);
 template void max_pool2d_backward<double>(double*, const std::int64_t*, const double*,
-                                          const PoolGeom&);
+                                          const double*, const PoolGeom&);
 template void avg_pool2d_forward<float>(float*, const float*, const PoolGeom&, bool);
 template void avg_pool2d_forward<double>(double*, const double*, const PoolGeom&, bool);
 template void avg_pool2d_backward<float>(float*, const float*, const PoolGeom&, bool);

@@ -18,9 +18,11 @@ struct PoolGeom {
 template <class T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& g);
 
-// dx := 0, then dy[k] added at argmax[k] of its plane.
+// dx := 0, then dy[k] added at argmax[k] of its plane; with a gate (may be null, the pooled
+// output y), dy[k] * (gate[k] > 0) instead: the gradient through a relu whose output was pooled.
 template <class T>
-void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const PoolGeom& g);
+void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const T* gate,
+                         const PoolGeom& g);
 
 // y := window sums / divisor. The divisor counts the window clipped to the padded input
 // (kh*kw unless a window reaches past the padding) with count_include_pad, else only the
@@ -48,6 +50,14 @@ struct PoolRowKernels {
                        index_t sw, index_t off, std::int64_t base);
   void (*max_cell_f64)(double* m, std::int64_t* am, const double* xr, index_t lo, index_t hi,
                        index_t sw, index_t off, std::int64_t base);
+  // The max pooling backward of one row of windows whose argmax am[q] each lies in the 2x2
+  // block of input rows d0, d1 and columns 2q, 2q+1 (base + 2q + {0, 1, w, w+1}), as 2x2
+  // stride-2 windows' always do: the blocks do not overlap, so each element of the rows'
+  // columns [0, 2*ow) is written once, dy[q] (times gate[q] > 0 with a gate, which may be
+  // null) where am[q] points and zero elsewhere; no zero-fill pass and no scatter. Returns false
+  // if some am[q] was outside its block (other windows): the caller then redoes the plane.
+  bool (*unpool2x2_f32)(float* d0, float* d1, const std::int64_t* am, const float* dy,
+                        const float* gate, index_t ow, std::int64_t base, index_t w);
 };
 
 extern const PoolRowKernels kPoolRowsGeneric;
@@ -98,6 +108,25 @@ static inline void max2x2_scalar(T* y, std::int64_t* am, const T* r0, const T* r
     y[q] = m;
     am[q] = base + 2 * q + off;
   }
+}
+
+// Outputs [q0, q1) of unpool2x2_f32, one at a time: the vector kernels' tails and the generic
+// kernel.
+template <class T>
+static inline bool unpool2x2_scalar(T* d0, T* d1, const std::int64_t* am, const T* dy,
+                                    const T* gate, index_t q0, index_t q1, std::int64_t base,
+                                    index_t w) {
+  bool inside = true;
+  for (index_t q = q0; q < q1; ++q) {
+    const T v = gate ? dy[q] * (gate[q] > T(0) ? T(1) : T(0)) : dy[q];
+    const std::int64_t off = am[q] - (base + 2 * q);
+    d0[2 * q] = off == 0 ? v : T(0);
+    d0[2 * q + 1] = off == 1 ? v : T(0);
+    d1[2 * q] = off == w ? v : T(0);
+    d1[2 * q + 1] = off == w + 1 ? v : T(0);
+    inside &= off == 0 || off == 1 || off == w || off == w + 1;
+  }
+  return inside;
 }
 
 }  // namespace fastnn

@@ -53,19 +53,28 @@ void bind_pool(py::module_& m) {
       "row*W + col into the input plane. Arguments are trusted: use fastnn.ops.max_pool2d.");
   m.def(
       "max_pool2d_backward",
-      [](py::array dx, py::array argmax, py::array dy) {
+      [](py::array dx, py::array argmax, py::array dy, py::object gate) {
         PoolGeom g;
         g.planes = dx.shape(0) * dx.shape(1);
         g.h = dx.shape(2); g.w = dx.shape(3);
         g.oh = dy.shape(2); g.ow = dy.shape(3);
         const auto* am = static_cast<const std::int64_t*>(argmax.data());
         const bool f32 = is_f32(dx);
+        py::array ga;
+        if (!gate.is_none()) ga = gate.cast<py::array>();
+        const void* gp = gate.is_none() ? nullptr : ga.data();
         GilRelease nogil(double(g.planes) * double(g.h * g.w + g.oh * g.ow));
-        if (f32) max_pool2d_backward<float>(mdata<float>(dx), am, cdata<float>(dy), g);
-        else max_pool2d_backward<double>(mdata<double>(dx), am, cdata<double>(dy), g);
+        if (f32) {
+          max_pool2d_backward<float>(mdata<float>(dx), am, cdata<float>(dy),
+                                     static_cast<const float*>(gp), g);
+        } else {
+          max_pool2d_backward<double>(mdata<double>(dx), am, cdata<double>(dy),
+                                      static_cast<const double*>(gp), g);
+        }
       },
-      py::arg("dx"), py::arg("argmax"), py::arg("dy"),
-      "dx := 0, then each dy element added at its argmax.");
+      py::arg("dx"), py::arg("argmax"), py::arg("dy"), py::arg("gate") = py::none(),
+      "dx := 0, then each dy element added at its argmax; with a gate (the pooled output, "
+      "dy's shape) only where gate > 0: the gradient through a relu before the pooling.");
   m.def(
       "avg_pool2d_forward",
       [](py::array y, py::array x, index_t kh, index_t kw, index_t sh, index_t sw, index_t ph,

@@ -23,7 +23,10 @@ tuple (PyTorch's symmetric padding), and for Conv1D ``"causal"`` (all padding on
 output ``t`` sees inputs up to ``t`` only). Uneven padding, which the ops do not take, is done by
 padding a copy of the input.
 
-The activation runs after the convolution as its own op (the conv kernels have no epilogue).
+An elementwise activation of Conv2D/Conv1D runs inside the conv kernel (the op's fused
+epilogue, its derivative applied in the backward); in a Sequential, a relu convolution followed
+by MaxPooling2D leaves that derivative to the pooling's backward (``backward_preactivation``,
+see ``nn/_fusion.py``). Conv2DTranspose applies its activation as its own op.
 Glorot and He initializers get Keras's fans for conv kernels: receptive field times the input
 (output) channels of one group. A layer with ``trainable=False`` skips its weight gradient.
 """
@@ -187,8 +190,9 @@ class _Conv(_KernelBiasLayer, ABC):
         where the class fuses one; keeps the op's ctx and the padding it used."""
 
     @abstractmethod
-    def _run_backward(self, dy: np.ndarray, need_dx: bool):
-        """``(dx, dkernel, dbias)`` of the last ``_run``; None for those not computed."""
+    def _run_backward(self, dy: np.ndarray, need_dx: bool, through_activation: bool = True):
+        """``(dx, dkernel, dbias)`` of the last ``_run``; None for those not computed.
+        ``through_activation=False``: ``dy`` already is the gradient of the pre-activation."""
 
     def forward(self, x, training=False):
         x = self._input(x)
@@ -204,6 +208,9 @@ class _Conv(_KernelBiasLayer, ABC):
         return y
 
     def backward(self, dy, need_dx=True):
+        return self._backward(dy, need_dx, True)
+
+    def _backward(self, dy, need_dx, through_activation):
         if self._ctx is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
         if self._post_ctx is not None:
@@ -212,7 +219,7 @@ class _Conv(_KernelBiasLayer, ABC):
         if self._act_ctx is not None:
             dy = ops.activation_backward(self._act_ctx, dy)[0]
         need_dw = self.trainable
-        dx, dw, db = self._run_backward(dy, need_dx)
+        dx, dw, db = self._run_backward(dy, need_dx, through_activation)
         if need_dw:
             self._store_grads(dw.reshape(self.kernel.shape), db)
         return None if dx is None else sp.from_nchw(dx, self._RANK, self._last)
@@ -262,6 +269,20 @@ class _Forward(_Conv):
 
     _FUSES_ACTIVATION = True
 
+    @property
+    def relu_in_kernel(self) -> bool:
+        """Whether the layer's activation is a plain relu applied inside the conv kernel: a
+        following max pooling can then apply its derivative (see ``backward_preactivation``)."""
+        return self.activation.fused == "relu" and self.activation.fused_alpha is None
+
+    def backward_preactivation(self, dz, need_dx=True):
+        """``backward`` for a ``dz`` that already is the gradient of the pre-activation (relu's
+        derivative applied by the caller, as ``MaxPooling2D.backward_relu`` does)."""
+        if not self.relu_in_kernel:
+            raise ValueError(f"{self.name}: backward_preactivation needs a relu activation "
+                             f"fused into the convolution, got {self.activation.name!r}")
+        return self._backward(dz, need_dx, False)
+
     def _run(self, xi, act=None):
         pads = tuple(self._axis_geometry(a, xi.shape[2 + a])[0] for a in range(2))
         crop = None
@@ -279,10 +300,10 @@ class _Forward(_Conv):
         self._geom = crop
         return y
 
-    def _run_backward(self, dy, need_dx):
+    def _run_backward(self, dy, need_dx, through_activation=True):
         need_dw = self.trainable
         dx, dw, db = ops.conv2d_backward(self._ctx, dy, need_dx=need_dx, need_dw=need_dw,
-                                         need_db=need_dw)
+                                         need_db=need_dw, through_activation=through_activation)
         if dx is not None and self._geom is not None:
             dx = sp.crop_images(dx, self._geom)
         return dx, dw, db
@@ -416,7 +437,7 @@ class Conv2DTranspose(_Conv):
             y = y[:, :, :y.shape[2] - crops[0], :y.shape[3] - crops[1]]
         return y
 
-    def _run_backward(self, dy, need_dx):
+    def _run_backward(self, dy, need_dx, through_activation=True):
         if self._geom is not None:  # the cropped rows got no gradient
             full = np.zeros(self._ctx.y_shape, dy.dtype)
             full[:, :, :dy.shape[2], :dy.shape[3]] = dy

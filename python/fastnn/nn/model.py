@@ -22,6 +22,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from . import saving as _saving
+from ._fusion import backward_steps
 from .core import Layer, _unique_name, get_layer_class
 from .masking import link_masks
 from .training import TrainingMixin
@@ -47,8 +48,9 @@ class _Plan:
         trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
         first = trainable[0] if trainable else len(layers)
         # Layers below the first trainable one need no backward at all; that one needs no dx.
-        self.backward = [layer.backward for layer in reversed(layers[first + 1:])]
-        self.backward_first = layers[first].backward if trainable else None
+        steps = backward_steps(layers)
+        self.backward = steps[first + 1:][::-1]
+        self.backward_first = steps[first] if trainable else None
         self.grad_layers = [layers[i] for i in trainable]
         self.params = [p for layer in self.grad_layers for p in layer.params]
         # A distributed optimizer (``grad_ready``) hears of each layer's gradients as soon as
@@ -59,9 +61,10 @@ class _Plan:
         for layer in self.grad_layers:
             starts[id(layer)] = start
             start += len(layer.params)
-        self.backward_hooked = [(layer.backward, layer if id(layer) in starts else None,
+        self.backward_hooked = [(step, layer if id(layer) in starts else None,
                                  starts.get(id(layer), 0))
-                                for layer in reversed(layers[first + 1:])]
+                                for step, layer in zip(steps[first + 1:][::-1],
+                                                       layers[first + 1:][::-1])]
         self.first_start = (layers[first], 0) if trainable else None
         self.reg_layers = [layer for layer in layers if getattr(layer, "has_regularizer", False)]
         self.metrics = list(model.metrics)

@@ -89,11 +89,14 @@ class _Pool2D(Layer):
         return sp.from_nchw(y, 2, self._last)
 
     def backward(self, dy, need_dx=True):
+        return self._backward(dy, need_dx, self._unpool)
+
+    def _backward(self, dy, need_dx, unpool):
         if self._ctx is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
         if not need_dx:
             return None
-        dx = self._unpool(sp.to_nchw(_as_array(dy), 2, self._last))
+        dx = unpool(sp.to_nchw(_as_array(dy), 2, self._last))
         if self._pads is not None:
             dx = sp.crop_images(dx, self._pads)
         return sp.from_nchw(dx, 2, self._last)
@@ -116,6 +119,16 @@ class MaxPooling2D(_Pool2D):
 
     def _unpool(self, dy):
         return ops.max_pool2d_backward(self._ctx, dy)[0]
+
+    def backward_relu(self, dy, need_dx=True):
+        """``backward`` for an input that a relu produced: the gradient with respect to the
+        relu's input, its derivative applied on the pooled gradient (``max_pool2d_backward``
+        with ``relu=True``); the layer before then takes it through
+        ``Conv2D.backward_preactivation``."""
+        return self._backward(dy, need_dx, self._unpool_relu)
+
+    def _unpool_relu(self, dy):
+        return ops.max_pool2d_backward(self._ctx, dy, relu=True)[0]
 
 
 class AveragePooling2D(_Pool2D):

@@ -148,8 +148,12 @@ def max_pool2d_forward(y, argmax, x, kh, kw, sh, sw, ph, pw):
                                      int(ph), int(pw))
 
 
-def max_pool2d_backward(dx, argmax, dy):
-    """dx := 0, then each dy element added at its argmax (dx (N, C, H, W))."""
+def max_pool2d_backward(dx, argmax, dy, gate=None):
+    """dx := 0, then each dy element added at its argmax (dx (N, C, H, W)); with a gate (the
+    pooled output, dy's shape), dy * (gate > 0): the gradient through a relu before the
+    pooling."""
+    if gate is not None:
+        dy = dy * (gate > 0).astype(dy.dtype)
     h, w = dx.shape[2], dx.shape[3]
     oh, ow = dy.shape[2], dy.shape[3]
     with threads(dx.size + dy.size, dx.shape[0] * dx.shape[1]):

@@ -203,18 +203,20 @@ def _check_ctx(ctx: Any, transposed: bool, op: str) -> None:
 
 
 def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: bool = True,
-                    need_db: bool = True
+                    need_db: bool = True, through_activation: bool = True
                     ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
     """Gradients ``(dx, dw, db)`` of ``conv2d``.
 
     Each is None when not asked for (``need_dx=False`` for a first layer, ``need_dw=False`` for
-    frozen weights); ``db`` is also None without a bias.
+    frozen weights); ``db`` is also None without a bias. ``through_activation=False`` takes
+    ``dy`` as the gradient of the pre-activation, the fused activation's derivative already
+    applied by the caller (``max_pool2d_backward(..., relu=True)`` does, for a relu).
     """
     op = "conv2d_backward"
     _check_ctx(ctx, False, op)
     x, w = ctx.x, ctx.w
     dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
-    if ctx.act is not None and dy.size:  # through the fused activation first
+    if ctx.act is not None and dy.size and through_activation:  # through the activation first
         dz = _empty_like(dy)
         _backend.kernels_for(dy).activation_backward(dz, dy, ctx.z, ctx.y, *ctx.act)
         dy = dz

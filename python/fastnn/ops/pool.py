@@ -19,7 +19,9 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
+from .. import backend as _backend
 from . import _image as _im
+from ._activations import resolve as _resolve_activation
 
 __all__ = ["max_pool2d", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d",
            "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d",
@@ -27,11 +29,13 @@ __all__ = ["max_pool2d", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2
            "AvgPool2dCtx"]
 
 PairArg = Union[int, Tuple[int, int]]
+_RELU = _resolve_activation("relu")[0]
 
 
 class MaxPool2dCtx:
-    """The argmax (int64, the output's shape) and the input's shape and dtype."""
-    __slots__ = ("argmax", "x_shape", "dtype")
+    """The argmax (int64, the output's shape), the output y, and the input's shape and
+    dtype."""
+    __slots__ = ("argmax", "y", "x_shape", "dtype")
 
 
 class AvgPool2dCtx:
@@ -86,21 +90,42 @@ def max_pool2d_forward(x: Any, kernel_size: PairArg, stride: Optional[PairArg] =
     """``max_pool2d`` plus a ctx holding the argmax."""
     y, argmax, x = _max_pool2d(x, kernel_size, stride, padding)
     ctx = MaxPool2dCtx()
-    ctx.argmax, ctx.x_shape, ctx.dtype = argmax, x.shape, x.dtype
+    ctx.argmax, ctx.y, ctx.x_shape, ctx.dtype = argmax, y, x.shape, x.dtype
     return y, ctx
 
 
-def max_pool2d_backward(ctx: MaxPool2dCtx, dy: Any) -> Tuple[np.ndarray]:
-    """``(dx,)``: each output gradient added to the input element its maximum came from."""
+def max_pool2d_backward(ctx: MaxPool2dCtx, dy: Any, *, relu: bool = False
+                        ) -> Tuple[np.ndarray]:
+    """``(dx,)``: each output gradient added to the input element its maximum came from.
+
+    ``relu=True`` for an input that is ``relu(z)``: returns the gradient with respect to ``z``
+    instead, ``relu'(z) * dx``. The maximum of a window is the input element it came from, so
+    relu's derivative there is ``y > 0`` (0 at 0, as ``activation_backward``): the gate is
+    applied to ``dy`` inside the kernel (on the device: on ``dy`` first, a quarter of the
+    input's size for 2x2 windows), and the pass over the whole input that
+    ``activation_backward`` would make is saved.
+    """
     op = "max_pool2d_backward"
     if not isinstance(ctx, MaxPool2dCtx):
         raise TypeError(f"{op}: ctx must come from max_pool2d_forward, got "
                         f"{type(ctx).__name__}")
     dy = _im.grad_like(dy, "dy", op, tuple(ctx.argmax.shape), ctx.dtype, device=True)
     dev = _im.any_device(ctx.argmax, dy)
+    gate = None
+    if relu and dy.size:
+        if dev:  # the device kernel takes no gate: the derivative on dy first
+            gated = _empty(dy.shape, ctx.dtype, dev)
+            _backend.kernels_for(dy, ctx.y).activation_backward(gated, dy, None, ctx.y, _RELU,
+                                                                0.0)
+            dy = gated
+        else:
+            gate = ctx.y
     dx = _empty(ctx.x_shape, ctx.dtype, dev)
     if dx.size:
-        _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy)
+        if gate is None:
+            _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy)
+        else:
+            _kernel("max_pool2d_backward", dev)(dx, ctx.argmax, dy, gate)
     return (dx,)
 
 

@@ -93,10 +93,16 @@ void max_cell(T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi, index
   max_cell_loop<T>(m, am, xr, lo, hi, sw, off, base);
 }
 
+// The compiler vectorizes the selects of the scalar loop with this file's flags.
+bool unpool2x2_f32(float* d0, float* d1, const std::int64_t* am, const float* dy,
+                   const float* gate, index_t ow, std::int64_t base, index_t w) {
+  return unpool2x2_scalar(d0, d1, am, dy, gate, 0, ow, base, w);
+}
+
 }  // namespace
 }  // namespace pool_avx2
 
 const PoolRowKernels kPoolRowsAvx2 = {"avx2", &pool_avx2::max2x2_f32, &pool_avx2::max_cell<float>,
-                                      &pool_avx2::max_cell<double>};
+                                      &pool_avx2::max_cell<double>, &pool_avx2::unpool2x2_f32};
 
 }  // namespace fastnn

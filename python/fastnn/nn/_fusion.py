@@ -1,0 +1,31 @@
+"""Backward steps that fuse neighbouring layers of a linear stack (Sequential's training plan).
+
+A convolution with a fused relu followed by a max pooling: relu's derivative at the input
+element a window's maximum came from is ``pooled > 0``, so the pooling applies it to its own
+gradient, a quarter of the convolution's output for 2x2 windows, and the convolution takes the
+result as its pre-activation gradient. That saves a pass over the convolution's whole output
+(read dy and y, write dz) on every step.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Sequence
+
+from .pooling import MaxPooling2D
+
+__all__ = ["backward_steps"]
+
+
+def backward_steps(layers: Sequence[Any]) -> List[Callable[..., Any]]:
+    """Each layer's backward for a training step, in layer order: ``layer.backward``, or the
+    pair ``(conv.backward_preactivation, pool.backward_relu)`` for a convolution with a fused
+    relu directly followed by a MaxPooling2D."""
+    steps = [layer.backward for layer in layers]
+    for i in range(len(layers) - 1):
+        conv, pool = layers[i], layers[i + 1]
+        if (getattr(conv, "relu_in_kernel", False) and type(pool) is MaxPooling2D
+                and steps[i] == conv.backward and steps[i + 1] == pool.backward
+                and sum(layer is conv for layer in layers) == 1
+                and sum(layer is pool for layer in layers) == 1):
+            steps[i] = conv.backward_preactivation
+            steps[i + 1] = pool.backward_relu
+    return steps
