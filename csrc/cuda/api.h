@@ -91,7 +91,8 @@ void channel_sums(bool dbl, Array4 out, Array4 x);
 // Pooling (pool.cu), with the semantics of the CPU kernels; argmax is int64, the flat index
 // row * W + col into the input plane.
 void max_pool2d_forward(bool dbl, Array4 y, Array4 argmax, Array4 x, const PoolWindow& p);
-void max_pool2d_backward(bool dbl, Array4 dx, Array4 argmax, Array4 dy);
+// gate (optional, ptr 0 when absent, dy's shape): dy counts only where gate > 0 (relu).
+void max_pool2d_backward(bool dbl, Array4 dx, Array4 argmax, Array4 dy, Array4 gate);
 void avg_pool2d_forward(bool dbl, Array4 y, Array4 x, const PoolWindow& p,
                         bool count_include_pad);
 void avg_pool2d_backward(bool dbl, Array4 dx, Array4 dy, const PoolWindow& p,

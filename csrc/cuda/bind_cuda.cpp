@@ -386,16 +386,18 @@ PYBIND11_MODULE(_cuda, m) {
       "y := window maxima of x, argmax := their flat index into the input plane (int64).");
   m.def(
       "max_pool2d_backward",
-      [](py::object dx, py::object argmax, py::object dy) {
+      [](py::object dx, py::object argmax, py::object dy, py::object gate) {
         const ImageArg DX = to_image(dx, "dx", 4, false),
-                       A = to_image(argmax, "argmax", 4, false), DY = to_image(dy, "dy", 4, false);
+                       A = to_image(argmax, "argmax", 4, false), DY = to_image(dy, "dy", 4, false),
+                       G = to_image(gate, "gate", 4, true);
         require_index(A, "argmax");
-        const bool dbl = float_type({{&DX, "dx"}, {&DY, "dy"}});
+        const bool dbl = float_type({{&DX, "dx"}, {&DY, "dy"}, {&G, "gate"}});
         py::gil_scoped_release nogil;
-        max_pool2d_backward(dbl, DX.a, A.a, DY.a);
+        max_pool2d_backward(dbl, DX.a, A.a, DY.a, G.a);
       },
-      py::arg("dx"), py::arg("argmax"), py::arg("dy"),
-      "dx := 0, then each dy element added at its argmax.");
+      py::arg("dx"), py::arg("argmax"), py::arg("dy"), py::arg("gate") = py::none(),
+      "dx := 0, then each dy element added at its argmax; with a gate (the pooled output), "
+      "only where the gate is positive.");
   m.def(
       "avg_pool2d_forward",
       [](py::object y, py::object x, index_t kh, index_t kw, index_t sh, index_t sw, index_t ph,

@@ -112,8 +112,8 @@ __global__ void zero_kernel(View4<T> a, index_t n, index_t c, index_t h, index_t
 // parallelism is N * C, which a batch of feature maps provides.
 template <class T>
 __global__ void max_backward_kernel(View4<T> dx, View4<const index_t> argmax, View4<const T> dy,
-                                    index_t n, index_t c, index_t h, index_t w, index_t oh,
-                                    index_t ow) {
+                                    View4<const T> gate, bool gated, index_t n, index_t c,
+                                    index_t h, index_t w, index_t oh, index_t ow) {
   const index_t planes = n * c;
   const index_t hw = h * w;
   const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
@@ -125,7 +125,8 @@ __global__ void max_backward_kernel(View4<T> dx, View4<const index_t> argmax, Vi
         const index_t at = argmax(img, ch, r, q);
         if (at < 0 || at >= hw) continue;  // not from this plane: nothing to add it to
         const index_t i = at / w;
-        dx(img, ch, i, at - i * w) += dy(img, ch, r, q);
+        // gated: the gradient through a relu before the pooling (the pooled output is the gate)
+        if (!gated || gate(img, ch, r, q) > T(0)) dx(img, ch, i, at - i * w) += dy(img, ch, r, q);
       }
     }
   }
@@ -236,13 +237,16 @@ void max_forward_t(Array4 y, Array4 argmax, Array4 x, const PoolWindow& p) {
 }
 
 template <class T>
-void max_backward_t(Array4 dx, Array4 argmax, Array4 dy) {
+void max_backward_t(Array4 dx, Array4 argmax, Array4 dy, Array4 gate) {
   const char* op = "max_pool2d_backward";
   require(nonnegative(dx) && nonnegative(dy), std::string(op) + ": negative size");
   require(same_shape(dy, argmax), std::string(op) + ": argmax " + dims(argmax) +
                                       " must have dy's shape " + dims(dy));
   require(same_planes(dx, dy), std::string(op) + ": dx " + dims(dx) + " and dy " + dims(dy) +
                                    " have different (N, C)");
+  const bool gated = gate.ptr != 0;
+  require(!gated || same_shape(dy, gate), std::string(op) + ": gate " + dims(gate) +
+                                               " must have dy's shape " + dims(dy));
   const index_t total = size_of(dx);
   if (total <= 0) return;
   const index_t n = dx.dim[0], c = dx.dim[1], h = dx.dim[2], w = dx.dim[3];
@@ -251,7 +255,8 @@ void max_backward_t(Array4 dx, Array4 argmax, Array4 dy) {
   if (size_of(dy) <= 0) return;
   launch("max_pool2d_backward kernel launch", max_backward_kernel<T>,
          dim3(grid_for(n * c, kThreads)), dim3(kThreads), view4<T>(dx),
-         view4<const index_t>(argmax), view4<const T>(dy), n, c, h, w, dy.dim[2], dy.dim[3]);
+         view4<const index_t>(argmax), view4<const T>(dy), view4<const T>(gated ? gate : dy),
+         gated, n, c, h, w, dy.dim[2], dy.dim[3]);
 }
 
 template <class T>
@@ -281,9 +286,9 @@ void max_pool2d_forward(bool dbl, Array4 y, Array4 argmax, Array4 x, const PoolW
   else max_forward_t<float>(y, argmax, x, p);
 }
 
-void max_pool2d_backward(bool dbl, Array4 dx, Array4 argmax, Array4 dy) {
-  if (dbl) max_backward_t<double>(dx, argmax, dy);
-  else max_backward_t<float>(dx, argmax, dy);
+void max_pool2d_backward(bool dbl, Array4 dx, Array4 argmax, Array4 dy, Array4 gate) {
+  if (dbl) max_backward_t<double>(dx, argmax, dy, gate);
+  else max_backward_t<float>(dx, argmax, dy, gate);
 }
 
 void avg_pool2d_forward(bool dbl, Array4 y, Array4 x, const PoolWindow& p,

@@ -434,12 +434,9 @@ def _max_pool2d_forward(y: Any, argmax: Any, x: Any, kh: int, kw: int, sh: int, 
 
 def _max_pool2d_backward(dx: Any, argmax: Any, dy: Any, gate: Any = None) -> None:
     """dx := 0, then each dy element added at its argmax, in a fixed order; with a gate (the
-    pooled output), dy * (gate > 0) first (relu's derivative, as activation_backward)."""
-    if gate is not None:
-        gated = device_empty(dy.shape, dy.dtype)
-        activation_backward(gated, dy, None, gate, 1, 0.0)  # 1: relu
-        dy = gated
-    _run((dx, argmax, dy), 1, lambda *v: _cuda.max_pool2d_backward(*map(_img, v)), index=(1,))
+    pooled output), only the dy elements whose gate is positive (relu's derivative)."""
+    arrays = (dx, argmax, dy) if gate is None else (dx, argmax, dy, gate)
+    _run(arrays, 1, lambda *v: _cuda.max_pool2d_backward(*map(_img, v)), index=(1,))
 
 
 def _avg_pool2d_forward(y: Any, x: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
