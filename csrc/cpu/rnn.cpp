@@ -433,6 +433,7 @@ template <class T>
 struct BackwardWork {
   Steps s;
   index_t xchunks;  // chunks of dx columns run in the time loop (0: dx is one GEMM afterwards)
+  index_t xw;       // dx columns a chunk
   index_t ldg;
   T* dg[2];
   StepGemm<T> sg;
@@ -447,7 +448,14 @@ BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T
   bw.s = plan_steps(d.B, H, G, sizeof(T), H);
   // With one gradient per gate (LSTM, RNN) and the forward's fusion, dx_t = dG_t W_ih joins the
   // step too, in chunks of input columns after the unit chunks, on the same packed dG_t.
-  bw.xchunks = dg_arrays == 1 && fuse_input(d) ? (I + bw.s.units - 1) / bw.s.units : 0;
+  // At least one a thread: with one dx chunk beside two unit chunks (the row-LSTM, I = 28), the
+  // thread that took the dx chunk after its unit chunk ran a third longer each step.
+  bw.xchunks = dg_arrays == 1 && fuse_input(d)
+                   ? std::min<index_t>(I, std::max<index_t>(bw.s.threads,
+                                                            (I + bw.s.units - 1) / bw.s.units))
+                   : 0;
+  bw.xw = bw.xchunks ? (I + bw.xchunks - 1) / bw.xchunks : 0;
+  if (bw.xw) bw.xchunks = (I + bw.xw - 1) / bw.xw;
   const index_t blocks = bw.s.chunks + bw.xchunks;
   bw.ldg = padded<T>(GH);
   bw.sg = StepGemm<T>::plan(d.B, GH, bw.s.units, bw.s.threads);
@@ -462,7 +470,7 @@ BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T
     bw.sg.pack_b(c, u1 - u0, w_hh + u0, H);
   }
   for (index_t c = 0; c < bw.xchunks; ++c) {
-    const index_t i0 = c * bw.s.units, i1 = std::min(I, i0 + bw.s.units);
+    const index_t i0 = c * bw.xw, i1 = std::min(I, i0 + bw.xw);
     bw.sg.pack_b(bw.s.chunks + c, i1 - i0, w_ih + i0, I);
   }
   bw.gs = take_grad_scratch<T>(cv, d, GH);
@@ -504,12 +512,12 @@ void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* 
 template <class T, class Cell, class Skip>
 void backward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths,
                            T* dh, const T* dgrec, index_t ldg, StepGemm<T>& sg, index_t xchunks,
-                           T* dx, Cell&& cell, Skip&& skip) {
+                           index_t xw, T* dx, Cell&& cell, Skip&& skip) {
   const index_t B = d.B, Tn = d.T, H = d.H, I = d.I;
   for (index_t st = Tn; st >= 0; --st) {
     parallel_for(s.chunks + (st < Tn ? xchunks : 0), s.threads, [&](std::int64_t ch, int slot) {
       if (ch >= s.chunks) {  // dx_st, input columns [i0, i1): rows b*T + st of dx
-        const index_t i0 = (ch - s.chunks) * s.units, i1 = std::min(I, i0 + s.units);
+        const index_t i0 = (ch - s.chunks) * xw, i1 = std::min(I, i0 + xw);
         sg.run(st, slot, ch, i1 - i0, dgrec + st * B * ldg, ldg, dx + st * I + i0, Tn * I, T(0));
         return;
       }
@@ -571,7 +579,7 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, bw.xw, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
@@ -634,7 +642,7 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dgh, ldg, bw.sg, bw.xchunks, dx,
+      bw.s, d, lengths, dh, dgh, ldg, bw.sg, bw.xchunks, bw.xw, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* gx = dgx + tb * ldg;
         T* gh = dgh + tb * ldg;
@@ -687,7 +695,7 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
-      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, dx,
+      bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, bw.xw, dx,
       [&](index_t t, index_t b, index_t tb, index_t u0, index_t u1) {
         T* g = dg + tb * ldg;
         const index_t bt = b * Tn + t;
