@@ -16,6 +16,9 @@
 #include <sched.h>
 #define FASTNN_HAVE_PTHREAD 1
 #endif
+#if defined(__linux__)
+#include <sys/resource.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -55,6 +58,20 @@ std::atomic<bool> g_hold_workers{false};  // testing::hold_workers  // set while
 constexpr int kPreemptedUs = 30;  // a gap this long between two looks: the core was taken away
 constexpr int kLateUs = 1000;                 // a job seen this late while spinning: the core
 constexpr std::int64_t kCalmNs = 20'000'000;  // was taken; then sleep between jobs this long
+
+// How often the OS has switched this thread out while it could run: a yield that let another
+// thread run counts, and so does a preemption. A virtual machine's host taking the whole virtual
+// core away does not: seen from inside, no other thread ran. That tells another library's
+// spinning thread on this core (a reason to sleep) from a hypervisor's pause, which a busy host
+// causes many times a second and after which spinning on is right.
+inline long displaced_count() {
+#if defined(__linux__)
+  rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) == 0) return ru.ru_nivcsw;
+#endif
+  static thread_local long n = 0;
+  return ++n;  // unknown: as if another thread had run
+}
 
 inline std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -115,9 +132,11 @@ struct Pool {
   }
 
   // Returns once the generation differs from `seen`. `spin` false: sleep at once.
-  std::uint32_t wait_for_job(std::uint32_t seen, bool spin, bool* slept, bool* starved) {
+  std::uint32_t wait_for_job(std::uint32_t seen, bool spin, bool* slept, bool* starved,
+                              long* mark) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t limit = spin ? spin_ns() : 0;
+    *mark = -1;  // taken once the wait outlasts the pause turns (a system call, ~1 us)
     *slept = false;
     *starved = false;
     auto last = t0;
@@ -129,20 +148,25 @@ struct Pool {
       if (i < 32) {
         cpu_relax();
       } else {
+        if (*mark < 0) *mark = displaced_count();
         const std::int64_t y0 = now_ns();
         yield_core();
         // A yield that gave the core away for a whole time slice: a thread that never yields
         // holds it (OpenBLAS's idle workers spin without yielding for ~0.1 s after a
         // call). This worker then only ever gets the core at the ends of its time slices.
-        if (now_ns() - y0 > kLateUs * 1000) *starved = true;
+        if (now_ns() - y0 > kLateUs * 1000 && displaced_count() != *mark) *starved = true;
       }
       if ((i & 7) == 0) {
         const auto now = std::chrono::steady_clock::now();
-        // A gap between two looks means the OS gave this core to another thread for a while:
-        // someone else (another library's workers, another process) wants it. Sleeping now
+        // A gap between two looks, with this thread switched out meanwhile, means the OS gave
+        // this core to another thread for a while: someone else (another library's workers,
+        // another process) wants it. (A gap without a switch was the hypervisor pausing the
+        // whole virtual core: nobody here wants it, and a sleeping worker would only wake up
+        // late for the next job.) Sleeping now
         // hands it over, and a worker woken from sleep for the next job preempts a spinning
         // thread at once, where a spinning worker would wait for the end of its time slice.
-        if (now - last > std::chrono::microseconds(kPreemptedUs) ||
+        if ((now - last > std::chrono::microseconds(kPreemptedUs) && *mark >= 0 &&
+             displaced_count() != *mark) ||
             std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count() > limit)
           break;
         last = now;
@@ -174,12 +198,14 @@ struct Pool {
     for (;;) {
       const std::int64_t before = now_ns();
       bool slept = false, starved = false;
-      seen = wait_for_job(seen, before >= calm_until, &slept, &starved);
+      long mark = 0;
+      seen = wait_for_job(seen, before >= calm_until, &slept, &starved, &mark);
       const std::int64_t seen_at = now_ns();
       // Seeing the job late is one sign; a yield that cost a time slice is the other: while the
       // caller keeps posting jobs, the job seen after such a yield is a fresh one.
       if (starved ||
-          (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000))
+          (!slept && seen_at - posted_ns.load(std::memory_order_relaxed) > kLateUs * 1000 &&
+           mark >= 0 && displaced_count() != mark))
         calm_until = seen_at + kCalmNs;
       DenormalGuard guard;
       join(seen, slot);
