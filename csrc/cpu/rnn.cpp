@@ -272,50 +272,53 @@ void zero_units(T* dst, index_t u0, index_t u1) {
 // per gate (LSTM, RNN). Rows of steps past a sequence's end have dG = 0, so pairing them with
 // anything adds nothing.
 //
-// The weight gradients are computed transposed, [x | h_prev]^T (I+H x T*B) @ dG, one GEMM for
-// both when dgx == dgh: the GEMM packs its A operand with a transposing copy and its B operand
-// with a plain one, so A should be the narrower [x | h_prev] (I+H columns), not dG (G*H); the
-// (I+H) x G*H result is then transposed into dw_ih and dw_hh. Scratch: buf T*B*I, z T*B*(I+H),
-// ct (I+H)*G*H.
+// The weight gradients are computed transposed, [x | h_prev | 1]^T (I+H+1 x T*B) @ dG, one GEMM
+// for both when dgx == dgh: the GEMM packs its A operand with a transposing copy and its B
+// operand with a plain one, so A should be the narrower [x | h_prev | 1], not dG (G*H); the
+// result is then transposed into dw_ih and dw_hh. Its row of ones gives the bias gradient (the
+// column sums of dG) for one more row of the product: summed in the time loop instead, it cost
+// that loop a tenth of its time (row-LSTM). With two gradients (GRU), z is [x | 1 | h_prev | 1]
+// and each half goes with its own dG. db_hh is null when it equals db_ih. Scratch: buf T*B*I,
+// z T*B*(I+H+2), ct (I+H+2)*G*H.
 template <class T>
-void param_grads(T* dx, T* dw_ih, T* dw_hh, const T* dgx, const T* dgh, index_t ldg, const T* x,
-                 const T* y, const T* h0, const T* w_ih, const RnnDims& d, index_t GH, T* buf,
-                 T* z, T* ct) {
-  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B, IH = I + H;
+void param_grads(T* dx, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T* dgx, const T* dgh,
+                 index_t ldg, const T* x, const T* y, const T* h0, const T* w_ih,
+                 const RnnDims& d, index_t GH, T* buf, T* z, T* ct) {
+  const index_t B = d.B, Tn = d.T, I = d.I, H = d.H, TB = Tn * B;
+  const bool one = dgx == dgh;
+  const index_t hoff = one ? I : I + 1;  // where h_prev starts in a row of z
+  const index_t zw = hoff + H + 1;
   if (dx) {
     mm<T>(TB, I, GH, dgx, ldg, 1, w_ih, I, buf, I, T(0));
     to_batch_first(dx, buf, B, Tn, I);
   }
-  parallel_range(Tn, 1, threads_for(double(TB) * double(IH)), [&](index_t t0, index_t t1) {
+  parallel_range(Tn, 1, threads_for(double(TB) * double(zw)), [&](index_t t0, index_t t1) {
     for (index_t t = t0; t < t1; ++t)
       for (index_t b = 0; b < B; ++b) {
-        T* row = z + (t * B + b) * IH;
+        T* row = z + (t * B + b) * zw;
         std::memcpy(row, x + (b * Tn + t) * I, std::size_t(I) * sizeof(T));
-        std::memcpy(row + I, t ? y + (b * Tn + t - 1) * H : h0 + b * H,
+        if (!one) row[I] = T(1);
+        std::memcpy(row + hoff, t ? y + (b * Tn + t - 1) * H : h0 + b * H,
                     std::size_t(H) * sizeof(T));
+        row[zw - 1] = T(1);
       }
   });
-  if (dgx == dgh) {
-    mm<T>(IH, GH, TB, z, 1, IH, dgx, ldg, ct, GH, T(0));
+  if (one) {
+    mm<T>(zw, GH, TB, z, 1, zw, dgx, ldg, ct, GH, T(0));
   } else {
-    mm<T>(I, GH, TB, z, 1, IH, dgx, ldg, ct, GH, T(0));
-    mm<T>(H, GH, TB, z + I, 1, IH, dgh, ldg, ct + I * GH, GH, T(0));
+    mm<T>(I + 1, GH, TB, z, 1, zw, dgx, ldg, ct, GH, T(0));
+    mm<T>(H + 1, GH, TB, z + hoff, 1, zw, dgh, ldg, ct + hoff * GH, GH, T(0));
   }
   for (index_t r = 0; r < GH; ++r) {
     for (index_t i = 0; i < I; ++i) dw_ih[r * I + i] = ct[i * GH + r];
-    for (index_t j = 0; j < H; ++j) dw_hh[r * H + j] = ct[(I + j) * GH + r];
+    for (index_t j = 0; j < H; ++j) dw_hh[r * H + j] = ct[(hoff + j) * GH + r];
   }
-}
-
-// db[q*H + j] += g[q*H + j] for the chunk's units: the bias gradients summed in the step pass,
-// while the row is in L1 (a pass over all of dG afterwards would read it from memory again).
-// The order (steps descending, rows ascending) does not depend on the threads.
-template <class T>
-void add_units(T* db, const T* g, int G, index_t H, index_t u0, index_t u1) {
-  for (int q = 0; q < G; ++q) {
-    T* o = db + q * H;
-    const T* v = g + q * H;
-    for (index_t j = u0; j < u1; ++j) o[j] += v[j];
+  const T* last = ct + (zw - 1) * GH;
+  if (one) {
+    std::memcpy(db_ih, last, std::size_t(GH) * sizeof(T));
+  } else {
+    std::memcpy(db_ih, ct + I * GH, std::size_t(GH) * sizeof(T));
+    std::memcpy(db_hh, last, std::size_t(GH) * sizeof(T));
   }
 }
 
@@ -324,8 +327,8 @@ template <class T>
 std::size_t backward_bytes(const RnnDims& d, index_t ldg, int dg_arrays, std::size_t sg_bytes,
                            index_t GH) {
   return dg_arrays * Carve::bytes<T>(d.T * d.B * ldg) + sg_bytes +
-         Carve::bytes<T>(d.T * d.B * d.I) + Carve::bytes<T>(d.T * d.B * (d.I + d.H)) +
-         Carve::bytes<T>((d.I + d.H) * GH);
+         Carve::bytes<T>(d.T * d.B * d.I) + Carve::bytes<T>(d.T * d.B * (d.I + d.H + 2)) +
+         Carve::bytes<T>((d.I + d.H + 2) * GH);
 }
 
 template <class T>
@@ -339,8 +342,8 @@ template <class T>
 GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
   GradScratch<T> g;
   g.buf = cv.take<T>(d.T * d.B * d.I);
-  g.z = cv.take<T>(d.T * d.B * (d.I + d.H));
-  g.ct = cv.take<T>((d.I + d.H) * GH);
+  g.z = cv.take<T>(d.T * d.B * (d.I + d.H + 2));
+  g.ct = cv.take<T>((d.I + d.H + 2) * GH);
   return g;
 }
 
@@ -576,7 +579,6 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
   T* dc = dc0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
   std::memcpy(dc, dc_n, std::size_t(B * H) * sizeof(T));
-  std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
       bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, bw.xw, dx,
@@ -585,13 +587,12 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
         const T* cprev = t ? gates + (tb - B) * 5 * H + 4 * H : c0 + b * H;
         R.lstm_bwd(g, dh + b * H, dc + b * H, dy + (b * Tn + t) * H, gates + tb * 5 * H, cprev,
                    u0, u1, H);
-        add_units(db_ih, g, G, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
       });
-  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
-              bw.gs.ct);
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg, ldg, x, y, h0,
+              w_ih, d, GH, bw.gs.buf, bw.gs.z, bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -638,8 +639,6 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   T* dgh = bw.dg[1];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
-  std::memset(db_ih, 0, std::size_t(GH) * sizeof(T));
-  std::memset(db_hh, 0, std::size_t(GH) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
       bw.s, d, lengths, dh, dgh, ldg, bw.sg, bw.xchunks, bw.xw, dx,
@@ -649,8 +648,6 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         const T* hprev = t ? y + (b * Tn + t - 1) * H : h0 + b * H;
         R.gru_bwd(gx, gh, dh + b * H, dy + (b * Tn + t) * H, gates + tb * 4 * H, hprev, u0, u1,
                   H);
-        add_units(db_ih, gx, G, H, u0, u1);
-        add_units(db_hh, gh, G, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) {
@@ -658,8 +655,8 @@ void gru_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
           zero_units(dgh + tb * ldg + q * H, u0, u1);
         }
       });
-  param_grads(dx, dw_ih, dw_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z,
-              bw.gs.ct);
+  param_grads(dx, dw_ih, dw_hh, db_ih, db_hh, dgx, dgh, ldg, x, y, h0, w_ih, d, GH, bw.gs.buf,
+              bw.gs.z, bw.gs.ct);
 }
 
 // ---- Elman RNN ----------------------------------------------------------------------------------
@@ -692,7 +689,6 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
   T* dg = bw.dg[0];
   T* dh = dh0;
   std::memcpy(dh, dh_n, std::size_t(B * H) * sizeof(T));
-  std::memset(db_ih, 0, std::size_t(H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
   backward_through_time<T>(
       bw.s, d, lengths, dh, dg, ldg, bw.sg, bw.xchunks, bw.xw, dx,
@@ -700,11 +696,10 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         T* g = dg + tb * ldg;
         const index_t bt = b * Tn + t;
         R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
-        add_units(db_ih, g, 1, H, u0, u1);
       },
       [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
-  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, dg, dg, ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z,
-              bw.gs.ct);
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg, ldg, x, y, h0,
+              w_ih, d, H, bw.gs.buf, bw.gs.z, bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 
