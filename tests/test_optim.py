@@ -136,3 +136,87 @@ def test_mismatched_lists_raise(rng):
         opt.step([np.zeros(2), np.zeros(3)], [np.zeros(2)])
     with pytest.raises(ValueError, match="shape"):
         opt.step([np.zeros(2)], [np.zeros(3)])
+
+
+# -- moving averages of the weights (use_ema, Keras's option) ------------------------------------
+
+@pytest.mark.parametrize("make", [lambda **k: optim.SGD(0.1, momentum=0.9, **k),
+                                  lambda **k: optim.Adam(0.05, **k),
+                                  lambda **k: optim.RMSprop(0.01, **k)],
+                         ids=["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ema_follows_its_recurrence(make, dtype, rng):
+    # The same optimizer without EMA gives the parameter trajectory; the average is then
+    # computed from it in float64: first step the parameter itself, then m * avg + (1 - m) * p.
+    m = 0.8
+    grads = [rng.standard_normal((3, 5)).astype(dtype) for _ in range(6)]
+    start = rng.standard_normal((3, 5)).astype(dtype)
+    plain, averaged = start.copy(), start.copy()
+    opt_plain, opt_ema = make(), make(use_ema=True, ema_momentum=m)
+    want = None
+    for g in grads:
+        opt_plain.step([plain], [g.copy()])
+        opt_ema.step([averaged], [g.copy()])
+        want = plain.astype(np.float64) if want is None else m * want + (1 - m) * plain
+    np.testing.assert_array_equal(averaged, plain)  # the parameters themselves are untouched
+    got = opt_ema.get_state([averaged])["slots"][0][-1]
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-13)
+    assert not np.allclose(got, plain)
+
+
+def test_ema_overwrite_frequency_copies_the_averages_in(rng):
+    p = np.zeros(4, np.float32)
+    opt = optim.SGD(1.0, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    g = -np.ones(4, np.float32)
+    opt.step([p], [g])          # p = 1, avg = 1
+    np.testing.assert_array_equal(p, 1.0)
+    opt.step([p], [g])          # p = 2, avg = 1.5, then p := avg
+    np.testing.assert_array_equal(p, 1.5)
+    opt.step([p], [g])          # p = 2.5, avg = 2, no copy
+    np.testing.assert_array_equal(p, 2.5)
+    opt.finalize_variable_values([p])  # with a frequency, fit's end leaves the weights alone
+    np.testing.assert_array_equal(p, 2.5)
+
+
+def test_fit_ends_with_the_averaged_weights():
+    from fastnn import nn
+    import fastnn
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    fastnn.random.seed(0)
+    model = nn.Sequential([nn.Dense(8, activation="relu", input_shape=(5,)),
+                           nn.Dense(2, activation="softmax")])
+    model.compile(optim.Adam(0.01, use_ema=True), "sparse_categorical_crossentropy")
+    seen = {}
+
+    def last_epoch(epoch, logs):
+        seen["raw"] = [w.copy() for w in model.get_weights()]
+        seen["avg"] = [s[-1].copy() for s in model.optimizer.get_state(model.params)["slots"]]
+
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[nn.LambdaCallback(on_epoch_end=last_epoch)])
+    for w, avg, raw in zip(model.get_weights(), seen["avg"], seen["raw"]):
+        np.testing.assert_array_equal(w, avg)
+        assert not np.array_equal(w, raw)
+
+
+def test_ema_settings_are_checked_and_saved():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema_momentum"):
+            optim.Adam(use_ema=True, ema_momentum=bad)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="ema_overwrite_frequency"):
+            optim.SGD(use_ema=True, ema_overwrite_frequency=bad)
+    opt = optim.AdamW(1e-3, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3)
+    again = optim.get(optim.serialize(opt))
+    assert (again.use_ema, again.ema_momentum, again.ema_overwrite_frequency) == (True, 0.9, 3)
+    assert "use_ema" not in optim.Adam().get_config()  # configs without EMA stay as they were
+    # a state saved without the averages does not fit an optimizer that keeps them
+    p = np.zeros(3)
+    plain = optim.Adam(0.1)
+    plain.step([p], [np.ones(3)])
+    with pytest.raises(ValueError, match="slots"):
+        optim.Adam(0.1, use_ema=True).set_state([p], plain.get_state([p]))

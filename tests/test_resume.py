@@ -28,6 +28,9 @@ OPTIMIZERS = {
     "adamw": lambda: optim.AdamW(optim.CosineDecay(0.01, 40), weight_decay=1e-3, clipnorm=1.0),
     "rmsprop": lambda: optim.RMSprop(0.005, momentum=0.5),
     "sgd": lambda: optim.SGD(0.05),
+    # the averages are saved too (with a frequency, fit's end does not overwrite the weights)
+    "adam_ema": lambda: optim.Adam(0.01, use_ema=True, ema_momentum=0.9,
+                                   ema_overwrite_frequency=4),
 }
 
 

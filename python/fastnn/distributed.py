@@ -416,6 +416,11 @@ class DistributedOptimizer(_optim.Optimizer):
     def wrapped_optimizer(self) -> Any:
         return self.optimizer
 
+    def finalize_variable_values(self, params: Sequence[np.ndarray]) -> None:
+        """The wrapped optimizer's (its moving averages, with ``use_ema``, become the weights on
+        every rank alike)."""
+        self.optimizer.finalize_variable_values(params)
+
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.optimizer.name

@@ -12,6 +12,14 @@ place, so a model's ``params`` qualify). ``opt.reset()`` forgets all state and t
 :class:`ExponentialDecay`), evaluated once per step with the number of steps taken so far.
 ``clipnorm`` rescales all gradients together, in place, when their global L2 norm exceeds it.
 ``lr`` is accepted as an alias of ``learning_rate``.
+
+``use_ema=True`` (Keras's option) also keeps an exponential moving average of every parameter,
+``avg = ema_momentum * avg + (1 - ema_momentum) * param`` after each step (the first step sets it
+to the parameter). ``ema_overwrite_frequency=N`` copies the averages into the parameters every N
+steps; with None (the default) ``Model.fit`` copies them at its end
+(:meth:`Optimizer.finalize_variable_values`). Averaged weights often test better after a short
+training than the last step's. Like Keras, training then continues from the averages, so with
+EMA a ``fit`` split in two (resumed from a save) is no longer identical to one ``fit``.
 """
 from __future__ import annotations
 
@@ -133,7 +141,9 @@ class Optimizer:
     name = "optimizer"
 
     def __init__(self, learning_rate: Optional[LearningRate], clipnorm: Optional[float],
-                 lr: Optional[LearningRate], default: float) -> None:
+                 lr: Optional[LearningRate], default: float, use_ema: bool = False,
+                 ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: Optional[int] = None) -> None:
         if lr is not None:
             if learning_rate is not None:
                 raise TypeError("pass either learning_rate or its alias lr, not both")
@@ -152,8 +162,21 @@ class Optimizer:
             if not clipnorm > 0:
                 raise ValueError(f"clipnorm must be > 0, got {clipnorm}")
         self.clipnorm = clipnorm
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = float(ema_momentum)
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {ema_momentum}")
+        if ema_overwrite_frequency is not None:
+            if (isinstance(ema_overwrite_frequency, bool)
+                    or not isinstance(ema_overwrite_frequency, (int, np.integer))
+                    or ema_overwrite_frequency < 1):
+                raise ValueError(f"ema_overwrite_frequency must be None or an int >= 1, got "
+                                 f"{ema_overwrite_frequency!r}")
+            ema_overwrite_frequency = int(ema_overwrite_frequency)
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self.iterations = 0
         self._state: Dict[int, tuple] = {}
+        self._ema_scratch: Optional[np.ndarray] = None
 
     @property
     def lr(self) -> LearningRate:
@@ -179,7 +202,8 @@ class Optimizer:
         ``{"iterations": steps taken, "slots": [...]}`` with one entry per parameter of
         ``params``, in order: None when this optimizer has not updated it yet, else a tuple of
         copies of its state arrays (momentum, moments), with None for a slot the settings leave
-        unused (SGD's momentum buffer at ``momentum=0``).
+        unused (SGD's momentum buffer at ``momentum=0``); with ``use_ema`` the parameter's moving
+        average is the last array of each tuple.
         """
         slots: List[Optional[tuple]] = []
         for p in params:
@@ -211,7 +235,7 @@ class Optimizer:
         for i, (p, saved) in enumerate(zip(params, saved_slots)):
             if saved is None:
                 continue
-            fresh = self._new_state(p)
+            fresh = self._slots(p)
             saved = tuple(saved)
             if len(saved) != len(fresh) or any((a is None) != (f is None)
                                                for a, f in zip(saved, fresh)):
@@ -248,9 +272,50 @@ class Optimizer:
                 if getattr(g, "shape", None) != p.shape:
                     raise ValueError(f"a gradient of shape {getattr(g, 'shape', None)} was "
                                      f"given for a parameter of shape {p.shape}")
-                s = (p,) + self._new_state(p)
+                s = (p,) + self._slots(p)
                 state[id(p)] = s
             update(p, g, s, lr)
+        if self.use_ema:
+            self._average(params, grads)
+
+    def _slots(self, p: Any) -> tuple:
+        """The state arrays of a parameter: the subclass's, then the moving average."""
+        if self.use_ema:
+            return self._new_state(p) + (np.array(p, copy=True),)
+        return self._new_state(p)
+
+    def _average(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
+        # avg += (1 - m) * (p - avg), through one scratch array (no temporaries per step)
+        w = 1.0 - self.ema_momentum if self.iterations > 1 else 1.0
+        overwrite = (self.ema_overwrite_frequency is not None
+                     and self.iterations % self.ema_overwrite_frequency == 0)
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            avg = self._state[id(p)][-1]
+            scratch = self._scratch(p)
+            np.subtract(p, avg, out=scratch)
+            scratch *= avg.dtype.type(w)
+            avg += scratch
+            if overwrite:
+                p[...] = avg
+
+    def _scratch(self, p: Any) -> np.ndarray:
+        need = p.size * p.dtype.itemsize
+        if self._ema_scratch is None or self._ema_scratch.nbytes < need:
+            self._ema_scratch = np.empty(need, np.uint8)
+        return self._ema_scratch[:need].view(p.dtype).reshape(p.shape)
+
+    def finalize_variable_values(self, params: Sequence[Any]) -> None:
+        """With ``use_ema`` and no ``ema_overwrite_frequency``: copy every parameter's moving
+        average into it (``Model.fit`` calls this at its end, as Keras does). Otherwise
+        nothing."""
+        if not self.use_ema or self.ema_overwrite_frequency is not None:
+            return
+        for p in params:
+            s = self._state.get(id(p))
+            if s is not None and s[0] is p:
+                p[...] = s[-1]
 
     def _clip(self, grads: Sequence[Any]) -> Sequence[Any]:
         ops.clip_grad_norm([g for g in grads if g is not None], self.clipnorm)
@@ -268,7 +333,11 @@ class Optimizer:
             lr = {"class_name": type(lr).__name__, "config": lr.get_config()}
         elif callable(lr):
             lr = None  # an arbitrary function cannot be saved; a reload uses the default
-        return {"learning_rate": lr, "clipnorm": self.clipnorm}
+        cfg: Dict[str, Any] = {"learning_rate": lr, "clipnorm": self.clipnorm}
+        if self.use_ema:  # only then, so configs saved before EMA existed stay the same
+            cfg.update({"use_ema": True, "ema_momentum": self.ema_momentum,
+                        "ema_overwrite_frequency": self.ema_overwrite_frequency})
+        return cfg
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Optimizer":
@@ -294,8 +363,11 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: Optional[LearningRate] = None, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, *,
-                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None) -> None:
-        super().__init__(learning_rate, clipnorm, lr, 0.01)
+                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: Optional[int] = None) -> None:
+        super().__init__(learning_rate, clipnorm, lr, 0.01, use_ema, ema_momentum,
+                         ema_overwrite_frequency)
         self.momentum = float(momentum)
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -328,8 +400,11 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate: Optional[LearningRate] = None, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-7, *,
-                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None) -> None:
-        super().__init__(learning_rate, clipnorm, lr, 0.001)
+                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: Optional[int] = None) -> None:
+        super().__init__(learning_rate, clipnorm, lr, 0.001, use_ema, ema_momentum,
+                         ema_overwrite_frequency)
         self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
         for n, b in (("beta_1", self.beta_1), ("beta_2", self.beta_2)):
             if not 0.0 <= b < 1.0:
@@ -361,8 +436,12 @@ class AdamW(Adam):
     def __init__(self, learning_rate: Optional[LearningRate] = None,
                  weight_decay: float = 0.004, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, *, clipnorm: Optional[float] = None,
-                 lr: Optional[LearningRate] = None) -> None:
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, clipnorm=clipnorm, lr=lr)
+                 lr: Optional[LearningRate] = None, use_ema: bool = False,
+                 ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: Optional[int] = None) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, clipnorm=clipnorm, lr=lr,
+                         use_ema=use_ema, ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency)
         self.weight_decay = float(weight_decay)
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
@@ -380,8 +459,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate: Optional[LearningRate] = None, rho: float = 0.9,
                  epsilon: float = 1e-7, momentum: float = 0.0, *,
-                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None) -> None:
-        super().__init__(learning_rate, clipnorm, lr, 0.001)
+                 clipnorm: Optional[float] = None, lr: Optional[LearningRate] = None,
+                 use_ema: bool = False, ema_momentum: float = 0.99,
+                 ema_overwrite_frequency: Optional[int] = None) -> None:
+        super().__init__(learning_rate, clipnorm, lr, 0.001, use_ema, ema_momentum,
+                         ema_overwrite_frequency)
         self.rho = float(rho)
         if not 0.0 <= self.rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho}")

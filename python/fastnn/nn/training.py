@@ -415,6 +415,8 @@ class TrainingMixin:
                     print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - "
                           f"{_fmt_logs(logs)}", flush=True)
                 cbs.on_epoch_end(epoch, logs)
+            if epochs > initial_epoch:  # an EMA optimizer's averages become the weights (Keras)
+                self.optimizer.finalize_variable_values(plan.params)
             cbs.on_train_end()
         finally:
             if world is not None:
