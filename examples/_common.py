@@ -48,8 +48,11 @@ def standardize(x_train: np.ndarray, x_test: np.ndarray):
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def compile_classifier(model: nn.Model, learning_rate: float = 1e-3) -> None:
-    model.compile(optimizer=optim.Adam(learning_rate=learning_rate),
+def compile_classifier(model: nn.Model, learning_rate: float = 1e-3,
+                       use_ema: bool = False) -> None:
+    """Adam (with Keras's weight averaging when ``use_ema``), sparse categorical cross-entropy,
+    accuracy."""
+    model.compile(optimizer=optim.Adam(learning_rate=learning_rate, use_ema=use_ema),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 

@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--unit-range", dest="standardize", action="store_false",
                     help="pixels in [0, 1] (default: zero mean, unit variance)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ema", action="store_true",
+                    help="train without the moving average of the weights")
     ap.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     args = parse_args(ap)
 
@@ -64,7 +66,7 @@ def main() -> None:
         x_train, x_test = standardize(x_train, x_test)
 
     model = build_model(args.dropout, final_norm=args.final_norm)
-    compile_classifier(model)
+    compile_classifier(model, use_ema=not args.no_ema)
     if args.verbose:
         model.summary()
     epoch_s = fit_timed(model, x_train, y_train, args)
