@@ -11,8 +11,9 @@ Two choices beyond the bare recipe, both common practice: the pixels are standar
 mean, unit variance over the training set), and Adam keeps a moving average of the weights
 (Keras's ``use_ema=True``, momentum 0.99), which become the model's weights when ``fit`` ends.
 Over seeds 0, 1, 2 the test accuracy after 3 epochs is then 0.9155, 0.9157, 0.9156; with [0, 1]
-pixels and the last step's weights it was 0.898, 0.909, 0.907 (PyTorch, same network, Glorot init and settings: 0.898 to
-0.908), so that recipe needs a few more epochs for 0.91. ``--no-ema`` trains without averaging.
+pixels and the last step's weights it was 0.898, 0.909, 0.907 (PyTorch, same network, Glorot
+init and settings: 0.898 to 0.908), so that recipe needs a few more epochs for 0.91.
+``--no-ema`` trains without averaging.
 
 ``--limit N`` trains on the first N training images and tests on the first N test images: a
 quick check of the whole pipeline. ``--channels-last`` builds the same network on NHWC images
