@@ -3,9 +3,11 @@ fastnn against PyTorch CPU.
 
 Model: Conv2D(32, 3, same, relu) -> MaxPool2D(2) -> Conv2D(64, 3, same, relu) -> MaxPool2D(2)
 -> Flatten -> Dense(128, relu) -> Dropout(0.2) -> Dense(10, softmax); Adam(1e-3), batch 64,
-shuffled every epoch, NCHW images. The PyTorch side is the idiomatic fast loop (manual batching
-over a randperm, softmax fused into the loss). Each library trains in its own process; the data
-loading and the untimed warm-up are shared with the MLP family (bench/mlp.py).
+shuffled every epoch, NCHW images; fastnn's Adam also keeps the moving average of the weights
+(``use_ema=True``), as the example trains, which PyTorch's loop does not do. The PyTorch side is
+the idiomatic fast loop (manual batching over a randperm, softmax fused into the loss). Each
+library trains in its own process; the data loading and the untimed warm-up are shared with the
+MLP family (bench/mlp.py).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def train_fastnn(data: Tuple[Any, ...], epochs: int) -> Dict[str, Any]:
         nn.Dense(10, activation="softmax"),
     ])
     return mlp.fit_fastnn(model, (_images(xtr), ytr, _images(xte), yte), epochs, family="cnn",
-                          batch=BATCH, warmup_batches=WARMUP_BATCHES)
+                          batch=BATCH, warmup_batches=WARMUP_BATCHES, use_ema=True)
 
 
 def train_torch(torch: Any, data: Tuple[Any, ...], epochs: int) -> Dict[str, Any]:

@@ -113,13 +113,14 @@ def timed_epochs(lib: str, epoch: Any, warmup: Any, epochs: int, family: str = "
 
 def fit_fastnn(model: Any, data: Tuple[Any, ...], epochs: int, family: str = "mlp",
                batch: int = BATCH, warmup_batches: int = WARMUP_SAMPLES // BATCH,
-               predict_batch: int = 1000) -> Dict[str, Any]:
+               predict_batch: int = 1000, use_ema: bool = False) -> Dict[str, Any]:
     """Compile a fastnn classifier (Adam, sparse crossentropy), time its epochs after an untimed
-    warm-up of ``warmup_batches``, and measure its test accuracy (also the CNN's and ViT's)."""
+    warm-up of ``warmup_batches``, and measure its test accuracy (also the CNN's and ViT's).
+    ``use_ema``: Adam averages the weights too, as the CNN example trains."""
     import numpy as np
     fastnn = import_fastnn()
     xtr, ytr, xte, yte = data
-    model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR),
+    model.compile(optimizer=fastnn.optim.Adam(learning_rate=LR, use_ema=use_ema),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     warm = warmup_batches * batch
     times = timed_epochs(
