@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import ops
+from . import backend as _backend, ops
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "LearningRateSchedule", "StepDecay",
            "ExponentialDecay", "CosineDecay", "get", "serialize"]
@@ -176,7 +176,6 @@ class Optimizer:
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.iterations = 0
         self._state: Dict[int, tuple] = {}
-        self._ema_scratch: Optional[np.ndarray] = None
 
     @property
     def lr(self) -> LearningRate:
@@ -281,30 +280,29 @@ class Optimizer:
     def _slots(self, p: Any) -> tuple:
         """The state arrays of a parameter: the subclass's, then the moving average."""
         if self.use_ema:
-            return self._new_state(p) + (np.array(p, copy=True),)
+            return self._new_state(p) + (np.array(p, copy=True, order="C"),)
         return self._new_state(p)
 
     def _average(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
-        # avg += (1 - m) * (p - avg), through one scratch array (no temporaries per step)
-        w = 1.0 - self.ema_momentum if self.iterations > 1 else 1.0
+        first = self.iterations == 1
+        w = 1.0 - self.ema_momentum
         overwrite = (self.ema_overwrite_frequency is not None
                      and self.iterations % self.ema_overwrite_frequency == 0)
+        kernels = _backend.kernels()
         for p, g in zip(params, grads):
             if g is None:
                 continue
             avg = self._state[id(p)][-1]
-            scratch = self._scratch(p)
-            np.subtract(p, avg, out=scratch)
-            scratch *= avg.dtype.type(w)
-            avg += scratch
+            if first:
+                np.copyto(avg, p)
+            elif avg.size:
+                # avg += w * (p - avg) in one fused pass: it is the SGD kernel's update
+                # avg -= lr * (grad + wd * avg) with grad = p, wd = -1, lr = -w (values the
+                # sgd_step op would refuse, which is why the kernel is called directly). Three
+                # NumPy passes over a CNN's weights cost more than Adam's own step.
+                kernels.sgd_step(avg, None, p, -w, 0.0, False, -1.0)
             if overwrite:
                 p[...] = avg
-
-    def _scratch(self, p: Any) -> np.ndarray:
-        need = p.size * p.dtype.itemsize
-        if self._ema_scratch is None or self._ema_scratch.nbytes < need:
-            self._ema_scratch = np.empty(need, np.uint8)
-        return self._ema_scratch[:need].view(p.dtype).reshape(p.shape)
 
     def finalize_variable_values(self, params: Sequence[Any]) -> None:
         """With ``use_ema`` and no ``ema_overwrite_frequency``: copy every parameter's moving
