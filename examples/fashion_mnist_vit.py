@@ -3,14 +3,17 @@
     28x28 image -> 16 patches of 7x7 -> linear patch embedding (64) + learned positions
     -> 2 x TransformerEncoderLayer(64, 4 heads, feed-forward 128, GELU, pre-norm)
     -> LayerNormalization -> mean over the tokens -> Dense(10, softmax)
-    Adam(1e-3), sparse categorical crossentropy, batch 64, 3 epochs, standardized pixels
+    Adam(1e-3, use_ema=True), sparse categorical crossentropy, batch 64, 3 epochs,
+    standardized pixels
 
 The final LayerNormalization is the one a stack of pre-norm blocks ends with (ViT's, or
-PyTorch's ``nn.TransformerEncoder(..., norm=...)``). Test accuracy after 3 epochs: 0.858 with
-seed 0 (0.851 with seed 1, 0.845 with seed 2); without the final norm and with pixels in
+PyTorch's ``nn.TransformerEncoder(..., norm=...)``). Adam keeps a moving average of the weights
+(Keras's ``use_ema=True``), which become the model's weights when ``fit`` ends. Test accuracy
+after 3 epochs: 0.862, 0.866, 0.862 with seeds 0, 1, 2; with the last step's weights
+(``--no-ema``) 0.858, 0.851, 0.845; without the final norm and averaging and with pixels in
 [0, 1], 0.844 (seed 0).
 
-Run:  python examples/fashion_mnist_vit.py [--epochs 3] [--limit N] [--dropout 0.0]
+Run:  python examples/fashion_mnist_vit.py [--epochs 3] [--limit N] [--dropout 0.0] [--no-ema]
 Prints the time of every epoch and the test accuracy.
 
 ``--limit N`` trains on the first N training images and tests on the first N test images: a
