@@ -4,9 +4,11 @@ PyTorch CPU.
 Model (examples/fashion_mnist_vit.py): 7x7 patches (16 tokens) -> linear patch embedding (64)
 + learned positions -> 2 pre-norm Transformer encoder layers (4 heads, feed-forward 128, GELU,
 no dropout) -> LayerNorm -> mean over tokens -> Dense(10, softmax); standardized pixels;
-Adam(1e-3), batch 64, shuffled every epoch. The PyTorch side is the idiomatic one: ``nn.Conv2d`` patches, two
-``nn.TransformerEncoderLayer(batch_first=True, norm_first=True)``, ``CrossEntropyLoss`` on the
-logits, manual batching over a randperm. Each library trains in its own process.
+Adam(1e-3), batch 64, shuffled every epoch; fastnn's Adam also averages the weights
+(``use_ema=True``) as the example trains, which PyTorch's loop does not do. The PyTorch side is
+the idiomatic one: ``nn.Conv2d`` patches, two ``nn.TransformerEncoderLayer(batch_first=True,
+norm_first=True)``, ``CrossEntropyLoss`` on the logits, manual batching over a randperm. Each
+library trains in its own process.
 
 ``python -m bench.vit [--epochs 2] [--threads 2] [--libs fastnn,torch]`` prints the table; the
 runner-style ``run_library`` / ``combine`` / ``report`` are here too.
@@ -52,7 +54,8 @@ def train_fastnn(data: Any, epochs: int) -> Dict[str, Any]:
     x = nn.GlobalAveragePooling1D()(x)
     model = nn.Model(images, nn.Dense(10, activation="softmax")(x))
     return mlp.fit_fastnn(model, (_images(xtr), ytr, _images(xte), yte), epochs, family="vit",
-                          batch=BATCH, warmup_batches=WARMUP_BATCHES, predict_batch=500)
+                          batch=BATCH, warmup_batches=WARMUP_BATCHES, predict_batch=500,
+                          use_ema=True)
 
 
 def train_torch(data: Any, epochs: int) -> Dict[str, Any]:
