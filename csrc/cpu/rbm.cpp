@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common/activations.h"
@@ -10,6 +11,7 @@
 #include "common/parallel.h"
 #include "common/rbm_math.h"
 #include "common/threading.h"
+#include "cpu/gemm/bf16.h"
 
 namespace fastnn {
 namespace {
@@ -40,7 +42,8 @@ void set_draw(GemmProblem<T>& p, int units, rng::Key key, std::uint32_t stage) {
 // out (rows x n) := units(in (rows x k) @ W + bias), W (k x n) read at strides (rsw, csw).
 template <class T>
 void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T* w, index_t rsw,
-                index_t csw, const T* bias, int units, rng::Key key, std::uint32_t stage) {
+                index_t csw, const T* bias, int units, rng::Key key, std::uint32_t stage,
+                const std::uint16_t* packed = nullptr) {
   GemmProblem<T> p;
   p.m = rows; p.n = n; p.k = k;
   p.a = in; p.rsa = k; p.csa = 1;
@@ -48,25 +51,36 @@ void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T
   p.c = out; p.rsc = n; p.csc = 1;
   p.ep.bias = bias;
   set_draw(p, units, key, stage);
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed) {
+      gemm_bf16(p, packed);
+      return;
+    }
+  }
   gemm(p);
 }
 
 // out (rows x nh) := units(in w^T + b_hid).
 template <class T>
 void hidden_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_hid, index_t nv,
-                 index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  units_gemm(out, in, rows, nh, nv, w, 1, nv, b_hid, units, key, stage);  // B = w^T
+                 index_t nh, int units, rng::Key key, std::uint32_t stage,
+                 const std::uint16_t* packed = nullptr) {
+  units_gemm(out, in, rows, nh, nv, w, 1, nv, b_hid, units, key, stage, packed);  // B = w^T
 }
 
 // out (rows x nv) := units(in w + b_vis).
 template <class T>
 void visible_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_vis, index_t nv,
-                  index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  units_gemm(out, in, rows, nv, nh, w, nv, 1, b_vis, units, key, stage);
+                  index_t nh, int units, rng::Key key, std::uint32_t stage,
+                  const std::uint16_t* packed = nullptr) {
+  units_gemm(out, in, rows, nv, nh, w, nv, 1, b_vis, units, key, stage, packed);
 }
 
 template <class T>
 void draw(T* dst, const T* p, index_t n, rng::Key key, std::uint32_t stage) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) return bf16_bernoulli(dst, p, n, key.k0, key.k1, stage);
+  }
   for (index_t i = 0; i < n; ++i)
     dst[i] = rbm::bernoulli<T>(p[i], key, static_cast<std::uint32_t>(i), stage);
 }
@@ -74,6 +88,9 @@ void draw(T* dst, const T* p, index_t n, rng::Key key, std::uint32_t stage) {
 // sums[j] += scale * sum_i x[i, j], in double.
 template <class T>
 void add_column_sums(double* sums, const T* x, index_t rows, index_t cols, double scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) return bf16_column_sums(sums, x, rows, cols, scale);
+  }
   for (index_t i = 0; i < rows; ++i) {
     const T* r = x + i * cols;
     for (index_t j = 0; j < cols; ++j) sums[j] += scale * double(r[j]);
@@ -118,12 +135,27 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   T* hk = sh + B * nh;
   T* vk = sv + B * nv;
   std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
-  hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0);
+  // bfloat16 products ("medium" precision): w rounded and packed once for the step's products,
+  // in both orientations (w^T for the hidden units, w for the visible ones).
+  const std::uint16_t *w_hid = nullptr, *w_vis = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) {
+      thread_local std::vector<std::uint16_t> packs[2];
+      packs[0].resize(std::size_t(bf16_packed_b_elems(nv, nh)));
+      packs[1].resize(std::size_t(bf16_packed_b_elems(nh, nv)));
+      const int nt = threads_for(double(nh) * double(nv) * 8.0);
+      bf16_pack_b(packs[0].data(), nv, nh, w, 1, nv, nt);
+      bf16_pack_b(packs[1].data(), nh, nv, w, nv, 1, nt);
+      w_hid = packs[0].data();
+      w_vis = packs[1].data();
+    }
+  }
+  hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
 
   double err = std::numeric_limits<double>::quiet_NaN();
   if (s.compute_error) {
     T* rec = buffer<T>(3, std::size_t(B * nv));
-    visible_gemm(rec, h0, B, w, b_vis, nv, nh, s.gaussian ? kLinear : kSigmoid, key, 0);
+    visible_gemm(rec, h0, B, w, b_vis, nv, nh, s.gaussian ? kLinear : kSigmoid, key, 0, w_vis);
     double acc = 0.0;
     for (index_t i = 0; i < B * nv; ++i) {
       const double d = double(v0[i]) - double(rec[i]);
@@ -139,8 +171,9 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   }
   for (int t = 1; t <= s.k; ++t) {
     const std::uint32_t st = std::uint32_t(2 * t);
-    visible_gemm(vk, particles, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, st);
-    hidden_gemm(hk, vk, P, w, b_hid, nv, nh, kSigmoid, key, 0);
+    visible_gemm(vk, particles, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, st,
+                 w_vis);
+    hidden_gemm(hk, vk, P, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
     if (t < s.k || persistent) {
       T* dst = (persistent && t == s.k) ? chain : hs;
       draw(dst, hk, P * nh, key, st + 1);
