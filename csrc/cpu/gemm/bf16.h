@@ -3,8 +3,8 @@
 // Both operands are rounded to bfloat16 (nearest even) while they are packed, the products are
 // accumulated in float32, and the result goes through the float32 GEMM's epilogue (alpha, beta,
 // bias, activation, RBM units). A bfloat16 keeps float32's exponent and 8 significant bits, so
-// each product carries a relative error of about 2^-8 and a k-term dot product about
-// 2^-8 * sqrt(k) of its terms' size: fine for training, not for exact linear algebra.
+// each product carries a relative error of at most 2^-7 (typically 2^-9) and a k-term dot product
+// about 2^-9 * sqrt(k) of its terms' size: fine for training, not for exact linear algebra.
 //
 // Kernels: AMX (Intel Sapphire Rapids and later: 16 x 16 float32 tiles, 1024 multiply-adds a
 // cycle) and AVX512_BF16 (AMD Zen 4/5, Intel Cooper Lake and later: vdpbf16ps, twice the float32
