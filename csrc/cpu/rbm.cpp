@@ -134,7 +134,6 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   T* h0 = sh;
   T* hk = sh + B * nh;
   T* vk = sv + B * nv;
-  std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
   // bfloat16 products ("medium" precision): w rounded and packed once for the step's products,
   // in both orientations (w^T for the hidden units, w for the visible ones).
   const std::uint16_t *w_hid = nullptr, *w_vis = nullptr;
@@ -150,6 +149,18 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
       w_vis = packs[1].data();
     }
   }
+  // The stacked visible operand of the weight update: v0 is copied in (float32), or packed
+  // straight from the caller's array (bfloat16, vk joins it after the Gibbs steps).
+  std::uint16_t* sv_packed = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (w_hid) {
+      thread_local std::vector<std::uint16_t> pack_sv;
+      pack_sv.resize(std::size_t(bf16_packed_b_elems(B + P, nv)));
+      sv_packed = pack_sv.data();
+      if (B % 2 != 0) sv_packed = nullptr;  // v0 and vk share a (k, k+1) pair: pack the copy
+    }
+  }
+  if (!sv_packed) std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
   hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
 
   double err = std::numeric_limits<double>::quiet_NaN();
@@ -192,6 +203,13 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   for (index_t i = 0; i < B * nh; ++i) h0[i] *= sb;
   for (index_t i = 0; i < P * nh; ++i) hk[i] *= sp;
 
+  if constexpr (std::is_same_v<T, float>) {
+    if (sv_packed) {
+      const int nt = threads_for(double(B + P) * double(nv) * 4.0);
+      bf16_pack_b_rows(sv_packed, B + P, nv, 0, B, v0, nv, nt);
+      bf16_pack_b_rows(sv_packed, B + P, nv, B, B + P, vk, nv, nt);
+    }
+  }
   const bool mom = s.momentum != 0.0;
   GemmProblem<T> g;  // (vel_w or w) := lr * sh^T sv + beta * itself
   g.m = nh; g.n = nv; g.k = B + P;
@@ -200,7 +218,12 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   g.c = mom ? vel_w : w; g.rsc = nv; g.csc = 1;
   g.alpha = T(s.lr);
   g.beta = mom ? T(s.momentum) : T(1.0 - s.lr * s.weight_decay);
-  gemm(g);
+  if constexpr (std::is_same_v<T, float>) {
+    if (sv_packed) gemm_bf16(g, sv_packed);
+    else gemm(g);
+  } else {
+    gemm(g);
+  }
   if (mom) {
     const T decay = T(s.lr * s.weight_decay);
     const index_t n = nh * nv;

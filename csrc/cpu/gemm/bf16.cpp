@@ -157,6 +157,17 @@ void bf16_pack_b(std::uint16_t* dst, index_t k, index_t n, const float* b, index
   });
 }
 
+void bf16_pack_b_rows(std::uint16_t* dst, index_t k, index_t n, index_t k0, index_t k1,
+                      const float* b, index_t rsb, int nthreads) {
+  const index_t kp = round_up(k, 32), blocks = (n + 15) / 16;
+  const index_t q1 = k1 >= k ? kp : k1;
+  const index_t chunks = nthreads <= 1 ? 1 : std::min<index_t>(blocks, 4 * index_t(nthreads));
+  parallel_for(chunks, nthreads, [&](index_t c, int) {
+    kBf16Pack.pack_b_rows(dst, kp, blocks * c / chunks, blocks * (c + 1) / chunks, k0, q1, k, n,
+                          b, rsb);
+  });
+}
+
 void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b) {
   const index_t kp = round_up(p.k, 32), mp = round_up(p.m, 16), blocks = (p.n + 15) / 16;
   const double volume = double(p.m) * double(p.n) * double(p.k);
@@ -194,15 +205,25 @@ void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b) {
     K.run(p, ap, bp, kp, along_rows, tasks * c / chunks, tasks * (c + 1) / chunks);
   });
 }
+// Both split into fixed chunks (of columns; of elements), so the results do not depend on the
+// threads: each column is still summed in row order, each draw uses its own counter.
 void bf16_column_sums(double* sums, const float* x, index_t rows, index_t cols, double scale) {
-  kBf16Pack.column_sums(sums, x, rows, cols, scale);
+  const int nt = threads_for(double(rows) * double(cols) * 2.0);
+  parallel_range(cols, nt > 1 ? 128 : cols, nt, [&](index_t lo, index_t hi) {
+    kBf16Pack.column_sums(sums + lo, x + lo, rows, hi - lo, cols, scale);
+  });
 }
 
 void bf16_bernoulli(float* dst, const float* p, index_t n, std::uint32_t key0, std::uint32_t key1,
                     std::uint32_t stage) {
-  kBf16Pack.bernoulli(dst, p, n, key0, key1, stage);
+  const int nt = threads_for(double(n) * 8.0);
+  parallel_range(n, nt > 1 ? 4096 : n, nt, [&](index_t lo, index_t hi) {
+    kBf16Pack.bernoulli(dst + lo, p + lo, hi - lo, lo, key0, key1, stage);
+  });
 }
 #else
+void bf16_pack_b_rows(std::uint16_t*, index_t, index_t, index_t, index_t, const float*, index_t,
+                      int) {}
 void bf16_column_sums(double*, const float*, index_t, index_t, double) {}
 void bf16_bernoulli(float*, const float*, index_t, std::uint32_t, std::uint32_t, std::uint32_t) {}
 void bf16_pack_b(std::uint16_t*, index_t, index_t, const float*, index_t, index_t, int) {}

@@ -42,6 +42,12 @@ index_t bf16_packed_b_elems(index_t k, index_t n);
 void bf16_pack_b(std::uint16_t* dst, index_t k, index_t n, const float* b, index_t rsb,
                  index_t csb, int nthreads);
 
+// Rows [k0, k1) (k0 even) of the packed B of a k x n operand, from row-major rows (row k0 at b,
+// row stride rsb): an operand stacked from several arrays is packed one part at a time. The part
+// that ends at k also writes the zero padding.
+void bf16_pack_b_rows(std::uint16_t* dst, index_t k, index_t n, index_t k0, index_t k1,
+                      const float* b, index_t rsb, int nthreads);
+
 // The RBM step's row loops on the bfloat16 path (bf16_products() must be true), vectorized like
 // its kernels; the same results as cpu/rbm.cpp's plain loops (each column's sum in row order):
 // sums[j] += scale * sum_i x[i, j] in double, and dst[i] = Bernoulli(p[i]) of counter i.

@@ -14,10 +14,14 @@ struct Bf16Pack {
   // Column blocks [b0, b1) of the packed B (16 columns x kp each).
   void (*pack_b)(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t k, index_t n,
                  const float* b, index_t rsb, index_t csb);
+  // Pair rows [q0/2, q1/2) of column blocks [b0, b1), from a row-major B whose row q0 is at b.
+  void (*pack_b_rows)(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t q0,
+                      index_t q1, index_t k, index_t n, const float* b, index_t rsb);
   // The RBM step's row loops (bf16.h), vectorized with the same AVX-512 flags.
-  void (*column_sums)(double* sums, const float* x, index_t rows, index_t cols, double scale);
-  void (*bernoulli)(float* dst, const float* p, index_t n, std::uint32_t key0,
-                    std::uint32_t key1, std::uint32_t stage);
+  void (*column_sums)(double* sums, const float* x, index_t rows, index_t cols, index_t ld,
+                      double scale);
+  void (*bernoulli)(float* dst, const float* p, index_t n, index_t first_counter,
+                    std::uint32_t key0, std::uint32_t key1, std::uint32_t stage);
 };
 
 struct Bf16Compute {

@@ -4,11 +4,14 @@
 // frame's store (driver_impl.h): x = alpha*acc (+ beta*C) (+ bias), then the RBM units or the
 // activation, so that the two precisions differ only in the products.
 
-// Starts pulling in the C block, read (beta != 0) or written only after the products: a C row
+// Starts pulling in a C block, read (beta != 0) or written only after its products: a C row
 // that has left the cache (the RBM's weights, updated in place) would otherwise stall the
-// epilogue for a memory latency per line.
+// epilogue for a memory latency per line. The kernels ask for the next task's block, a whole
+// task ahead.
 static inline void prefetch_block(const GemmProblem<float>& p, index_t i0, index_t j0, int rows,
                                   int cols) {
+  rows = rows < int(p.m - i0) ? rows : int(p.m - i0);
+  cols = cols < int(p.n - j0) ? cols : int(p.n - j0);
   for (int r = 0; r < rows; ++r) {
     const float* row = p.c + (i0 + r) * p.rsc + j0 * p.csc;
     __builtin_prefetch(row, 1, 3);
@@ -60,7 +63,7 @@ static void finish_block(const float* t, int ldt, int rows, int cols,
       for (int c = 0; c < cols; ++c) x[c] = act::forward<float>(ep.act, x[c], ep.act_param);
     }
     if (csc == 1) {
-      std::memcpy(crow, x, std::size_t(cols) * sizeof(float));
+      for (int c = 0; c < cols; ++c) crow[c] = x[c];  // a vector loop, not a memcpy call a row
     } else {
       for (int c = 0; c < cols; ++c) crow[c * csc] = x[c];
     }

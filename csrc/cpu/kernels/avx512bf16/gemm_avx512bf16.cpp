@@ -201,18 +201,40 @@ void pack_b(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t k, i
   }
 }
 
-void column_sums(double* sums, const float* x, index_t rows, index_t cols, double scale) {
+void column_sums(double* sums, const float* x, index_t rows, index_t cols, index_t ld,
+                 double scale) {
   for (index_t i = 0; i < rows; ++i) {
-    const float* r = x + i * cols;
+    const float* r = x + i * ld;
     for (index_t j = 0; j < cols; ++j) sums[j] += scale * double(r[j]);
   }
 }
 
-void bernoulli(float* dst, const float* p, index_t n, std::uint32_t key0, std::uint32_t key1,
-               std::uint32_t stage) {
+void bernoulli(float* dst, const float* p, index_t n, index_t first_counter, std::uint32_t key0,
+               std::uint32_t key1, std::uint32_t stage) {
   const rng::Key key{key0, key1};
+  const std::uint32_t c0 = static_cast<std::uint32_t>(first_counter);
   for (index_t i = 0; i < n; ++i)
-    dst[i] = rbm::bernoulli<float>(p[i], key, static_cast<std::uint32_t>(i), stage);
+    dst[i] = rbm::bernoulli<float>(p[i], key, c0 + static_cast<std::uint32_t>(i), stage);
+}
+
+// Pair rows q0/2 .. q1/2 of column blocks [b0, b1) of a packed B, from a row-major source whose
+// row q0 is at b (q0 even); rows q >= k are zeros.
+void pack_b_rows(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t q0, index_t q1,
+                 index_t k, index_t n, const float* b, index_t rsb) {
+  const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+  for (index_t blk = b0; blk < b1; ++blk) {
+    const index_t j0 = blk * 16;
+    const __mmask16 mj = first(n - j0);
+    std::uint16_t* d = dst + blk * 16 * kp;
+    for (index_t q = q0; q < q1; q += 2) {
+      const float* src = b + (q - q0) * rsb + j0;
+      const __m512 r0 = q < k ? _mm512_maskz_loadu_ps(mj, src) : _mm512_setzero_ps();
+      const __m512 r1 = q + 1 < k ? _mm512_maskz_loadu_ps(mj, src + rsb) : _mm512_setzero_ps();
+      _mm512_storeu_si512(d + q * 16, _mm512_permutexvar_epi16(inter, cvt32(r1, r0)));
+    }
+  }
 }
 
 // R rows (a multiple of 4, all within the packed A) x NB column blocks of 16.
@@ -253,13 +275,21 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
          index_t kp, bool along_rows, index_t t0, index_t t1) {
   DenormalGuard guard;
   const index_t ntm = (p.m + kMt - 1) / kMt, ntn = (p.n + kNt - 1) / kNt;
+  if (t0 < t1) {
+    const index_t ib0 = along_rows ? t0 / ntn : t0 % ntm, jb0 = along_rows ? t0 % ntn : t0 / ntm;
+    prefetch_block(p, ib0 * kMt, jb0 * kNt, kMt, kNt);
+  }
   for (index_t task = t0; task < t1; ++task) {
     const index_t ib = along_rows ? task / ntn : task % ntm;
     const index_t jb = along_rows ? task % ntn : task / ntm;
     const index_t i0 = ib * kMt, j0 = jb * kNt;
+    if (task + 1 < t1) {
+      const index_t t = task + 1;
+      const index_t ib1 = along_rows ? t / ntn : t % ntm, jb1 = along_rows ? t % ntn : t / ntm;
+      prefetch_block(p, ib1 * kMt, jb1 * kNt, kMt, kNt);
+    }
     const int rows = static_cast<int>(p.m - i0 < kMt ? p.m - i0 : kMt);
     const int cols = static_cast<int>(p.n - j0 < kNt ? p.n - j0 : kNt);
-    prefetch_block(p, i0, j0, rows, cols);
     const int r4 = (rows + 3) / 4 * 4;  // within the packed A: its rows are padded to 16
     if (cols > 16) {
       if (r4 == 12) tile<12, 2>(p, ap, bp, kp, i0, j0, rows, cols);
@@ -275,8 +305,8 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
 
 }  // namespace avx512bf16
 
-const Bf16Pack kBf16Pack = {avx512bf16::pack_a, avx512bf16::pack_b, avx512bf16::column_sums,
-                            avx512bf16::bernoulli};
+const Bf16Pack kBf16Pack = {avx512bf16::pack_a, avx512bf16::pack_b, avx512bf16::pack_b_rows,
+                            avx512bf16::column_sums, avx512bf16::bernoulli};
 const Bf16Compute kBf16Avx512Compute = {avx512bf16::kMt, avx512bf16::kNt, avx512bf16::run};
 
 }  // namespace fastnn
