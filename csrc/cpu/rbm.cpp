@@ -161,7 +161,29 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
     }
   }
   if (!sv_packed) std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
-  hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
+  // PCD-1 on bfloat16 products: h0 does not depend on the chain, so h0 and hk come from one
+  // product of the stacked [v0; vk] (one pass over w^T, taller tiles), after vk. Every element
+  // is the same sum as in two products.
+  const bool stacked = w_hid && persistent && s.k == 1 && B % 16 == 0;
+  if (!stacked) hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
+  if (stacked) {
+    if constexpr (std::is_same_v<T, float>) {
+      visible_gemm(vk, chain, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, 2,
+                   w_vis);
+      thread_local std::vector<std::uint16_t> pack_a;
+      pack_a.resize(std::size_t(bf16_packed_a_elems(B + P, nv)));
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, 0, B, v0, nv, 1);
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, B, B + P, vk, nv, 1);
+      GemmProblem<float> q;
+      q.m = B + P; q.n = nh; q.k = nv;
+      q.b = w; q.rsb = 1; q.csb = nv;
+      q.c = sh; q.rsc = nh; q.csc = 1;
+      q.ep.bias = b_hid;
+      set_draw(q, kSigmoid, key, 0);
+      gemm_bf16(q, w_hid, pack_a.data());
+      draw(chain, hk, P * nh, key, 3);
+    }
+  }
 
   double err = std::numeric_limits<double>::quiet_NaN();
   if (s.compute_error) {
@@ -180,7 +202,7 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
     draw(hs, h0, B * nh, key, 1);
     particles = hs;
   }
-  for (int t = 1; t <= s.k; ++t) {
+  for (int t = 1; t <= (stacked ? 0 : s.k); ++t) {
     const std::uint32_t st = std::uint32_t(2 * t);
     visible_gemm(vk, particles, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, st,
                  w_vis);

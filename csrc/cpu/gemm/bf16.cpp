@@ -168,22 +168,29 @@ void bf16_pack_b_rows(std::uint16_t* dst, index_t k, index_t n, index_t k0, inde
   });
 }
 
-void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b) {
+void bf16_pack_a_rows(std::uint16_t* dst, index_t m, index_t k, index_t r0, index_t r1,
+                      const float* a, index_t rsa, index_t csa) {
+  const index_t kp = round_up(k, 32), end = r1 >= m ? round_up(m, 16) : r1;
+  kBf16Pack.pack_a(dst + r0 * kp, kp, 0, end - r0, m - r0, k, a, rsa, csa);
+}
+
+void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b,
+               const std::uint16_t* packed_a) {
   const index_t kp = round_up(p.k, 32), mp = round_up(p.m, 16), blocks = (p.n + 15) / 16;
   const double volume = double(p.m) * double(p.n) * double(p.k);
   const int nth = threads_for(volume, kMinWorkPerThread);
-  const std::size_t a_elems = std::size_t(mp * kp);
+  const std::size_t a_elems = packed_a ? 0 : std::size_t(mp * kp);
   const std::size_t b_elems = packed_b ? 0 : std::size_t(blocks * 16 * kp);
   auto* ws = static_cast<std::uint16_t*>(
       scratch(kScratchGemm, (a_elems + b_elems) * sizeof(std::uint16_t) + 64));
   std::uint16_t* ap = ws;
   const std::uint16_t* bp = packed_b ? packed_b : ws + a_elems;
 
-  // Phase 1: A in groups of 16 rows, B (unless given) in column blocks, as one job.
-  const index_t a_groups = mp / 16, b_groups = packed_b ? 0 : blocks;
+  // Phase 1: A in groups of 16 rows, B in column blocks (those not given), as one job.
+  const index_t a_groups = packed_a ? 0 : mp / 16, b_groups = packed_b ? 0 : blocks;
   const index_t items = a_groups + b_groups;
   const index_t pack_chunks = nth <= 1 ? 1 : std::min<index_t>(items, 4 * index_t(nth));
-  parallel_for(pack_chunks, nth, [&](index_t c, int) {
+  if (items > 0) parallel_for(pack_chunks, nth, [&](index_t c, int) {
     const index_t lo = items * c / pack_chunks, hi = items * (c + 1) / pack_chunks;
     if (lo < a_groups) {
       const index_t e = hi < a_groups ? hi : a_groups;
@@ -201,8 +208,9 @@ void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b) {
   const index_t tasks = ((p.m + K.mt - 1) / K.mt) * ((p.n + K.nt - 1) / K.nt);
   const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(tasks, 4 * index_t(nth));
   const bool along_rows = double(blocks) * 16.0 * double(kp) * 2.0 <= kBInL2Bytes;
+  const std::uint16_t* a_packed = packed_a ? packed_a : ap;
   parallel_for(chunks, nth, [&](index_t c, int) {
-    K.run(p, ap, bp, kp, along_rows, tasks * c / chunks, tasks * (c + 1) / chunks);
+    K.run(p, a_packed, bp, kp, along_rows, tasks * c / chunks, tasks * (c + 1) / chunks);
   });
 }
 // Both split into fixed chunks (of columns; of elements), so the results do not depend on the
@@ -222,12 +230,16 @@ void bf16_bernoulli(float* dst, const float* p, index_t n, std::uint32_t key0, s
   });
 }
 #else
+void bf16_pack_a_rows(std::uint16_t*, index_t, index_t, index_t, index_t, const float*, index_t,
+                      index_t) {}
 void bf16_pack_b_rows(std::uint16_t*, index_t, index_t, index_t, index_t, const float*, index_t,
                       int) {}
 void bf16_column_sums(double*, const float*, index_t, index_t, double) {}
 void bf16_bernoulli(float*, const float*, index_t, std::uint32_t, std::uint32_t, std::uint32_t) {}
 void bf16_pack_b(std::uint16_t*, index_t, index_t, const float*, index_t, index_t, int) {}
-void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t*) { gemm(p); }
+void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t*, const std::uint16_t*) {
+  gemm(p);
+}
 #endif
 
 }  // namespace fastnn
