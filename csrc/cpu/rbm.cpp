@@ -221,7 +221,12 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   add_column_sums(gv.data(), vk, P, nv, -inv_p);
   add_column_sums(gh.data(), h0, B, nh, inv_b);
   add_column_sums(gh.data(), hk, P, nh, -inv_p);
-  const T sb = T(inv_b), sp = T(-inv_p);
+  const bool mom = s.momentum != 0.0;
+  // A plain update on bfloat16 products (beta 1) folds lr into the stack: alpha 1 lets the AMX
+  // kernel add the products to w in its tiles, without an epilogue pass.
+  const bool fold_lr = sv_packed && !mom && s.weight_decay == 0.0;
+  const double scale = fold_lr ? s.lr : 1.0;
+  const T sb = T(scale * inv_b), sp = T(-scale * inv_p);
   for (index_t i = 0; i < B * nh; ++i) h0[i] *= sb;
   for (index_t i = 0; i < P * nh; ++i) hk[i] *= sp;
 
@@ -232,13 +237,12 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
       bf16_pack_b_rows(sv_packed, B + P, nv, B, B + P, vk, nv, nt);
     }
   }
-  const bool mom = s.momentum != 0.0;
   GemmProblem<T> g;  // (vel_w or w) := lr * sh^T sv + beta * itself
   g.m = nh; g.n = nv; g.k = B + P;
   g.a = sh; g.rsa = 1; g.csa = nh;
   g.b = sv; g.rsb = nv; g.csb = 1;
   g.c = mom ? vel_w : w; g.rsc = nv; g.csc = 1;
-  g.alpha = T(s.lr);
+  g.alpha = fold_lr ? T(1) : T(s.lr);
   g.beta = mom ? T(s.momentum) : T(1.0 - s.lr * s.weight_decay);
   if constexpr (std::is_same_v<T, float>) {
     if (sv_packed) gemm_bf16(g, sv_packed);

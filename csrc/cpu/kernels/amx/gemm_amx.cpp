@@ -40,7 +40,9 @@ void configure() {
 }
 
 // Tiles: 0-3 accumulators (C rows 0-15 / 16-31 x columns 0-15 / 16-31), 4-5 A, 6-7 B.
-template <bool TWO_M, bool TWO_N>
+// IN_PLACE (a whole 32 x 32 block, unit-stride C, alpha 1, beta 0 or 1, no epilogue): the
+// accumulators start from C (or zero) and are stored straight back, with no pass over a buffer.
+template <bool TWO_M, bool TWO_N, bool IN_PLACE = false>
 void block(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16_t* bp,
            index_t kp, index_t i0, index_t j0, int rows, int cols) {
   const std::uint16_t* a0 = ap + i0 * kp;
@@ -48,10 +50,19 @@ void block(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint
   const std::uint16_t* b0 = bp + (j0 / 16) * 16 * kp;
   const std::uint16_t* b1 = b0 + 16 * kp;
   const index_t lda = kp * 2;  // bytes
-  _tile_zero(0);
-  if (TWO_N) _tile_zero(1);
-  if (TWO_M) _tile_zero(2);
-  if (TWO_M && TWO_N) _tile_zero(3);
+  float* c = p.c + i0 * p.rsc + j0;
+  const index_t ldc = p.rsc * index_t(sizeof(float));
+  if (IN_PLACE && p.beta != 0.0f) {
+    _tile_loadd(0, c, ldc);
+    _tile_loadd(1, c + 16, ldc);
+    _tile_loadd(2, c + 16 * p.rsc, ldc);
+    _tile_loadd(3, c + 16 * p.rsc + 16, ldc);
+  } else {
+    _tile_zero(0);
+    if (TWO_N) _tile_zero(1);
+    if (TWO_M) _tile_zero(2);
+    if (TWO_M && TWO_N) _tile_zero(3);
+  }
   for (index_t q = 0; q < kp; q += 32) {
     _tile_loadd(4, a0 + q, lda);
     _tile_loadd(6, b0 + q * 16, 64);
@@ -65,6 +76,13 @@ void block(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint
       _tile_dpbf16ps(2, 5, 6);
       if (TWO_N) _tile_dpbf16ps(3, 5, 7);
     }
+  }
+  if (IN_PLACE) {
+    _tile_stored(0, c, ldc);
+    _tile_stored(1, c + 16, ldc);
+    _tile_stored(2, c + 16 * p.rsc, ldc);
+    _tile_stored(3, c + 16 * p.rsc + 16, ldc);
+    return;
   }
   alignas(64) float t[32 * 32];
   _tile_stored(0, t, 128);
@@ -80,6 +98,9 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
          index_t kp, bool along_rows, index_t t0, index_t t1) {
   DenormalGuard guard;
   configure();
+  const Epilogue<float>& ep = p.ep;
+  const bool in_place = p.csc == 1 && p.alpha == 1.0f && (p.beta == 0.0f || p.beta == 1.0f) &&
+                        !ep.bias && ep.act == act::NONE && !ep.rbm;
   const index_t ntm = (p.m + kMt - 1) / kMt, ntn = (p.n + kNt - 1) / kNt;
   if (t0 < t1) {
     const index_t ib0 = along_rows ? t0 / ntn : t0 % ntm, jb0 = along_rows ? t0 % ntn : t0 / ntm;
@@ -97,7 +118,9 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
     const int rows = static_cast<int>(p.m - i0 < kMt ? p.m - i0 : kMt);
     const int cols = static_cast<int>(p.n - j0 < kNt ? p.n - j0 : kNt);
     if (rows > 16) {
-      if (cols > 16) block<true, true>(p, ap, bp, kp, i0, j0, rows, cols);
+      if (in_place && rows == kMt && cols == kNt)
+        block<true, true, true>(p, ap, bp, kp, i0, j0, rows, cols);
+      else if (cols > 16) block<true, true>(p, ap, bp, kp, i0, j0, rows, cols);
       else block<true, false>(p, ap, bp, kp, i0, j0, rows, cols);
     } else {
       if (cols > 16) block<false, true>(p, ap, bp, kp, i0, j0, rows, cols);
