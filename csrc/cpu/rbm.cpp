@@ -172,8 +172,9 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
                    w_vis);
       thread_local std::vector<std::uint16_t> pack_a;
       pack_a.resize(std::size_t(bf16_packed_a_elems(B + P, nv)));
-      bf16_pack_a_rows(pack_a.data(), B + P, nv, 0, B, v0, nv, 1);
-      bf16_pack_a_rows(pack_a.data(), B + P, nv, B, B + P, vk, nv, 1);
+      const int nt = threads_for(double(B + P) * double(nv) * 4.0);
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, 0, B, v0, nv, 1, nt);
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, B, B + P, vk, nv, 1, nt);
       GemmProblem<float> q;
       q.m = B + P; q.n = nh; q.k = nv;
       q.b = w; q.rsb = 1; q.csb = nv;

@@ -169,9 +169,16 @@ void bf16_pack_b_rows(std::uint16_t* dst, index_t k, index_t n, index_t k0, inde
 }
 
 void bf16_pack_a_rows(std::uint16_t* dst, index_t m, index_t k, index_t r0, index_t r1,
-                      const float* a, index_t rsa, index_t csa) {
+                      const float* a, index_t rsa, index_t csa, int nthreads) {
   const index_t kp = round_up(k, 32), end = r1 >= m ? round_up(m, 16) : r1;
-  kBf16Pack.pack_a(dst + r0 * kp, kp, 0, end - r0, m - r0, k, a, rsa, csa);
+  const index_t groups = (end - r0) / 16;  // r0 and end are multiples of 16
+  const index_t chunks = nthreads <= 1 ? 1 : std::min<index_t>(groups, 4 * index_t(nthreads));
+  parallel_for(chunks, nthreads, [&](index_t c, int) {
+    const index_t g0 = groups * c / chunks, g1 = groups * (c + 1) / chunks;
+    const index_t rows_left = m - r0 - 16 * g0;  // <= 0: only padding rows in this chunk
+    kBf16Pack.pack_a(dst + (r0 + 16 * g0) * kp, kp, 0, 16 * (g1 - g0), rows_left, k,
+                     rows_left > 0 ? a + 16 * g0 * rsa : a, rsa, csa);
+  });
 }
 
 void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b,
@@ -216,7 +223,8 @@ void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b,
 // Both split into fixed chunks (of columns; of elements), so the results do not depend on the
 // threads: each column is still summed in row order, each draw uses its own counter.
 void bf16_column_sums(double* sums, const float* x, index_t rows, index_t cols, double scale) {
-  const int nt = threads_for(double(rows) * double(cols) * 2.0);
+  // Memory-bound: worth a second thread (its own L2, its own load ports) from ~8K elements.
+  const int nt = threads_for(double(rows) * double(cols) * 8.0);
   parallel_range(cols, nt > 1 ? 128 : cols, nt, [&](index_t lo, index_t hi) {
     kBf16Pack.column_sums(sums + lo, x + lo, rows, hi - lo, cols, scale);
   });
@@ -231,7 +239,7 @@ void bf16_bernoulli(float* dst, const float* p, index_t n, std::uint32_t key0, s
 }
 #else
 void bf16_pack_a_rows(std::uint16_t*, index_t, index_t, index_t, index_t, const float*, index_t,
-                      index_t) {}
+                      index_t, int) {}
 void bf16_pack_b_rows(std::uint16_t*, index_t, index_t, index_t, index_t, const float*, index_t,
                       int) {}
 void bf16_column_sums(double*, const float*, index_t, index_t, double) {}

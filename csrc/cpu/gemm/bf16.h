@@ -58,7 +58,7 @@ void bf16_bernoulli(float* dst, const float* p, index_t n, std::uint32_t key0, s
 // Rows [r0, r1) (r0 a multiple of 16) of the packed A of an m x k operand, from `a` (row r0 of
 // it; strides rsa, csa). The part that ends at m also writes the zero rows below it.
 void bf16_pack_a_rows(std::uint16_t* dst, index_t m, index_t k, index_t r0, index_t r1,
-                      const float* a, index_t rsa, index_t csa);
+                      const float* a, index_t rsa, index_t csa, int nthreads);
 
 // C := alpha * A * B + beta * C, then the epilogue, in bfloat16 products (bf16_kernel() must not
 // be none). With `packed_b` (from bf16_pack_b with p.k, p.n), p.b is not read; with `packed_a`
