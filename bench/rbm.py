@@ -10,6 +10,11 @@ the first 2,000 test images after those epochs (each library's ``score_samples``
 estimator), and the test accuracy of a logistic regression (scikit-learn's, identical in both)
 on the 256 hidden probabilities. PyTorch has no RBM, so it is not timed here.
 
+``fastnn_bf16`` is fastnn trained with ``fastnn.set_float32_matmul_precision("medium")``: the
+products in bfloat16 (float32 accumulation) on the CPU's AMX or AVX512_BF16 kernel, float32
+where it has neither (the report names the kernel that ran). Its pseudo-likelihood and features
+are computed at the default precision, so that they measure the trained model the same way.
+
 ``pip install scikit-learn`` (the ``bench`` extra) for the comparison.
 """
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, Dict, List
 from .common import num, progress, table
 from .stats import speedup, summarize
 
-LIBRARIES = ("fastnn", "sklearn")
+LIBRARIES = ("fastnn", "fastnn_bf16", "sklearn")
+LABELS = {"fastnn": "fastnn", "fastnn_bf16": "fastnn (bf16 products)", "sklearn": "sklearn"}
 SETTINGS = {"n_components": 256, "learning_rate": 0.05, "batch_size": 64}
 PL_ROWS = 2000
 # The project's targets: epoch speed-up over scikit-learn, and the features + logistic accuracy.
@@ -56,16 +62,22 @@ def run_library(lib: str, epochs: int, mods: Dict[str, Any], logistic: bool = Tr
     times: List[float] = []
     cpu: List[float] = []  # process CPU seconds (every thread): less sensitive to a busy machine
     version = None
-    if lib == "fastnn":
+    kernel = None
+    if lib in ("fastnn", "fastnn_bf16"):
         fastnn = mods["fastnn"]
+        if lib == "fastnn_bf16":
+            from fastnn import precision
+            precision.set_float32_matmul_precision("medium")
+            kernel = precision.bf16_kernel() or "float32 fallback"
         rbm = fastnn.nn.RBM(SETTINGS["n_components"], learning_rate=SETTINGS["learning_rate"],
                             batch_size=SETTINGS["batch_size"], seed=0)
         for e in range(epochs):
-            progress(f"rbm    fastnn epoch {e + 1}/{epochs}")
+            progress(f"rbm    {lib} epoch {e + 1}/{epochs}")
             c0 = time.process_time()
             hist = rbm.fit(x, epochs=1, verbose=0)
             cpu.append(time.process_time() - c0)
             times.append(hist.history["time"][0])
+        fastnn.set_float32_matmul_precision("highest")  # evaluate every model the same way
         pl = float(rbm.score_samples(xt[:PL_ROWS], seed=0).mean())
         features = rbm.transform
     else:
@@ -87,7 +99,7 @@ def run_library(lib: str, epochs: int, mods: Dict[str, Any], logistic: bool = Tr
         pl = float(rbm.score_samples(xt[:PL_ROWS]).mean())
         features = rbm.transform
     out: Dict[str, Any] = {"epoch_s": times, "cpu_s": cpu, "pseudo_likelihood": pl,
-                           "version": version}
+                           "version": version, "kernel": kernel}
     if logistic:
         progress(f"rbm    {lib} logistic regression on the features")
         out["logistic_accuracy"] = _logistic(features(x), y, features(xt), yt)
@@ -109,21 +121,25 @@ def _sklearn_epoch(rbm: Any, x: Any) -> None:
 def combine(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     ok = {lib: r for lib, r in results.items() if "error" not in r}
     libs = {lib: dict(summarize(r["epoch_s"]), pseudo_likelihood=r["pseudo_likelihood"],
-                      logistic_accuracy=r.get("logistic_accuracy"),
+                      logistic_accuracy=r.get("logistic_accuracy"), kernel=r.get("kernel"),
                       cpu_median=summarize(r["cpu_s"])["median"] if r.get("cpu_s") else None)
             for lib, r in ok.items()}
     med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
-    ratio = speedup(med["fastnn"], med["sklearn"])
+    ratios = {lib: speedup(med[lib], med["sklearn"]) for lib in ("fastnn", "fastnn_bf16")}
     checks = {}
-    if ratio is not None:
-        checks["speed"] = ratio >= TARGET_SPEEDUP
-    if "fastnn" in libs and "sklearn" in libs:
-        checks["pseudo_likelihood"] = (libs["fastnn"]["pseudo_likelihood"]
-                                       >= libs["sklearn"]["pseudo_likelihood"])
-    acc = libs.get("fastnn", {}).get("logistic_accuracy")
-    if acc is not None:
-        checks["logistic"] = acc >= TARGET_LOGISTIC
-    return {"libs": libs, "ratio": ratio, "checks": checks, "settings": SETTINGS,
+    for lib, suffix in (("fastnn", ""), ("fastnn_bf16", " (bf16)")):
+        if lib not in libs:
+            continue
+        if ratios[lib] is not None:
+            checks["speed" + suffix] = ratios[lib] >= TARGET_SPEEDUP
+        if "sklearn" in libs:
+            checks["pseudo_likelihood" + suffix] = (libs[lib]["pseudo_likelihood"]
+                                                    >= libs["sklearn"]["pseudo_likelihood"])
+        acc = libs[lib].get("logistic_accuracy")
+        if acc is not None:
+            checks["logistic" + suffix] = acc >= TARGET_LOGISTIC
+    return {"libs": libs, "ratio": ratios["fastnn"], "ratio_bf16": ratios["fastnn_bf16"],
+            "checks": checks, "settings": SETTINGS,
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r}}
 
 
@@ -132,18 +148,24 @@ def report(res: Dict[str, Any]) -> str:
     for lib in LIBRARIES:
         s = res["libs"].get(lib)
         if s is None:
-            rows.append([lib, "-", "-", "-", "-", "-"])
+            if lib != "fastnn_bf16":  # older results have no bf16 row
+                rows.append([LABELS[lib], "-", "-", "-", "-", "-"])
             continue
         iqr = s["q3"] - s["q1"] if "q3" in s and "q1" in s else None
-        rows.append([lib, num(s["median"], 3), num(iqr, 3), num(s.get("cpu_median"), 3),
+        rows.append([LABELS[lib], num(s["median"], 3), num(iqr, 3), num(s.get("cpu_median"), 3),
                      num(s["pseudo_likelihood"], 1), num(s["logistic_accuracy"], 4)])
     verdict = ", ".join(f"{k} {'pass' if v else 'MISS'}" for k, v in res["checks"].items())
     errors = "".join(f"\n{lib}: {e}" for lib, e in res["errors"].items())
     st = res["settings"]
+    bf16 = ""
+    if "fastnn_bf16" in res["libs"]:
+        bf16 = (f"\nfastnn (bf16 products) / scikit-learn: {num(res.get('ratio_bf16'), 1)}x; "
+                f"bf16 kernel: {res['libs']['fastnn_bf16'].get('kernel') or 'unknown'}")
     return (f"RBM, Fashion-MNIST (60,000 x 784, float32), {st['n_components']} hidden units, "
             f"persistent CD-1, lr {st['learning_rate']}, batch {st['batch_size']}\n"
             + table(["library", "s/epoch", "IQR", "CPU s/epoch", f"PL ({PL_ROWS} test)",
                      "features+logistic"], rows)
             + f"\nfastnn / scikit-learn epoch speed-up: {num(res['ratio'], 1)}x (target >= "
               f"{TARGET_SPEEDUP:g}x; PL at least scikit-learn's; logistic >= {TARGET_LOGISTIC})"
+            + bf16
             + (f"\n{verdict}" if verdict else "") + errors)

@@ -154,7 +154,7 @@ def run_cnn(args: argparse.Namespace, with_torch: bool) -> Dict[str, Any]:
 
 def run_rbm(args: argparse.Namespace) -> Dict[str, Any]:
     epochs = ["--epochs", "1" if args.quick else "3"]
-    libs = ["fastnn"] + (["sklearn"] if rbm.sklearn_installed() else [])
+    libs = ["fastnn", "fastnn_bf16"] + (["sklearn"] if rbm.sklearn_installed() else [])
     res = rbm.combine({lib: _worker("rbm", lib, args, epochs) for lib in libs})
     res["threads"] = args.threads
     return res

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 from .common import (OPENBLAS_OVERRIDES, import_fastnn, limit_numpy_blas, numpy_blas_info,
                      progress)
 
-LIBRARIES = ("fastnn", "numpy", "torch", "sklearn")
+LIBRARIES = ("fastnn", "numpy", "torch", "sklearn", "fastnn_bf16")
 
 
 def setup(lib: str, threads: int) -> "tuple[Dict[str, Any], Dict[str, Any]]":
@@ -28,7 +28,7 @@ def setup(lib: str, threads: int) -> "tuple[Dict[str, Any], Dict[str, Any]]":
         "pid": os.getpid(),
         "openblas_overrides_seen": {k: os.environ[k] for k in OPENBLAS_OVERRIDES
                                     if k in os.environ}}
-    if lib == "fastnn":
+    if lib in ("fastnn", "fastnn_bf16"):  # fastnn_bf16: fastnn with bfloat16 products (rbm)
         fastnn = mods["fastnn"] = import_fastnn()
         fastnn.set_num_threads(threads)
         facts.update(threads=fastnn.get_num_threads(), build_info=fastnn.build_info())

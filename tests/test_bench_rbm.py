@@ -32,3 +32,17 @@ def test_a_failed_library_is_reported():
     res = rbm.combine({"fastnn": {"epoch_s": [0.5], "pseudo_likelihood": -210.0},
                        "sklearn": {"error": "boom"}})
     assert res["ratio"] is None and "sklearn: boom" in rbm.report(res)
+
+
+def test_bf16_row_has_its_own_ratio_checks_and_kernel():
+    res = rbm.combine({
+        "fastnn": {"epoch_s": [1.0, 1.0], "pseudo_likelihood": -207.0, "logistic_accuracy": 0.843},
+        "fastnn_bf16": {"epoch_s": [0.25, 0.27], "pseudo_likelihood": -230.0,
+                        "logistic_accuracy": 0.845, "kernel": "amx"},
+        "sklearn": {"epoch_s": [2.6, 2.6], "pseudo_likelihood": -226.0},
+    })
+    assert abs(res["ratio_bf16"] - 2.6 / 0.26) < 1e-9 and abs(res["ratio"] - 2.6) < 1e-9
+    assert res["checks"]["speed (bf16)"] is True and res["checks"]["speed"] is False
+    assert res["checks"]["pseudo_likelihood (bf16)"] is False
+    text = rbm.report(res)
+    assert "fastnn (bf16 products)" in text and "bf16 kernel: amx" in text and "10.0x" in text

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common/activations.h"
@@ -10,6 +11,7 @@
 #include "common/parallel.h"
 #include "common/rbm_math.h"
 #include "common/threading.h"
+#include "cpu/gemm/bf16.h"
 
 namespace fastnn {
 namespace {
@@ -40,7 +42,8 @@ void set_draw(GemmProblem<T>& p, int units, rng::Key key, std::uint32_t stage) {
 // out (rows x n) := units(in (rows x k) @ W + bias), W (k x n) read at strides (rsw, csw).
 template <class T>
 void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T* w, index_t rsw,
-                index_t csw, const T* bias, int units, rng::Key key, std::uint32_t stage) {
+                index_t csw, const T* bias, int units, rng::Key key, std::uint32_t stage,
+                const std::uint16_t* packed = nullptr) {
   GemmProblem<T> p;
   p.m = rows; p.n = n; p.k = k;
   p.a = in; p.rsa = k; p.csa = 1;
@@ -48,25 +51,36 @@ void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T
   p.c = out; p.rsc = n; p.csc = 1;
   p.ep.bias = bias;
   set_draw(p, units, key, stage);
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed) {
+      gemm_bf16(p, packed);
+      return;
+    }
+  }
   gemm(p);
 }
 
 // out (rows x nh) := units(in w^T + b_hid).
 template <class T>
 void hidden_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_hid, index_t nv,
-                 index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  units_gemm(out, in, rows, nh, nv, w, 1, nv, b_hid, units, key, stage);  // B = w^T
+                 index_t nh, int units, rng::Key key, std::uint32_t stage,
+                 const std::uint16_t* packed = nullptr) {
+  units_gemm(out, in, rows, nh, nv, w, 1, nv, b_hid, units, key, stage, packed);  // B = w^T
 }
 
 // out (rows x nv) := units(in w + b_vis).
 template <class T>
 void visible_gemm(T* out, const T* in, index_t rows, const T* w, const T* b_vis, index_t nv,
-                  index_t nh, int units, rng::Key key, std::uint32_t stage) {
-  units_gemm(out, in, rows, nv, nh, w, nv, 1, b_vis, units, key, stage);
+                  index_t nh, int units, rng::Key key, std::uint32_t stage,
+                  const std::uint16_t* packed = nullptr) {
+  units_gemm(out, in, rows, nv, nh, w, nv, 1, b_vis, units, key, stage, packed);
 }
 
 template <class T>
 void draw(T* dst, const T* p, index_t n, rng::Key key, std::uint32_t stage) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) return bf16_bernoulli(dst, p, n, key.k0, key.k1, stage);
+  }
   for (index_t i = 0; i < n; ++i)
     dst[i] = rbm::bernoulli<T>(p[i], key, static_cast<std::uint32_t>(i), stage);
 }
@@ -74,6 +88,9 @@ void draw(T* dst, const T* p, index_t n, rng::Key key, std::uint32_t stage) {
 // sums[j] += scale * sum_i x[i, j], in double.
 template <class T>
 void add_column_sums(double* sums, const T* x, index_t rows, index_t cols, double scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) return bf16_column_sums(sums, x, rows, cols, scale);
+  }
   for (index_t i = 0; i < rows; ++i) {
     const T* r = x + i * cols;
     for (index_t j = 0; j < cols; ++j) sums[j] += scale * double(r[j]);
@@ -117,13 +134,62 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   T* h0 = sh;
   T* hk = sh + B * nh;
   T* vk = sv + B * nv;
-  std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
-  hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0);
+  // bfloat16 products ("medium" precision): w rounded and packed once for the step's products,
+  // in both orientations (w^T for the hidden units, w for the visible ones).
+  const std::uint16_t *w_hid = nullptr, *w_vis = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) {
+      thread_local std::vector<std::uint16_t> packs[2];
+      packs[0].resize(std::size_t(bf16_packed_b_elems(nv, nh)));
+      packs[1].resize(std::size_t(bf16_packed_b_elems(nh, nv)));
+      const int nt = threads_for(double(nh) * double(nv) * 8.0);
+      bf16_pack_b(packs[0].data(), nv, nh, w, 1, nv, nt);
+      bf16_pack_b(packs[1].data(), nh, nv, w, nv, 1, nt);
+      w_hid = packs[0].data();
+      w_vis = packs[1].data();
+    }
+  }
+  // The stacked visible operand of the weight update: v0 is copied in (float32), or packed
+  // straight from the caller's array (bfloat16, vk joins it after the Gibbs steps).
+  std::uint16_t* sv_packed = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (w_hid) {
+      thread_local std::vector<std::uint16_t> pack_sv;
+      pack_sv.resize(std::size_t(bf16_packed_b_elems(B + P, nv)));
+      sv_packed = pack_sv.data();
+      if (B % 2 != 0) sv_packed = nullptr;  // v0 and vk share a (k, k+1) pair: pack the copy
+    }
+  }
+  if (!sv_packed) std::memcpy(sv, v0, std::size_t(B * nv) * sizeof(T));
+  // PCD-1 on bfloat16 products: h0 does not depend on the chain, so h0 and hk come from one
+  // product of the stacked [v0; vk] (one pass over w^T, taller tiles), after vk. Every element
+  // is the same sum as in two products.
+  const bool stacked = w_hid && persistent && s.k == 1 && B % 16 == 0;
+  if (!stacked) hidden_gemm(h0, v0, B, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
+  if (stacked) {
+    if constexpr (std::is_same_v<T, float>) {
+      visible_gemm(vk, chain, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, 2,
+                   w_vis);
+      thread_local std::vector<std::uint16_t> pack_a;
+      pack_a.resize(std::size_t(bf16_packed_a_elems(B + P, nv)));
+      const int nt = threads_for(double(B + P) * double(nv) * 4.0);
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, 0, B, v0, nv, 1, nt);
+      bf16_pack_a_rows(pack_a.data(), B + P, nv, B, B + P, vk, nv, 1, nt);
+      GemmProblem<float> q;
+      q.m = B + P; q.n = nh; q.k = nv;
+      q.b = w; q.rsb = 1; q.csb = nv;
+      q.c = sh; q.rsc = nh; q.csc = 1;
+      q.ep.bias = b_hid;
+      set_draw(q, kSigmoid, key, 0);
+      gemm_bf16(q, w_hid, pack_a.data());
+      draw(chain, hk, P * nh, key, 3);
+    }
+  }
 
   double err = std::numeric_limits<double>::quiet_NaN();
   if (s.compute_error) {
     T* rec = buffer<T>(3, std::size_t(B * nv));
-    visible_gemm(rec, h0, B, w, b_vis, nv, nh, s.gaussian ? kLinear : kSigmoid, key, 0);
+    visible_gemm(rec, h0, B, w, b_vis, nv, nh, s.gaussian ? kLinear : kSigmoid, key, 0, w_vis);
     double acc = 0.0;
     for (index_t i = 0; i < B * nv; ++i) {
       const double d = double(v0[i]) - double(rec[i]);
@@ -137,10 +203,11 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
     draw(hs, h0, B * nh, key, 1);
     particles = hs;
   }
-  for (int t = 1; t <= s.k; ++t) {
+  for (int t = 1; t <= (stacked ? 0 : s.k); ++t) {
     const std::uint32_t st = std::uint32_t(2 * t);
-    visible_gemm(vk, particles, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, st);
-    hidden_gemm(hk, vk, P, w, b_hid, nv, nh, kSigmoid, key, 0);
+    visible_gemm(vk, particles, P, w, b_vis, nv, nh, s.gaussian ? kLinear : kSample, key, st,
+                 w_vis);
+    hidden_gemm(hk, vk, P, w, b_hid, nv, nh, kSigmoid, key, 0, w_hid);
     if (t < s.k || persistent) {
       T* dst = (persistent && t == s.k) ? chain : hs;
       draw(dst, hk, P * nh, key, st + 1);
@@ -155,19 +222,35 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
   add_column_sums(gv.data(), vk, P, nv, -inv_p);
   add_column_sums(gh.data(), h0, B, nh, inv_b);
   add_column_sums(gh.data(), hk, P, nh, -inv_p);
-  const T sb = T(inv_b), sp = T(-inv_p);
+  const bool mom = s.momentum != 0.0;
+  // A plain update on bfloat16 products (beta 1) folds lr into the stack: alpha 1 lets the AMX
+  // kernel add the products to w in its tiles, without an epilogue pass.
+  const bool fold_lr = sv_packed && !mom && s.weight_decay == 0.0;
+  const double scale = fold_lr ? s.lr : 1.0;
+  const T sb = T(scale * inv_b), sp = T(-scale * inv_p);
   for (index_t i = 0; i < B * nh; ++i) h0[i] *= sb;
   for (index_t i = 0; i < P * nh; ++i) hk[i] *= sp;
 
-  const bool mom = s.momentum != 0.0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (sv_packed) {
+      const int nt = threads_for(double(B + P) * double(nv) * 4.0);
+      bf16_pack_b_rows(sv_packed, B + P, nv, 0, B, v0, nv, nt);
+      bf16_pack_b_rows(sv_packed, B + P, nv, B, B + P, vk, nv, nt);
+    }
+  }
   GemmProblem<T> g;  // (vel_w or w) := lr * sh^T sv + beta * itself
   g.m = nh; g.n = nv; g.k = B + P;
   g.a = sh; g.rsa = 1; g.csa = nh;
   g.b = sv; g.rsb = nv; g.csb = 1;
   g.c = mom ? vel_w : w; g.rsc = nv; g.csc = 1;
-  g.alpha = T(s.lr);
+  g.alpha = fold_lr ? T(1) : T(s.lr);
   g.beta = mom ? T(s.momentum) : T(1.0 - s.lr * s.weight_decay);
-  gemm(g);
+  if constexpr (std::is_same_v<T, float>) {
+    if (sv_packed) gemm_bf16(g, sv_packed);
+    else gemm(g);
+  } else {
+    gemm(g);
+  }
   if (mom) {
     const T decay = T(s.lr * s.weight_decay);
     const index_t n = nh * nv;

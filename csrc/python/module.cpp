@@ -23,6 +23,7 @@ void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_rbm(py::module_& m);
+void bind_precision(py::module_& m);
 }  // namespace fastnn
 
 PYBIND11_MODULE(_C, m) {
@@ -93,4 +94,5 @@ PYBIND11_MODULE(_C, m) {
   fastnn::bind_rnn(m);
   fastnn::bind_attention(m);
   fastnn::bind_rbm(m);
+  fastnn::bind_precision(m);
 }

@@ -10,6 +10,8 @@ from .backend import (build_info, get_backend, get_isa, get_num_threads,  # noqa
 from . import cuda  # noqa: E402,F401
 from . import nn, optim, random  # noqa: E402,F401
 from .nn import Sequential  # noqa: E402,F401
+from .precision import (get_float32_matmul_precision,  # noqa: E402,F401
+                        set_float32_matmul_precision)
 
 backend._check_isa_env()
 
@@ -27,4 +29,5 @@ def __getattr__(name):
 
 __all__ = ["ops", "backend", "cuda", "build_info", "get_backend", "set_backend", "get_isa",
            "set_isa", "get_num_threads", "set_num_threads", "available_backends",
-           "nn", "optim", "random", "Sequential", "__version__"]
+           "nn", "optim", "random", "Sequential", "__version__",
+           "set_float32_matmul_precision", "get_float32_matmul_precision"]

@@ -7,6 +7,7 @@
 #include "common/cpuid.h"
 #include "common/threading.h"
 #include "common/workspace.h"
+#include "cpu/gemm/bf16.h"
 #include "cpu/gemm/dispatch.h"
 
 namespace fastnn {
@@ -104,7 +105,13 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
 
 }  // namespace
 
-void gemm(const GemmProblem<float>& p) { gemm_impl(p, active_kernels().f32); }
+void gemm(const GemmProblem<float>& p) {
+  if (bf16_products()) {  // the "medium" float32 matmul precision (cpu/gemm/bf16.h)
+    gemm_bf16(p);
+    return;
+  }
+  gemm_impl(p, active_kernels().f32);
+}
 void gemm(const GemmProblem<double>& p) { gemm_impl(p, active_kernels().f64); }
 
 }  // namespace fastnn
