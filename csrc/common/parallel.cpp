@@ -355,9 +355,11 @@ double testing::wake_latency_us() {
 
 void wait_slow(const std::atomic<std::int32_t>& counter, std::int32_t target) {
   // The chunk waited for is running on another thread: a short spin covers the usual case (it
-  // is finishing), yielding covers a thread the OS preempted (it needs a core to finish).
+  // is finishing), yielding covers a thread the OS preempted, which needs a core to finish and
+  // may be waiting for this one. (A spin of 4096 pauses, ~0.2 ms, here held the only core such a
+  // thread could get for that long, on a busy machine, at every wait.)
   for (int i = 0; counter.load(std::memory_order_acquire) < target; ++i) {
-    if (i < 4096) cpu_relax();
+    if (i < 64) cpu_relax();
     else yield_core();
   }
 }
