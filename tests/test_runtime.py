@@ -75,21 +75,11 @@ def test_caller_completes_when_workers_never_start():
     assert runs == [1] * 64
 
 
-@pytest.mark.parametrize("nthreads", [1, 2, 3])
-@pytest.mark.parametrize("hold", [False, True])
-def test_chunks_may_wait_for_lower_chunks(nthreads, hold):
-    # A chunk may wait for lower-numbered chunks of its job (the GEMM's B packing, then the tasks
-    # that read it, in one job): claimed in order, those are running or done, so the chain ends,
-    # also when the workers never claim anything.
-    place = _run_with_deadline(lambda: _C._parallel_chain_probe(200, nthreads, hold))
-    assert place == list(range(200))
-
-
 @pytest.mark.parametrize("m,n,k", [(64, 64, 64), (256, 200, 300), (401, 161, 900),
                                    (500, 4200, 300)])
 def test_gemm_completes_when_workers_never_start(threads, rng, m, n, k):
-    # Both GEMM paths wait inside their job for packed operands: with the workers held, the caller
-    # runs every chunk itself, in order, and gets the product the pool computes.
+    # Both GEMM paths, the blocked one with several column panels and k blocks: with the workers
+    # held, the caller runs every chunk itself and gets the product the pool computes.
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)

@@ -353,17 +353,6 @@ double testing::wake_latency_us() {
   return double(ran_at.load(std::memory_order_relaxed) - t0) / 1e3;
 }
 
-void wait_slow(const std::atomic<std::int32_t>& counter, std::int32_t target) {
-  // The chunk waited for is running on another thread: a short spin covers the usual case (it
-  // is finishing), yielding covers a thread the OS preempted, which needs a core to finish and
-  // may be waiting for this one. (A spin of 4096 pauses, ~0.2 ms, here held the only core such a
-  // thread could get for that long, on a busy machine, at every wait.)
-  for (int i = 0; counter.load(std::memory_order_acquire) < target; ++i) {
-    if (i < 64) cpu_relax();
-    else yield_core();
-  }
-}
-
 int pool_workers() {
   Pool* p = g_pool.load(std::memory_order_acquire);
   return p ? p->nworkers.load(std::memory_order_relaxed) : 0;

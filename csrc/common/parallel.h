@@ -10,10 +10,6 @@
 //
 // Guarantees:
 //  - every chunk runs exactly once, under a flush-to-zero floating-point mode (restored after);
-//  - chunks are claimed in increasing order (run inline, they run in order), so a chunk may wait
-//    for the results of lower-numbered chunks of its job (wait_at_least): those are already
-//    running on a thread or done, never waiting for a thread to start. One job can so carry
-//    stages that depend on each other (pack, then multiply) without a join between them;
 //  - `slot` is unique among the threads running one job and < the thread count asked for, so
 //    it can index per-thread buffers; the caller is slot 0;
 //  - results never depend on which thread ran a chunk (a chunk writes its own outputs; reductions
@@ -21,7 +17,6 @@
 //  - safe from several threads at once (a second concurrent job, or a job started from inside a
 //    chunk, runs on its calling thread alone) and in a forked child (the child starts a new pool).
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -55,13 +50,6 @@ inline void parallel_range(std::int64_t n, std::int64_t grain, int nthreads, F&&
     const std::int64_t lo = c * grain;
     fn(lo, lo + grain < n ? lo + grain : n);
   });
-}
-
-// Returns once counter >= target (acquire): for a chunk that needs the results of lower-numbered
-// chunks of its job, each of which adds to the counter (release) when done. Spins, then yields.
-void wait_slow(const std::atomic<std::int32_t>& counter, std::int32_t target);
-inline void wait_at_least(const std::atomic<std::int32_t>& counter, std::int32_t target) {
-  if (counter.load(std::memory_order_acquire) < target) wait_slow(counter, target);
 }
 
 // Workers alive in the pool (for tests and build_info); 0 until the first parallel job.

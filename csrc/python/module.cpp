@@ -2,7 +2,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <atomic>
 #include <chrono>
 #include <vector>
 
@@ -76,27 +75,6 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false,
       py::arg("chunk_us") = 0.0);
-  // Runtime self-check: chunk c waits for chunks 0..c-1 to be done (wait_at_least), then
-  // records its place; the places must come out 0, 1, 2, ... at any thread count, workers held
-  // or not (chunks are claimed in order, so every wait is for a chunk already running).
-  m.def(
-      "_parallel_chain_probe",
-      [](std::int64_t n_chunks, int nthreads, bool hold_workers) {
-        std::vector<int> place(static_cast<std::size_t>(n_chunks), -1);
-        std::atomic<std::int32_t> done{0};
-        {
-          py::gil_scoped_release nogil;
-          fastnn::testing::hold_workers(hold_workers);
-          fastnn::parallel_for(n_chunks, nthreads, [&](std::int64_t c, int) {
-            fastnn::wait_at_least(done, static_cast<std::int32_t>(c));
-            place[static_cast<std::size_t>(c)] = done.load(std::memory_order_relaxed);
-            done.fetch_add(1, std::memory_order_release);
-          });
-          fastnn::testing::hold_workers(false);
-        }
-        return place;
-      },
-      py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false);
   // While set, pool workers claim no chunk (testing::hold_workers): a kernel must then complete
   // on its calling thread alone.
   m.def("_hold_workers", &fastnn::testing::hold_workers, py::arg("hold"));

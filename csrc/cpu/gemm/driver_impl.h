@@ -310,54 +310,34 @@ struct Frame {
     }
   }
 
-  // B packing in chunks of whole slivers: about four chunks a thread, so a worker that starts
-  // late still finds some (a claim costs ~0.1 us next to a sliver's kc x NR copy).
-  static index_t pack_b_chunks(index_t nc, int nth) {
-    const index_t ns = (nc + NR - 1) / NR;
-    return nth <= 1 ? 1 : std::min<index_t>(ns, index_t(nth) * 4);
-  }
-
-  // Chunk c of `chunks` of the B panel (kc x nc).
-  static void pack_b_part(index_t c, index_t chunks, index_t kc, index_t nc, const T* b,
-                          index_t rsb, index_t csb, T* dst) {
-    const index_t ns = (nc + NR - 1) / NR;
-    for (index_t s = ns * c / chunks; s < ns * (c + 1) / chunks; ++s) {
-      const index_t j0 = s * NR;
-      const int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
-      pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
-    }
-  }
-
+  // Packs the B panel (kc x nc) in chunks of whole slivers; returns when all are packed.
   static void pack_b_parallel(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb,
                               T* dst, int nth) {
-    const index_t chunks = pack_b_chunks(nc, nth);
-    for_chunks(chunks, nth,
-               [&](index_t c, int) { pack_b_part(c, chunks, kc, nc, b, rsb, csb, dst); });
+    const index_t ns = (nc + NR - 1) / NR;
+    // About four chunks a thread: a worker that starts late still finds some, and a claim costs
+    // ~0.1 us next to a sliver's kc x NR copy.
+    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(ns, index_t(nth) * 4);
+    for_chunks(chunks, nth, [&](index_t c, int) {
+      for (index_t s = ns * c / chunks; s < ns * (c + 1) / chunks; ++s) {
+        const index_t j0 = s * NR;
+        const int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
+        pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
+      }
+    });
   }
 
-  // B panels the blocked driver keeps: two on several threads (a thread that is done with one
-  // panel's tasks packs the next panel while the others finish), one on a single thread.
-  static int b_buffers(int nth) { return nth > 1 ? 2 : 1; }
-
   // ---- blocked driver: jc (NC) -> pc (KC) -> pack B -> tasks of (MC rows x column group) ----
-  // The whole product is one job. Its chunks run panel by panel (a panel is one (jc, pc) pair):
-  // the panel's B-packing chunks, then its tasks. Each task packs its A block into its thread's
-  // private buffer (skipped when that thread packed the same block last). A chunk waits only for
-  // what it needs, all of it in lower-numbered chunks (claimed already, see parallel.h): a task
-  // for its panel's B and for the same C rows' task of the panel before (k order, so results
-  // never depend on the threads); a B-packing chunk for the tasks that read its buffer two panels
-  // back. A join per panel instead made the first thread to finish a panel idle until the last
-  // did, up to one task's time, which at n = 2048 is a tenth of the panel's.
+  // Each task packs its A block into its thread's private buffer (skipped when that thread packed
+  // the same block last), so the only waits are the two per B panel: after packing it, and
+  // before overwriting it.
   static void blocked(const GemmProblem<T>& p, T* ws, int nth) {
-    const index_t b_panel = KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
-    const int nbuf = b_buffers(nth);
-    T* abuf = ws + nbuf * b_panel;
+    T* bbuf = ws;
+    T* abuf = ws + KC * ((std::min<index_t>(NC, p.n) + NR - 1) / NR) * NR;
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE || p.ep.rbm != 0;
     // Split k into equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): a thin last
     // block would pay the full cost of a C pass for little work.
     const index_t kblocks = (p.k + KC - 1) / KC;
     const index_t kc_even = (p.k + kblocks - 1) / kblocks;
-    const index_t npc = (p.k + kc_even - 1) / kc_even;
     const index_t a_block = index_t((MC + MR - 1) / MR * MR) * KC;  // packed A: whole slivers
     // Row blocks of whole slivers and near-equal size (at most MC rows), and at least four a
     // thread: threads claim them as they go, so equal blocks balance the load and a worker that
@@ -374,98 +354,48 @@ struct Frame {
     // NR / (the group's width) of the group's work.
     const index_t want = nth <= 1 ? 1 : index_t(nth) * 4;
     const index_t groups_wanted = mblocks >= want ? 1 : (want + mblocks - 1) / mblocks;
-
-    struct Panel {
-      index_t jc, pc, ncb, kcb, nj, groups, packs, tasks, first;
-    };
-    const index_t npanels = (p.n + NC - 1) / NC * npc;
-    std::vector<Panel> panels(static_cast<std::size_t>(npanels));
-    index_t total = 0;
-    for (index_t q = 0; q < npanels; ++q) {
-      Panel& P = panels[static_cast<std::size_t>(q)];
-      P.jc = q / npc * NC;
-      P.pc = q % npc * kc_even;
-      P.ncb = std::min<index_t>(NC, p.n - P.jc);
-      P.kcb = std::min<index_t>(kc_even, p.k - P.pc);
-      P.nj = (P.ncb + NR - 1) / NR;
-      // The last panel in tasks half as wide: the product ends when its last task does, and
-      // the threads, each busy with a task of its own until then, finish at most a task apart.
-      // (Only with several panels and groups of at least 256 columns: each group packs its A
-      // block again, a cost that grows as the groups narrow.)
-      const bool split = nth > 1 && q + 1 == npanels && npanels > 1 &&
-                         P.nj * NR >= 2 * groups_wanted * 256;
-      P.groups = std::min<index_t>(groups_wanted * (split ? 2 : 1), P.nj);
-      P.packs = pack_b_chunks(P.ncb, nth);
-      P.tasks = mblocks * P.groups;
-      P.first = total;
-      total += P.packs + P.tasks;
-    }
-    // Per panel: B-packing chunks done, tasks done; per chunk: done (read for tasks only).
-    std::vector<std::atomic<std::int32_t>> packs_done(static_cast<std::size_t>(npanels));
-    std::vector<std::atomic<std::int32_t>> tasks_done(static_cast<std::size_t>(npanels));
-    std::vector<std::atomic<std::int32_t>> chunk_done(static_cast<std::size_t>(total));
     struct Packed { index_t ic = -1, pc = -1, jc = -1; };
     std::vector<Packed> packed(static_cast<std::size_t>(nth));
-
-    for_chunks(total, nth, [&](index_t c, int slot) {
-      // The panel holding chunk c (few panels: a short search).
-      index_t q = c * npanels / total;
-      while (q > 0 && panels[static_cast<std::size_t>(q)].first > c) --q;
-      while (q + 1 < npanels && panels[static_cast<std::size_t>(q + 1)].first <= c) ++q;
-      const Panel& P = panels[static_cast<std::size_t>(q)];
-      T* bbuf = ws + (q % nbuf) * b_panel;
-      const index_t local = c - P.first;
-      if (local < P.packs) {
-        if (q >= nbuf) {
-          const Panel& prev = panels[static_cast<std::size_t>(q - nbuf)];
-          wait_at_least(tasks_done[static_cast<std::size_t>(q - nbuf)],
-                        static_cast<std::int32_t>(prev.tasks));
-        }
-        pack_b_part(local, P.packs, P.kcb, P.ncb, p.b + P.pc * p.rsb + P.jc * p.csb, p.rsb,
-                    p.csb, bbuf);
-        packs_done[static_cast<std::size_t>(q)].fetch_add(1, std::memory_order_release);
-        return;
+    for (index_t jc = 0; jc < p.n; jc += NC) {
+      const index_t ncb = std::min<index_t>(NC, p.n - jc);
+      const index_t nj = (ncb + NR - 1) / NR;
+      const index_t groups = std::min<index_t>(groups_wanted, nj);
+      for (index_t pc = 0; pc < p.k; pc += kc_even) {
+        const index_t kcb = std::min<index_t>(kc_even, p.k - pc);
+        const T beta = pc == 0 ? p.beta : T(1);
+        const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
+        pack_b_parallel(kcb, ncb, p.b + pc * p.rsb + jc * p.csb, p.rsb, p.csb, bbuf, nth);
+        for_chunks(mblocks * groups, nth, [&](index_t task, int slot) {
+          const index_t blk = task / groups, g = task % groups;
+          const index_t ic = slivers * blk / mblocks * MR;
+          const index_t mcb = std::min<index_t>(slivers * (blk + 1) / mblocks * MR, p.m) - ic;
+          const index_t ni = (mcb + MR - 1) / MR;
+          T* my_a = abuf + slot * a_block;
+          Packed& mine = packed[static_cast<std::size_t>(slot)];
+          if (mine.ic != ic || mine.pc != pc || mine.jc != jc) {
+            pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, my_a);
+            mine = Packed{ic, pc, jc};
+          }
+          for (index_t jr = nj * g / groups; jr < nj * (g + 1) / groups; ++jr) {
+            for (index_t ir = 0; ir < ni; ++ir) {
+              const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
+              const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
+              const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
+              tile<kPacked, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
+                               m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc,
+                               p.rsc, p.csc, ep, i0, j0);
+            }
+          }
+        });
       }
-      const index_t task = local - P.packs;
-      wait_at_least(packs_done[static_cast<std::size_t>(q)], static_cast<std::int32_t>(P.packs));
-      const index_t blk = task / P.groups, g = task % P.groups;
-      if (P.pc > 0) {  // the same C rows, one k block earlier (its tasks of this row block)
-        const Panel& prev = panels[static_cast<std::size_t>(q - 1)];
-        const index_t t0 = prev.first + prev.packs + blk * prev.groups;
-        for (index_t t = t0; t < t0 + prev.groups; ++t)
-          wait_at_least(chunk_done[static_cast<std::size_t>(t)], 1);
-      }
-      const index_t ic = slivers * blk / mblocks * MR;
-      const index_t mcb = std::min<index_t>(slivers * (blk + 1) / mblocks * MR, p.m) - ic;
-      const index_t ni = (mcb + MR - 1) / MR;
-      const index_t kcb = P.kcb, jc = P.jc, pc = P.pc;
-      const T beta = pc == 0 ? p.beta : T(1);
-      const Epilogue<T>* ep = (has_ep && pc + kcb == p.k) ? &p.ep : nullptr;
-      T* my_a = abuf + slot * a_block;
-      Packed& mine = packed[static_cast<std::size_t>(slot)];
-      if (mine.ic != ic || mine.pc != pc || mine.jc != jc) {
-        pack_a(mcb, kcb, p.a + ic * p.rsa + pc * p.csa, p.rsa, p.csa, my_a);
-        mine = Packed{ic, pc, jc};
-      }
-      for (index_t jr = P.nj * g / P.groups; jr < P.nj * (g + 1) / P.groups; ++jr) {
-        for (index_t ir = 0; ir < ni; ++ir) {
-          const index_t i0 = ic + ir * MR, j0 = jc + jr * NR;
-          const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
-          const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
-          tile<kPacked, true>(kcb, my_a + ir * MR * kcb, nullptr, 0, bbuf + jr * NR * kcb, NR,
-                              m_rem, n_rem, p.alpha, beta, p.c + i0 * p.rsc + j0 * p.csc, p.rsc,
-                              p.csc, ep, i0, j0);
-        }
-      }
-      chunk_done[static_cast<std::size_t>(c)].store(1, std::memory_order_release);
-      tasks_done[static_cast<std::size_t>(q)].fetch_add(1, std::memory_order_release);
-    });
+    }
   }
 
   // ---- direct driver (small and medium problems): A read in place, B in place or packed ----
   static void direct(const GemmProblem<T>& p, bool pack_b_operand, T* ws, int nth) {
     const T* b = p.b;
     index_t rsb = p.rsb;
+    if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE || p.ep.rbm != 0;
     const Epilogue<T>* ep = has_ep ? &p.ep : nullptr;
     const index_t ni = (p.m + MR - 1) / MR, nj = (p.n + NR - 1) / NR;
@@ -473,35 +403,12 @@ struct Frame {
     // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
     // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
     const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
-    // Contiguous runs of tiles claimed as threads go, each an eighth of what is left per thread,
-    // so they shrink to single tiles at the end: the threads then finish within a tile of each
-    // other. Equal runs, eight a thread, left one thread idle for half a run on average, about
-    // a sixteenth of the product.
-    std::vector<index_t> runs{0};
-    if (nth <= 1) {
-      runs.push_back(total);
-    } else {
-      for (index_t t = 0; t < total;) {
-        t += std::max<index_t>(1, (total - t) / (index_t(nth) * 8));
-        runs.push_back(t);
-      }
-    }
-    const index_t chunks = static_cast<index_t>(runs.size()) - 1;
-    // Packing B (when needed) is the job's first chunks, which every tile chunk waits for: one
-    // job instead of two, so one post and join fewer.
-    const index_t packs = pack_b_operand ? pack_b_chunks(p.n, nth) : 0;
-    std::atomic<std::int32_t> packs_done{0};
-    for_chunks(packs + chunks, nth, [&](index_t c, int) {
-      if (c < packs) {
-        pack_b_part(c, packs, p.k, p.n, p.b, p.rsb, p.csb, ws);
-        packs_done.fetch_add(1, std::memory_order_release);
-        return;
-      }
-      c -= packs;
-      wait_at_least(packs_done, static_cast<std::int32_t>(packs));
+    // Contiguous runs of tiles, about eight a thread: claimed as threads go, they balance the load
+    // to within one run.
+    const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(total, index_t(nth) * 8);
+    for_chunks(chunks, nth, [&](index_t c, int) {
       const T* arow[MR];
-      const index_t t_end = runs[static_cast<std::size_t>(c + 1)];
-      for (index_t t = runs[static_cast<std::size_t>(c)]; t < t_end; ++t) {
+      for (index_t t = total * c / chunks; t < total * (c + 1) / chunks; ++t) {
         const index_t jr = rows_outer ? t % nj : t / ni, ir = rows_outer ? t / nj : t % ni;
         const index_t i0 = ir * MR, j0 = jr * NR;
         const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));

@@ -93,11 +93,8 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
 
   index_t ws_elems = 0;
   if (plan.blocked) {
-    // B panels (two on several threads: the next is packed while the last tasks of this one
-    // run, see the blocked driver), then an A block a thread.
-    const index_t b_panel = index_t(b.kc) * round_up(std::min<index_t>(b.nc, p.n), b.nr);
-    ws_elems = index_t(plan.nthreads > 1 ? 2 : 1) * b_panel +
-               index_t(plan.nthreads) * round_up(b.mc, b.mr) * b.kc;
+    ws_elems = index_t(b.kc) * round_up(std::min<index_t>(b.nc, p.n), b.nr) +
+               index_t(plan.nthreads) * round_up(b.mc, b.mr) * b.kc;  // an A block a thread
   } else if (plan.pack_b) {
     ws_elems = p.k * round_up(p.n, b.nr);
   }
