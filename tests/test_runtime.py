@@ -75,6 +75,27 @@ def test_caller_completes_when_workers_never_start():
     assert runs == [1] * 64
 
 
+@pytest.mark.parametrize("m,n,k", [(64, 64, 64), (256, 200, 300), (401, 161, 900),
+                                   (500, 4200, 300)])
+def test_gemm_completes_when_workers_never_start(threads, rng, m, n, k):
+    # Both GEMM paths, the blocked one with several column panels and k blocks: with the workers
+    # held, the caller runs every chunk itself and gets the product the pool computes.
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    threads(2)
+    with _backend.use_backend("cpp"):
+        free = ops.gemm(a, b), ops.linear(a, b.T, bias, "relu")
+        _C._hold_workers(True)
+        try:
+            held = _run_with_deadline(lambda: (ops.gemm(a, b), ops.linear(a, b.T, bias, "relu")))
+        finally:
+            _C._hold_workers(False)
+    check_op(held[0], R.gemm(a, b), np.float32, reduction=k)
+    assert np.array_equal(held[0], free[0])
+    assert np.array_equal(held[1], free[1])
+
+
 def test_workers_do_take_part():
     # Long chunks leave a worker time to wake even from sleep: some chunk must run off slot 0,
     # or the pool is not running anything in parallel at all.
@@ -102,7 +123,8 @@ def test_pool_grows_with_the_thread_count(threads):
 
 # Shapes on both GEMM paths: direct (A in place) and blocked, with row blocks split over threads
 # and with few rows (column groups), plus a k that is split into several blocks.
-SHAPES = [(64, 64, 64), (150, 700, 300), (401, 161, 900), (7, 3000, 260), (300, 300, 1100)]
+SHAPES = [(64, 64, 64), (150, 700, 300), (401, 161, 900), (7, 3000, 260), (300, 300, 1100),
+          (500, 4200, 300)]  # the last: blocked, several column panels (NC) and k blocks
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)

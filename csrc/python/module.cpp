@@ -76,6 +76,9 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false,
       py::arg("chunk_us") = 0.0);
+  // While set, pool workers claim no chunk (testing::hold_workers): a kernel must then complete
+  // on its calling thread alone.
+  m.def("_hold_workers", &fastnn::testing::hold_workers, py::arg("hold"));
   m.def(
       "_wake_latency_us",
       [] {
