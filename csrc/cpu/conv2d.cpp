@@ -9,9 +9,10 @@
 //    2.25x fewer multiply-adds, 16 GEMMs per band of tiles (the biggest single win: at 56x56 with
 //    64 channels it ran in 0.55x the time of im2col + GEMM);
 //  - a single input channel at stride 1 (a first layer), where the ISA has the loops (AVX-512
-//    float, ConvLoops::one_channel / one_channel_dw): output channels in register blocks, each
-//    shifted input row loaded once for the block (0.6x of im2col + GEMM forward at 1 -> 32
-//    channels, 28x28, batch 64; 0.85x for the weight gradient);
+//    and AVX2 float, ConvLoops::one_channel / one_channel_dw): output channels in register
+//    blocks, each shifted input row loaded once for the block (AVX-512: 0.6x of im2col + GEMM
+//    forward at 1 -> 32 channels, 28x28, batch 64; 0.85x for the weight gradient; AVX2: 0.52x
+//    forward, 0.77x weight gradient);
 //  - pointwise (1x1, stride 1, no padding): the input plane already is the GEMM operand;
 //  - im2col + GEMM for everything else, one band of output rows of one image (or several small
 //    images) at a time, so that the column buffer (K x pixels) stays in L2 between being written
