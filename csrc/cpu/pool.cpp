@@ -93,6 +93,19 @@ inline Span span(index_t o, index_t s, index_t p, index_t k, index_t size) {
 const PoolRowKernels kPoolRowsGeneric = {"generic", &max2x2_f32_generic, &max_cell_generic<float>,
                                          &max_cell_generic<double>, &unpool2x2_f32_generic};
 
+template <class T>
+void max_pool2x2_plane(T* y, std::int64_t* argmax, const T* x, index_t w, index_t oh, index_t ow) {
+  const PoolRowKernels& K = pool_rows();
+  for (index_t r = 0; r < oh; ++r) {
+    const T* r0 = x + 2 * r * w;
+    if constexpr (sizeof(T) == sizeof(float)) {
+      K.max2x2_f32(y + r * ow, argmax + r * ow, r0, r0 + w, ow, 2 * r * w, w);
+    } else {
+      max2x2_scalar(y + r * ow, argmax + r * ow, r0, r0 + w, 0, ow, 2 * r * w, w);
+    }
+  }
+}
+
 // ---- max pooling -----------------------------------------------------------------------------
 
 template <class T>
@@ -105,14 +118,7 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& 
     T* yp = y + pl * P;
     std::int64_t* ap = argmax + pl * P;
     if (two) {
-      for (index_t r = 0; r < g.oh; ++r) {
-        const T* r0 = xp + 2 * r * g.w;
-        if constexpr (sizeof(T) == sizeof(float)) {
-          K.max2x2_f32(yp + r * g.ow, ap + r * g.ow, r0, r0 + g.w, g.ow, 2 * r * g.w, g.w);
-        } else {
-          max2x2_scalar(yp + r * g.ow, ap + r * g.ow, r0, r0 + g.w, 0, g.ow, 2 * r * g.w, g.w);
-        }
-      }
+      max_pool2x2_plane(yp, ap, xp, g.w, g.oh, g.ow);
       return;
     }
     // Any other window: start every output of the row at -inf with the index of its window's
@@ -267,6 +273,10 @@ void avg_pool2d_backward(T* dx, const T* dy, const PoolGeom& g, bool count_inclu
   });
 }
 
+template void max_pool2x2_plane<float>(float*, std::int64_t*, const float*, index_t, index_t,
+                                        index_t);
+template void max_pool2x2_plane<double>(double*, std::int64_t*, const double*, index_t, index_t,
+                                         index_t);
 template void max_pool2d_forward<float>(float*, std::int64_t*, const float*, const PoolGeom&);
 template void max_pool2d_forward<double>(double*, std::int64_t*, const double*, const PoolGeom&);
 template void max_pool2d_backward<float>(float*, const std::int64_t*, const float*,
