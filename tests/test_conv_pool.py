@@ -1,9 +1,10 @@
-"""conv2d_max_pool2d_forward: a convolution fused with the 2x2 max pooling after it.
+"""conv2d_max_pool2d_forward / _backward: a convolution fused with the 2x2 max pooling after it.
 
 Its results must be exactly those of conv2d_forward then max_pool2d_forward (the pooled values
 and the argmax) on every backend and ISA, whether a fused kernel serves the shape (a single
 input channel at stride 1; Winograd layers whose items hold whole images) or the two ops run;
-its contexts must drive the two ops' backwards to the gradients of the composition (float64
+its contexts must drive the two ops' backwards (and conv2d_max_pool2d_backward, the pair of
+backwards in one call, the weight gradient of a first layer unpooled into cache: the same bits) to the gradients of the composition (float64
 reference, and central finite differences along random directions).
 """
 from __future__ import annotations
@@ -79,8 +80,8 @@ def test_same_as_the_two_ops_every_isa(rng, isa, name):
 
 
 def test_the_fused_kernels_run(rng):
-    """The C++ kernels take the first layer and the Winograd layer (the conv ctx then keeps no
-    output), and leave the others to the two ops."""
+    """The C++ kernels take the first layer (with AVX2 or AVX-512) and the Winograd layer (the
+    conv ctx then keeps no output), and leave the others to the two ops."""
     if _backend._C is None:
         pytest.skip("no C++ backend")
     with _backend.use_backend("cpp"):
@@ -90,6 +91,8 @@ def test_the_fused_kernels_run(rng):
             x, w, b = _data(rng, case, np.float32)
             _, cctx, _ = ops.conv2d_max_pool2d_forward(x, w, b, padding=case[6],
                                                        activation=case[7])
+            if name == "first_layer" and fastnn.get_isa() == "generic":
+                fused = False  # the portable build has no single-channel loops
             assert (cctx.y is None) == fused, name
 
 
@@ -144,7 +147,7 @@ def test_backward_through_both_contexts(backend, rng, name):
 def test_conv_ctx_without_output_says_what_to_do(rng):
     if _backend._C is None:
         pytest.skip("no C++ backend")
-    case = CASES["first_layer"]
+    case = CASES["winograd_14"]  # fused under every ISA
     x, w, b = _data(rng, case, np.float32)
     with _backend.use_backend("cpp"):
         p, cctx, pctx = ops.conv2d_max_pool2d_forward(x, w, b, padding="same", activation="relu")
@@ -162,3 +165,59 @@ def test_bad_input_is_the_two_ops_errors():
         ops.conv2d_max_pool2d_forward(np.zeros((1, 1, 3, 3), np.float32),
                                       np.zeros((8, 1, 3, 3), np.float32))
     assert fastnn.ops.conv2d_max_pool2d_forward is ops.conv2d_max_pool2d_forward
+
+
+@pytest.mark.parametrize("name", ["first_layer", "first_layer_odd", "first_layer_no_act",
+                                  "first_layer_pad_beyond_half", "winograd_7", "im2col"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_pair_same_as_the_two_backwards(backend, rng, name, dtype):
+    case = CASES[name]
+    x, w, b = _data(rng, case, dtype, bias=name != "first_layer_odd")
+    pad, act = case[6], case[7]
+    relu = act == "relu"
+    p, cctx, pctx = ops.conv2d_max_pool2d_forward(x, w, b, padding=pad, activation=act)
+    dy = rng.standard_normal(p.shape).astype(dtype)
+    dy[0, 0, 0, 0] = 0.0
+    dz = ops.max_pool2d_backward(pctx, dy, relu=relu)[0]
+    want = ops.conv2d_backward(cctx, dz, need_dx=False, through_activation=not relu)
+    got = ops.conv2d_max_pool2d_backward(cctx, pctx, dy, relu=relu, need_dx=False)
+    assert got[0] is None
+    for g, r in zip(got[1:], want[1:]):
+        assert (g is None) == (r is None)
+        if g is not None:
+            np.testing.assert_array_equal(g, r)
+    full = ops.conv2d_max_pool2d_backward(cctx, pctx, dy, relu=relu)  # dx too: the two ops
+    for g, r in zip(full, ops.conv2d_backward(cctx, dz, through_activation=not relu)):
+        np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("name", ["first_layer", "first_layer_pad_beyond_half"])
+def test_backward_pair_every_isa(rng, isa, name):
+    case = CASES[name]
+    x, w, b = _data(rng, case, np.float32)
+    p, cctx, pctx = ops.conv2d_max_pool2d_forward(x, w, b, padding=case[6], activation="relu")
+    dy = rng.standard_normal(p.shape).astype(np.float32)
+    dz = ops.max_pool2d_backward(pctx, dy, relu=True)[0]
+    want = ops.conv2d_backward(cctx, dz, need_dx=False, through_activation=False)
+    got = ops.conv2d_max_pool2d_backward(cctx, pctx, dy, relu=True, need_dx=False)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
+    # and the float64 two ops' gradient (the same argmax: the pooled maxima are well apart)
+    p64, c64, q64 = _unfused(*(a.astype(np.float64) for a in (x, w, b)), case[6], "relu")
+    dz64 = ops.max_pool2d_backward(q64, dy.astype(np.float64), relu=True)[0]
+    rdw = ops.conv2d_backward(c64, dz64, need_dx=False, through_activation=False)[1]
+    check_op(got[1], rdw, np.float32, reduction=dz[:, 0].size)
+
+
+def test_backward_pair_bad_contexts(rng):
+    x, w, b = _data(rng, CASES["first_layer_odd"], np.float32)
+    p, cctx, pctx = ops.conv2d_max_pool2d_forward(x, w, b, padding=1, activation="relu")
+    with pytest.raises(TypeError, match="pool_ctx"):
+        ops.conv2d_max_pool2d_backward(cctx, cctx, p)
+    with pytest.raises(TypeError, match="conv_ctx"):
+        ops.conv2d_max_pool2d_backward(pctx, pctx, p)
+    with pytest.raises(ValueError, match="dy must have"):
+        ops.conv2d_max_pool2d_backward(cctx, pctx, p[:, :, :-1], relu=True, need_dx=False)
+    _, pctx2 = ops.max_pool2d_forward(np.zeros((2, 11, 6, 8), np.float32), 2)
+    with pytest.raises(ValueError, match="output shape"):
+        ops.conv2d_max_pool2d_backward(cctx, pctx2, np.zeros((2, 11, 3, 4), np.float32))

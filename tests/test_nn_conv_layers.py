@@ -357,7 +357,7 @@ def test_relu_pool_fusion_gives_the_layerwise_gradients(backend, rng, fmt):
     plan = fused._get_plan()
     names = [b.__name__ for b in plan.backward] + [plan.backward_first.__name__]
     assert names == ["backward", "backward", "backward_relu", "backward_preactivation",
-                     "backward_relu", "backward_preactivation"]
+                     "pool_step", "first_step"]  # the first pair: Conv2D.backward_pooled
     fused.train_on_batch(x, y)
     pp = plain._get_plan()  # its loss, run layer by layer
     h = x
@@ -372,7 +372,8 @@ def test_relu_pool_fusion_gives_the_layerwise_gradients(backend, rng, fmt):
 def test_conv_pool_forward_fusion_gives_the_layerwise_step(rng):
     """The training step runs a relu conv + 2x2 max pool pair as one forward
     (Conv2D.forward_pooled: the fused kernels take the first layer and the Winograd layer of
-    this CNN); outputs, loss and gradients are those of the layer-by-layer step, bit for bit."""
+    this CNN), and the first pair as one backward (Conv2D.backward_pooled); outputs, loss and
+    gradients are those of the layer-by-layer step, bit for bit."""
     def build():
         model = nn.Sequential([
             nn.Conv2D(16, 3, padding="same", activation="relu", input_shape=(1, 14, 14)),
@@ -400,6 +401,7 @@ def test_conv_pool_forward_fusion_gives_the_layerwise_step(rng):
         h = f(h, True)
     if fastnn.get_backend() == "cpp" and fastnn.get_isa() != "generic":  # the kernel ran
         assert fused.layers[0]._ctx.y is None
+    assert [b.__name__ for b in plan.backward[-2:]] == ["backward_preactivation", "pool_step"]
     pp = plain._get_plan()
     hp = x
     for layer in plain.layers[:-1]:

@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Sequence
 
 from .pooling import MaxPooling2D
 
-__all__ = ["backward_steps", "forward_steps"]
+__all__ = ["backward_steps", "first_pair_backward", "forward_steps"]
 
 
 def backward_steps(layers: Sequence[Any]) -> List[Callable[..., Any]]:
@@ -49,6 +49,28 @@ def forward_steps(layers: Sequence[Any], steps: Sequence[Callable[..., Any]]
             forward[i] = _pooled(conv, pool)
             forward[i + 1] = _passed_on
     return forward
+
+
+def first_pair_backward(layers: Sequence[Any], steps: Sequence[Callable[..., Any]], first: int):
+    """For the first trainable layer ``first`` (no input gradient wanted): when it and the next
+    layer run the fused backward pair, ``(pool_step, first_step)`` that do the pair's work in the
+    pooling's step (``Conv2D.backward_pooled``, its pre-pool gradient never written out) and
+    nothing in the convolution's; else None."""
+    if first + 1 >= len(layers):
+        return None
+    conv, pool = layers[first], layers[first + 1]
+    if not (steps[first] == getattr(conv, "backward_preactivation", None)
+            and steps[first + 1] == getattr(pool, "backward_relu", None)
+            and hasattr(conv, "backward_pooled")):
+        return None
+
+    def pool_step(dy: Any, need_dx: bool = True) -> Any:
+        return conv.backward_pooled(dy, pool, False)
+
+    def first_step(dy: Any, need_dx: bool = True) -> Any:
+        return None  # done by pool_step
+
+    return pool_step, first_step
 
 
 def _pooled(conv: Any, pool: Any) -> Callable[..., Any]:

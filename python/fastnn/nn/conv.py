@@ -315,6 +315,22 @@ class _Forward(_Conv):
         pool._pads = None
         return y
 
+    def backward_pooled(self, dy, pool, need_dx=True):
+        """``backward_preactivation(pool.backward_relu(dy))`` after ``forward_pooled`` in one
+        fused op (``ops.conv2d_max_pool2d_backward``): without ``need_dx`` (a first layer), the
+        pre-pool gradient is unpooled block by block into cache where a kernel serves the
+        shape. Returns the input gradient, or None."""
+        if (need_dx or not self.trainable or self._geom is not None or pool._pads is not None
+                or self._last or pool._last or self._act_ctx is not None
+                or self._post_ctx is not None or not self.relu_in_kernel):
+            return self.backward_preactivation(pool.backward_relu(dy), need_dx)
+        if self._ctx is None or pool._ctx is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        _, dw, db = ops.conv2d_max_pool2d_backward(self._ctx, pool._ctx, _as_array(dy),
+                                                   relu=True, need_dx=False)
+        self._store_grads(dw.reshape(self.kernel.shape), db)
+        return None
+
     def _run(self, xi, act=None):
         xi, padding, crop = self._op_padding(xi)
         y, self._ctx = ops.conv2d_forward(xi, self._kernel4, self.bias, stride=self._s2,

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from . import saving as _saving
-from ._fusion import backward_steps, forward_steps
+from ._fusion import backward_steps, first_pair_backward, forward_steps
 from .core import Layer, _unique_name, get_layer_class
 from .masking import link_masks
 from .training import TrainingMixin
@@ -49,6 +49,10 @@ class _Plan:
         trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
         first = trainable[0] if trainable else len(layers)
         # Layers below the first trainable one need no backward at all; that one needs no dx.
+        pair = first_pair_backward(layers, steps, first) if trainable else None
+        if pair is not None:  # the first layer and its pooling in one step
+            steps = list(steps)
+            steps[first + 1], steps[first] = pair
         self.backward = steps[first + 1:][::-1]
         self.backward_first = steps[first] if trainable else None
         self.grad_layers = [layers[i] for i in trainable]

@@ -10,6 +10,11 @@ block by block while it is still in cache and never written out: at 1 -> 32 chan
 batch 64, writing those 6.4 MB and reading them back had cost as much as the convolution.
 Elsewhere it runs the two ops, with the same results.
 
+``conv2d_max_pool2d_backward(conv_ctx, pool_ctx, dy, relu=...)`` is that pair of backwards as one
+call; when only the weight gradients are wanted (a first layer) and a kernel serves the shape,
+the pre-pool gradient is unpooled block by block into cache and never written out (another
+6.4 MB each way for that first layer).
+
 The conv context of a fused call keeps no convolution output: its backward needs
 ``through_activation=False`` (the pooling's relu gate applies the derivative) and says so.
 """
@@ -21,10 +26,11 @@ import numpy as np
 
 from .. import backend as _backend
 from . import _image as _im
-from .conv import ConvCtx, PairArg, _activation, _conv_args, _ctx, conv2d_forward
-from .pool import MaxPool2dCtx, max_pool2d_forward
+from .conv import (ConvCtx, PairArg, _activation, _conv_args, _ctx, conv2d_backward,
+                   conv2d_forward)
+from .pool import MaxPool2dCtx, max_pool2d_backward, max_pool2d_forward
 
-__all__ = ["conv2d_max_pool2d_forward"]
+__all__ = ["conv2d_max_pool2d_forward", "conv2d_max_pool2d_backward"]
 
 
 def conv2d_max_pool2d_forward(x: Any, w: Any, b: Any = None, *, stride: PairArg = 1,
@@ -55,6 +61,44 @@ def conv2d_max_pool2d_forward(x: Any, w: Any, b: Any = None, *, stride: PairArg 
                                  groups=groups, activation=activation, alpha=alpha)
     pooled, pool_ctx = max_pool2d_forward(y, 2)
     return pooled, conv_ctx, pool_ctx
+
+
+def conv2d_max_pool2d_backward(conv_ctx: ConvCtx, pool_ctx: MaxPool2dCtx, dy: Any, *,
+                               relu: bool = False, need_dx: bool = True, need_dw: bool = True,
+                               need_db: bool = True
+                               ) -> Tuple[Optional[Any], Optional[Any], Optional[Any]]:
+    """``(dx, dw, db)`` of ``max_pool2d(conv2d(...), 2)`` given ``dy`` of the pooled output:
+    ``conv2d_backward(conv_ctx, max_pool2d_backward(pool_ctx, dy, relu=relu)[0],
+    through_activation=not relu, ...)``. ``relu=True`` for a convolution with a fused relu:
+    its derivative comes from the pooled output (see ``max_pool2d_backward``)."""
+    op = "conv2d_max_pool2d_backward"
+    if not isinstance(conv_ctx, ConvCtx) or conv_ctx.transposed:
+        raise TypeError(f"{op}: conv_ctx must come from conv2d_forward or "
+                        f"conv2d_max_pool2d_forward, got {type(conv_ctx).__name__}")
+    if not isinstance(pool_ctx, MaxPool2dCtx):
+        raise TypeError(f"{op}: pool_ctx must come from max_pool2d_forward or "
+                        f"conv2d_max_pool2d_forward, got {type(pool_ctx).__name__}")
+    if tuple(pool_ctx.x_shape) != tuple(conv_ctx.y_shape):
+        raise ValueError(f"{op}: the pooling's input shape {tuple(pool_ctx.x_shape)} is not the "
+                         f"convolution's output shape {tuple(conv_ctx.y_shape)}")
+    n, co, oh, ow = conv_ctx.y_shape
+    x, w = conv_ctx.x, conv_ctx.w
+    fused = None
+    if (not need_dx and need_dw and (relu or conv_ctx.act is None)
+            and tuple(pool_ctx.argmax.shape) == (n, co, oh // 2, ow // 2)
+            and pool_ctx.dtype == x.dtype and x.size and pool_ctx.argmax.size
+            and not _im.any_device(x, w, pool_ctx.argmax, dy)):
+        fused = getattr(_backend.kernels_for(), "conv2d_backward_weight_unpool2", None)
+    if fused is not None:
+        dyc = _im.grad_like(dy, "dy", op, tuple(pool_ctx.argmax.shape), x.dtype)
+        dw = np.empty(w.shape, x.dtype)
+        db = np.empty((co,), x.dtype) if need_db and conv_ctx.has_bias else None
+        if fused(dw, db, pool_ctx.argmax, dyc, pool_ctx.y if relu else None, x,
+                 *conv_ctx.geom, oh, ow):
+            return None, dw, db
+    dz = max_pool2d_backward(pool_ctx, dy, relu=relu)[0]
+    return conv2d_backward(conv_ctx, dz, need_dx=need_dx, need_dw=need_dw, need_db=need_db,
+                           through_activation=not relu)
 
 
 def _fused_kernel(x: Any, w: Any, b: Any, act: Tuple[int, float]) -> Any:
