@@ -221,3 +221,28 @@ def test_backward_pair_bad_contexts(rng):
     _, pctx2 = ops.max_pool2d_forward(np.zeros((2, 11, 6, 8), np.float32), 2)
     with pytest.raises(ValueError, match="output shape"):
         ops.conv2d_max_pool2d_backward(cctx, pctx2, np.zeros((2, 11, 3, 4), np.float32))
+
+
+@pytest.fixture
+def threads():
+    prev = fastnn.get_num_threads()
+    yield fastnn.set_num_threads
+    fastnn.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("name", ["first_layer", "winograd_14", "winograd_odd"])
+def test_same_bits_at_any_thread_count(rng, threads, name):
+    case = CASES[name]
+    x, w, b = _data(rng, case, np.float32)
+    results = []
+    for nt in (1, 2, 3):
+        threads(nt)
+        p, cctx, pctx = ops.conv2d_max_pool2d_forward(x, w, b, padding=case[6],
+                                                      activation="relu")
+        dy = np.random.default_rng(7).standard_normal(p.shape).astype(np.float32)
+        results.append((p, pctx.argmax)
+                       + ops.conv2d_max_pool2d_backward(cctx, pctx, dy, relu=True,
+                                                        need_dx=False)[1:])
+    for other in results[1:]:
+        for a, o in zip(results[0], other):
+            assert a.tobytes() == o.tobytes()
