@@ -227,6 +227,18 @@ ISA_CASES = [CONV_CASES[i] for i in (0, 1, 4, 6, 13)] + [
     (10, 32, 14, 13, 32, (3, 3), (1, 1), (0, 0), (1, 1), 1, None),    # whole-plane transform
     (8, 32, 16, 17, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, (13, 14)),  # the same, cut short
     (2, 1, 9, 30, 11, (3, 5), (1, 1), (2, 1), (1, 1), 1, None),       # one input channel
+    # the AVX2 and AVX-512 loops of the Fashion-MNIST CNN and their edges: one input channel
+    # (padded copies, blocks of 3, 4 and 8 channels, tails of 1 to 15 columns)
+    (3, 1, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
+    (2, 1, 7, 16, 5, (2, 4), (1, 1), (0, 3), (1, 1), 1, (6, 19)),     # padding > half, cut short
+    (2, 1, 10, 30, 11, (3, 3), (1, 1), (0, 2), (1, 1), 1, None),      # 32 columns
+    (3, 1, 8, 9, 5, (3, 3), (1, 1), (2, 0), (1, 1), 1, None),         # padding 2 rows, none
+    (2, 1, 11, 17, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1, (9, 15)),    # cut short: 15 columns
+    (2, 1, 5, 1, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),         # one column
+    # the whole-plane Winograd transforms: the CNN's second layer, padding 2, odd sizes
+    (12, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
+    (8, 32, 10, 9, 33, (3, 3), (1, 1), (2, 2), (1, 1), 1, None),
+    (9, 32, 5, 3, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, None),
 ]
 
 
@@ -241,6 +253,22 @@ def test_conv2d_every_isa(rng, isa, case):
     rdx, rdw, rdb = ref_conv_backward(x, w, dy, s, p, d, g)
     check_op(dx, rdx, reduction=w.shape[0] // g * w[0, 0].size)
     check_op(dw, rdw, reduction=dy[:, 0].size)
+
+
+def test_conv2d_one_channel_unread_columns_stay_out(rng, isa):
+    """A first layer whose output is cut short never reads the input's last columns: an inf
+    there must not reach the weight gradient through a vector lane past the output row (the
+    single-channel loops compute whole vectors; 0 * inf would be NaN)."""
+    case = (2, 1, 11, 17, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1, (9, 15))
+    x, w, b, dy, out = _conv_data(rng, case, np.float32)
+    x[:, :, :, 16] = np.inf
+    x[0, 0, 10, :] = np.nan  # row 10 is read by no window either (9 output rows, padding 1)
+    dx, dw, db = run_backward(x, w, dy, case)
+    rdx, rdw, rdb = ref_conv_backward(x, w, dy, (1, 1), (1, 1), (1, 1), 1)
+    assert np.isfinite(rdw).all() and np.isfinite(dw).all()
+    check_op(dw, rdw, reduction=dy[:, 0].size)
+    check_op(run_forward(x, w, b, out, case), ref_conv(x, w, b, (1, 1), (1, 1), (1, 1), 1, out),
+             reduction=w[0].size)
 
 
 def test_conv2d_nan_inf_propagate(rng):

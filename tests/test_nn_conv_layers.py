@@ -357,15 +357,62 @@ def test_relu_pool_fusion_gives_the_layerwise_gradients(backend, rng, fmt):
     plan = fused._get_plan()
     names = [b.__name__ for b in plan.backward] + [plan.backward_first.__name__]
     assert names == ["backward", "backward", "backward_relu", "backward_preactivation",
-                     "backward_relu", "backward_preactivation"]
+                     "pool_step", "first_step"]  # the first pair: Conv2D.backward_pooled
     fused.train_on_batch(x, y)
     pp = plain._get_plan()  # its loss, run layer by layer
     h = x
-    for f in pp.forward:
-        h = f(h, True)
+    for layer in plain.layers[:-1]:
+        h = layer.forward(h, True)
+    h = pp.forward[-1](h, True)  # the head's logits
     plain.backward(pp.loss.backward(pp.loss.forward(h, y)[1]), need_dx=False)
     for gf, gp in zip(fused.grads, plain.grads):
         np.testing.assert_allclose(gf, gp, rtol=1e-12, atol=1e-14)
+
+
+def test_conv_pool_forward_fusion_gives_the_layerwise_step(rng):
+    """The training step runs a relu conv + 2x2 max pool pair as one forward
+    (Conv2D.forward_pooled: the fused kernels take the first layer and the Winograd layer of
+    this CNN), and the first pair as one backward (Conv2D.backward_pooled); outputs, loss and
+    gradients are those of the layer-by-layer step, bit for bit."""
+    def build():
+        model = nn.Sequential([
+            nn.Conv2D(16, 3, padding="same", activation="relu", input_shape=(1, 14, 14)),
+            nn.MaxPool2D(2),
+            nn.Conv2D(32, 3, padding="same", activation="relu"),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(10, activation="softmax"),
+        ])
+        for layer in model.layers:
+            _randomize(layer, np.random.default_rng(5))
+        model.compile(optimizer=optim.SGD(0.1), loss="sparse_categorical_crossentropy")
+        return model
+
+    x = rng.standard_normal((20, 1, 14, 14)).astype(np.float32)
+    y = rng.integers(0, 10, 20)
+    fused, plain = build(), build()
+    # inference (predict) runs layer by layer
+    np.testing.assert_array_equal(fused.predict(x), plain.predict(x))
+    plan = fused._get_plan()
+    assert [f.__name__ for f in plan.forward[:4]] == ["step", "_passed_on", "step",
+                                                      "_passed_on"]
+    h = x
+    for f in plan.forward:
+        h = f(h, True)
+    if fastnn.get_backend() == "cpp" and fastnn.get_isa() != "generic":  # the kernel ran
+        assert fused.layers[0]._ctx.y is None
+    assert [b.__name__ for b in plan.backward[-2:]] == ["backward_preactivation", "pool_step"]
+    pp = plain._get_plan()
+    hp = x
+    for layer in plain.layers[:-1]:
+        hp = layer.forward(hp, True)
+    hp = pp.forward[-1](hp, True)
+    np.testing.assert_array_equal(h, hp)
+    loss_f = fused.train_on_batch(x, y)
+    plain.backward(pp.loss.backward(pp.loss.forward(hp, y)[1]), need_dx=False)
+    for gf, gp in zip(fused.grads, plain.grads):
+        np.testing.assert_array_equal(gf, gp)
+    assert np.isfinite(loss_f)
 
 
 def test_backward_preactivation_needs_a_fused_relu():

@@ -9,9 +9,10 @@
 //    2.25x fewer multiply-adds, 16 GEMMs per band of tiles (the biggest single win: at 56x56 with
 //    64 channels it ran in 0.55x the time of im2col + GEMM);
 //  - a single input channel at stride 1 (a first layer), where the ISA has the loops (AVX-512
-//    float, ConvLoops::one_channel / one_channel_dw): output channels in register blocks, each
-//    shifted input row loaded once for the block (0.6x of im2col + GEMM forward at 1 -> 32
-//    channels, 28x28, batch 64; 0.85x for the weight gradient);
+//    and AVX2 float, ConvLoops::one_channel / one_channel_dw): output channels in register
+//    blocks, each shifted input row loaded once for the block (AVX-512: 0.6x of im2col + GEMM
+//    forward at 1 -> 32 channels, 28x28, batch 64; 0.85x for the weight gradient; AVX2: 0.52x
+//    forward, 0.77x weight gradient);
 //  - pointwise (1x1, stride 1, no padding): the input plane already is the GEMM operand;
 //  - im2col + GEMM for everything else, one band of output rows of one image (or several small
 //    images) at a time, so that the column buffer (K x pixels) stays in L2 between being written
@@ -37,6 +38,7 @@
 #include "common/workspace.h"
 #include "cpu/gemm/dispatch.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/pool.h"
 
 namespace fastnn {
 namespace {
@@ -773,11 +775,12 @@ void wino_inputs(T* V, index_t ld, T* xp, T* tmp, const T* x, const ConvGeom& g,
 
 // Scratch of one item: the padded band, V, the products (M or Z) and the loops' tmp.
 template <class T>
-T* wino_scratch(const ConvGeom& g, const WinoPlan& w, const WinoItem& item, index_t ld) {
+T* wino_scratch(const ConvGeom& g, const WinoPlan& w, const WinoItem& item, index_t ld,
+                index_t extra = 0) {
   const Derived d(g);
   const PadBand b = item.pad(w, g);
   return op_scratch<T>(d.cgi * b.Rp * b.Wp + (d.cgi + d.cgo) * ld +
-                      std::max(4 * b.Wp + 8 * w.TW, 4 * item.nimg * item.tn));
+                      std::max(4 * b.Wp + 8 * w.TW, 4 * item.nimg * item.tn) + extra);
 }
 
 // V and M rows: a transform touches 16 rows `cols` apart (with [xi][c] they were cgi*cols
@@ -836,22 +839,27 @@ void wino_gather(T* D, index_t so, const T* dy_img, const ConvGeom& g, const Win
   });
 }
 
+// With yp (whole images an item: w.bands == 1), each output plane goes to a scratch plane and
+// is pooled 2x2 from there into yp and argmax (conv2d_forward_maxpool2); y is not written.
 template <class T>
-void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g) {
+void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g,
+                  T* yp = nullptr, std::int64_t* argmax = nullptr) {
   const Derived d(g);
   const WinoPlan w = wino_plan<T>(g);
   const double work = double(g.n) * double(g.co) * double(w.tiles) * 16.0 * double(d.cgi);
   const ConvLoops<T>& L = conv_loops<T>();
+  const index_t poh = g.oh / 2, pow = g.ow / 2, PP = poh * pow;
 
   for_tasks(w.items, work, [&](index_t task, int inner) {
     const WinoItem item(w, task);
     const index_t cols = item.nimg * item.tn, vs = wino_vs(item), ld = wino_ld<T>(item);
     const PadBand b = item.pad(w, g);
-    T* xp = wino_scratch<T>(g, w, item, ld);
+    T* xp = wino_scratch<T>(g, w, item, ld, yp ? d.P + 16 : 0);
     T* V = xp + d.cgi * b.Rp * b.Wp;
     T* M = V + d.cgi * ld;
     T* tmp = M + d.cgo * ld;
     T* O = tmp;
+    T* plane = tmp + std::max(4 * b.Wp + 8 * w.TW, 4 * item.nimg * item.tn);
     const bool planes = plane_loops(L, w, item);
     for (index_t grp = 0; grp < g.groups; ++grp) {
       wino_inputs(V, ld, xp, tmp, x, g, w, item, grp);
@@ -863,16 +871,26 @@ void wino_forward(T* y, const T* x, const T* U, const T* bias, const ConvGeom& g
         L.output(O, cols, M + co * ld, cols, cols, bias ? bias[grp * d.cgo + co] : T(0));
         activate(O, 4 * cols, g);
         for (index_t i = 0; i < item.nimg; ++i) {
-          T* y_img = y + ((item.n0 + i) * g.co + grp * d.cgo + co) * d.P;
+          const index_t pl = (item.n0 + i) * g.co + grp * d.cgo + co;
+          T* y_img = yp ? plane : y + pl * d.P;
           if (planes) {
             L.place_plane(y_img, O + i * item.tn, cols, g.oh, g.ow, w.TH, w.TW);
           } else {
             wino_place(y_img, O + i * item.tn, cols, g, w, item);
           }
+          if (yp) max_pool2x2_plane(yp + pl * PP, argmax + pl * PP, plane, g.ow, poh, pow);
         }
       }
     }
   });
+}
+
+// The single-input-channel loops serve the forward (conv2d.h, ConvLoops::one_channel).
+template <class T>
+bool one_channel_ok(const ConvLoops<T>& L, const ConvGeom& g) {
+  return L.one_channel && !direct(g) && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 &&
+         g.dh == 1 && g.dw == 1 && g.ow <= L.one_channel_max_ow &&
+         (g.act == act::NONE || g.act == act::RELU);
 }
 
 // y := conv(x, w) + bias, w in its own layout. Transformed weights go to the job buffer from
@@ -886,8 +904,7 @@ void forward_impl(T* y, const T* x, const T* w, const T* bias, const ConvGeom& g
     return;
   }
   const ConvLoops<T>& L = conv_loops<T>();
-  if (L.one_channel && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
-      g.dw == 1 && g.ow <= L.one_channel_max_ow && (g.act == act::NONE || g.act == act::RELU)) {
+  if (one_channel_ok(L, g)) {
     // Tasks of (image, block of 8 output channels): each writes its own planes.
     const index_t blocks = (g.co + 7) / 8;
     const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
@@ -1164,12 +1181,18 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
       }
 }
 
+// The single-input-channel loops serve the 3x3 weight gradient (ConvLoops::one_channel_dw).
+template <class T>
+bool one_channel_dw_ok(const ConvLoops<T>& L, const ConvGeom& g) {
+  return L.one_channel_dw && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 &&
+         g.dh == 1 && g.dw == 1 && g.kh == 3 && g.kw == 3 && g.ow <= L.one_channel_max_ow;
+}
+
 template <class T>
 void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom& g) {
   const Derived d(g);
   const ConvLoops<T>& L = conv_loops<T>();
-  if (L.one_channel_dw && g.ci == 1 && g.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
-      g.dw == 1 && g.kh == 3 && g.kw == 3 && g.ow <= L.one_channel_max_ow) {
+  if (one_channel_dw_ok(L, g)) {
     // One task per block of output channels, the whole batch inside: one writer per weight.
     const index_t nb = L.one_channel_dw_block, blocks = (g.co + nb - 1) / nb;
     const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
@@ -1316,6 +1339,77 @@ void backward_weight_impl(T* dw, T* db, const T* dy, const T* x, const ConvGeom&
   }
 }
 
+// The single-channel loops: blocks of 8 output channels of one image go to this thread's scratch
+// (8 planes: 25 KB at 28x28, in L1/L2) and are pooled from there: the convolution's output never goes to memory. At
+// 1 -> 32 channels, 28x28, batch 64, writing it (6.4 MB) and reading it back for the pooling had
+// cost as much as the convolution itself.
+template <class T>
+bool forward_maxpool2_impl(T* yp, std::int64_t* argmax, const T* x, const T* w, const T* bias,
+                           const ConvGeom& g) {
+  const ConvLoops<T>& L = conv_loops<T>();
+  const Derived d(g);
+  if (direct(g)) return false;
+  if (!one_channel_ok(L, g)) {
+    // Winograd items of whole images: each output plane pooled from a scratch plane, 3.2 MB of
+    // output not written at 32 -> 64 channels, 14x14, batch 64.
+    if (!winograd_ok<T>(g) || wino_plan<T>(g).bands != 1) return false;
+    char* job = static_cast<char*>(job_buffer(std::size_t(16 * g.co * d.cgi) * sizeof(T)));
+    T* U = reinterpret_cast<T*>(job);
+    wino_weights(U, w, g);
+    wino_forward<T>(nullptr, x, U, bias, g, yp, argmax);
+    return true;
+  }
+  const index_t poh = g.oh / 2, pow = g.ow / 2, PP = poh * pow;
+  constexpr index_t kBlock = 8;
+  const index_t blocks = (g.co + kBlock - 1) / kBlock;
+  const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+  parallel_range(g.n * blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+    T* buf = op_scratch<T>(kBlock * d.P);
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t n = t / blocks, co0 = (t % blocks) * kBlock;
+      const index_t nb = std::min(g.co, co0 + kBlock) - co0;
+      L.one_channel(buf, x + n * d.HW, w + co0 * d.kk, bias ? bias + co0 : nullptr, g, 0, nb);
+      for (index_t c = 0; c < nb; ++c) {
+        const index_t pl = n * g.co + co0 + c;
+        max_pool2x2_plane(yp + pl * PP, argmax + pl * PP, buf + c * d.P, g.ow, poh, pow);
+      }
+    }
+  });
+  return true;
+}
+
+// Per block of output channels (the weight-gradient loops' block), the whole batch's pre-pool
+// gradient of those channels is unpooled into this thread's scratch (64 images x 2 planes of
+// 28x28: 400 KB, in L2) and handed to the same loops as conv2d_backward_weight, which see
+// exactly the values they would read from the unpooled array: the same sums, bit for bit. The
+// unfused pair wrote and read back 6.4 MB for the Fashion-MNIST CNN's first layer.
+template <class T>
+bool backward_weight_unpool2_impl(T* dw, T* db, const std::int64_t* argmax, const T* dyp,
+                                  const T* gate, const T* x, const ConvGeom& g) {
+  const ConvLoops<T>& L = conv_loops<T>();
+  if (!one_channel_dw_ok(L, g)) return false;
+  const Derived d(g);
+  const index_t poh = g.oh / 2, pow = g.ow / 2, PP = poh * pow;
+  const index_t nb = L.one_channel_dw_block, blocks = (g.co + nb - 1) / nb;
+  const double work = double(g.n) * double(g.co) * double(d.P) * double(d.kk);
+  parallel_range(blocks, 1, threads_for(work), [&](index_t lo, index_t hi) {
+    T* dz = op_scratch<T>(g.n * nb * d.P);
+    for (index_t t = lo; t < hi; ++t) {
+      const index_t co0 = t * nb, cnt = std::min(g.co, co0 + nb) - co0;
+      for (index_t n = 0; n < g.n; ++n)
+        for (index_t c = 0; c < cnt; ++c) {
+          const index_t pl = n * g.co + co0 + c;
+          max_unpool_plane(dz + (n * cnt + c) * d.P, argmax + pl * PP, dyp + pl * PP,
+                           gate ? gate + pl * PP : nullptr, g.oh, g.ow, poh, pow);
+        }
+      ConvGeom gb = g;
+      gb.co = cnt;
+      L.one_channel_dw(dw + co0 * d.kk, db ? db + co0 : nullptr, dz, x, gb, 0, cnt);
+    }
+  });
+  return true;
+}
+
 }  // namespace
 
 const ConvIsaLoops kConvLoopsGeneric = {"generic", conv_loops_of_this_file<float>(),
@@ -1336,6 +1430,28 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvGeo
   backward_weight_impl<T>(dw, db, dy, x, g);
 }
 
+template <class T>
+bool conv2d_forward_maxpool2(T* yp, std::int64_t* argmax, const T* x, const T* w, const T* b,
+                             const ConvGeom& g) {
+  return forward_maxpool2_impl<T>(yp, argmax, x, w, b, g);
+}
+
+template <class T>
+bool conv2d_backward_weight_unpool2(T* dw, T* db, const std::int64_t* argmax, const T* dyp,
+                                    const T* gate, const T* x, const ConvGeom& g) {
+  return backward_weight_unpool2_impl<T>(dw, db, argmax, dyp, gate, x, g);
+}
+
+template bool conv2d_backward_weight_unpool2<float>(float*, float*, const std::int64_t*,
+                                                    const float*, const float*, const float*,
+                                                    const ConvGeom&);
+template bool conv2d_backward_weight_unpool2<double>(double*, double*, const std::int64_t*,
+                                                     const double*, const double*, const double*,
+                                                     const ConvGeom&);
+template bool conv2d_forward_maxpool2<float>(float*, std::int64_t*, const float*, const float*,
+                                             const float*, const ConvGeom&);
+template bool conv2d_forward_maxpool2<double>(double*, std::int64_t*, const double*,
+                                              const double*, const double*, const ConvGeom&);
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,
                                     const ConvGeom&);
 template void conv2d_forward<double>(double*, const double*, const double*, const double*,

@@ -28,6 +28,24 @@ struct ConvGeom {
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvGeom& g);
 
+// yp := max_pool2d(act(conv(x, w) + b), 2x2, stride 2) with its argmax (flat index into each
+// (oh x ow) conv output plane), as conv2d_forward then max_pool2d_forward would give them, without
+// writing the convolution's output to memory: each block of it is pooled while in cache. yp and
+// argmax are (n, co, oh/2, ow/2). Returns false, touching nothing, where no fused path serves
+// the shape (the caller runs the two ops).
+template <class T>
+bool conv2d_forward_maxpool2(T* yp, std::int64_t* argmax, const T* x, const T* w, const T* b,
+                             const ConvGeom& g);
+
+// The weight gradient from the pooled gradient of conv2d_forward_maxpool2's output: dz :=
+// max_pool2d_backward(argmax, dyp, gate) (gate may be null: the pooled output, relu's), then
+// dw, db (may be null) := conv2d_backward_weight(dz, x), without writing dz to memory (it is
+// unpooled block by block into cache). dyp, gate and argmax are (n, co, oh/2, ow/2). Returns
+// false, touching nothing, where no fused path serves the shape.
+template <class T>
+bool conv2d_backward_weight_unpool2(T* dw, T* db, const std::int64_t* argmax, const T* dyp,
+                                    const T* gate, const T* x, const ConvGeom& g);
+
 // dx := the gradient of sum(y * dy) with respect to x (all of dx is written).
 template <class T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvGeom& g);

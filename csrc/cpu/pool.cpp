@@ -93,6 +93,19 @@ inline Span span(index_t o, index_t s, index_t p, index_t k, index_t size) {
 const PoolRowKernels kPoolRowsGeneric = {"generic", &max2x2_f32_generic, &max_cell_generic<float>,
                                          &max_cell_generic<double>, &unpool2x2_f32_generic};
 
+template <class T>
+void max_pool2x2_plane(T* y, std::int64_t* argmax, const T* x, index_t w, index_t oh, index_t ow) {
+  const PoolRowKernels& K = pool_rows();
+  for (index_t r = 0; r < oh; ++r) {
+    const T* r0 = x + 2 * r * w;
+    if constexpr (sizeof(T) == sizeof(float)) {
+      K.max2x2_f32(y + r * ow, argmax + r * ow, r0, r0 + w, ow, 2 * r * w, w);
+    } else {
+      max2x2_scalar(y + r * ow, argmax + r * ow, r0, r0 + w, 0, ow, 2 * r * w, w);
+    }
+  }
+}
+
 // ---- max pooling -----------------------------------------------------------------------------
 
 template <class T>
@@ -105,14 +118,7 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& 
     T* yp = y + pl * P;
     std::int64_t* ap = argmax + pl * P;
     if (two) {
-      for (index_t r = 0; r < g.oh; ++r) {
-        const T* r0 = xp + 2 * r * g.w;
-        if constexpr (sizeof(T) == sizeof(float)) {
-          K.max2x2_f32(yp + r * g.ow, ap + r * g.ow, r0, r0 + g.w, g.ow, 2 * r * g.w, g.w);
-        } else {
-          max2x2_scalar(yp + r * g.ow, ap + r * g.ow, r0, r0 + g.w, 0, g.ow, 2 * r * g.w, g.w);
-        }
-      }
+      max_pool2x2_plane(yp, ap, xp, g.w, g.oh, g.ow);
       return;
     }
     // Any other window: start every output of the row at -inf with the index of its window's
@@ -147,49 +153,53 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const PoolGeom& 
   });
 }
 
+// One plane of max_pool2d_backward: d (h x w) from its argmax, dy and gate (may be null) planes
+// (oh x ow).
+template <class T>
+void max_unpool_plane(T* d, const std::int64_t* a, const T* s, const T* gt, index_t h, index_t w,
+                      index_t oh, index_t ow) {
+  const index_t HW = h * w, P = oh * ow;
+  // The kernel is not told the windows. When the plane holds a 2x2 block per output, it first
+  // tries the block-wise write (right whenever every argmax lies in its own block, which 2x2
+  // stride-2 windows guarantee); a plane where one does not is redone by scattering.
+  const bool blocks = h >= 2 * oh && w >= 2 * ow;
+  if (blocks) {
+    const PoolRowKernels& K = pool_rows();
+    bool inside = true;
+    for (index_t r = 0; r < oh && inside; ++r) {
+      T* d0 = d + 2 * r * w;
+      const std::int64_t base = 2 * r * w;
+      const T* gr = gt ? gt + r * ow : nullptr;
+      if constexpr (sizeof(T) == sizeof(float)) {
+        inside = K.unpool2x2_f32(d0, d0 + w, a + r * ow, s + r * ow, gr, ow, base, w);
+      } else {
+        inside = unpool2x2_scalar(d0, d0 + w, a + r * ow, s + r * ow, gr, 0, ow, base, w);
+      }
+      if (w > 2 * ow) {  // columns past the last block
+        std::memset(d0 + 2 * ow, 0, std::size_t(w - 2 * ow) * sizeof(T));
+        std::memset(d0 + w + 2 * ow, 0, std::size_t(w - 2 * ow) * sizeof(T));
+      }
+    }
+    if (inside) {
+      if (h > 2 * oh) std::memset(d + 2 * oh * w, 0, std::size_t((h - 2 * oh) * w) * sizeof(T));
+      return;
+    }
+  }
+  std::memset(d, 0, std::size_t(HW) * sizeof(T));
+  if (gt) {
+    for (index_t k = 0; k < P; ++k) d[a[k]] += s[k] * (gt[k] > T(0) ? T(1) : T(0));
+  } else {
+    for (index_t k = 0; k < P; ++k) d[a[k]] += s[k];
+  }
+}
+
 template <class T>
 void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const T* gate,
                          const PoolGeom& g) {
   const index_t HW = g.h * g.w, P = g.oh * g.ow;
-  // The kernel is not told the windows. When the planes hold a 2x2 block per output, each
-  // plane first tries the block-wise write (right whenever every argmax lies in its own block,
-  // which 2x2 stride-2 windows guarantee); a plane where one does not is redone by scattering.
-  const bool blocks = g.h >= 2 * g.oh && g.w >= 2 * g.ow;
-  const PoolRowKernels& K = pool_rows();
   for_planes(g, double(HW + P), [&](index_t pl) {
-    T* d = dx + pl * HW;
-    const std::int64_t* a = argmax + pl * P;
-    const T* s = dy + pl * P;
-    const T* gt = gate ? gate + pl * P : nullptr;
-    if (blocks) {
-      bool inside = true;
-      for (index_t r = 0; r < g.oh && inside; ++r) {
-        T* d0 = d + 2 * r * g.w;
-        const std::int64_t base = 2 * r * g.w;
-        const T* gr = gt ? gt + r * g.ow : nullptr;
-        if constexpr (sizeof(T) == sizeof(float)) {
-          inside = K.unpool2x2_f32(d0, d0 + g.w, a + r * g.ow, s + r * g.ow, gr, g.ow, base, g.w);
-        } else {
-          inside = unpool2x2_scalar(d0, d0 + g.w, a + r * g.ow, s + r * g.ow, gr, 0, g.ow, base,
-                                    g.w);
-        }
-        if (g.w > 2 * g.ow) {  // columns past the last block
-          std::memset(d0 + 2 * g.ow, 0, std::size_t(g.w - 2 * g.ow) * sizeof(T));
-          std::memset(d0 + g.w + 2 * g.ow, 0, std::size_t(g.w - 2 * g.ow) * sizeof(T));
-        }
-      }
-      if (inside) {
-        if (g.h > 2 * g.oh)
-          std::memset(d + 2 * g.oh * g.w, 0, std::size_t((g.h - 2 * g.oh) * g.w) * sizeof(T));
-        return;
-      }
-    }
-    std::memset(d, 0, std::size_t(HW) * sizeof(T));
-    if (gt) {
-      for (index_t k = 0; k < P; ++k) d[a[k]] += s[k] * (gt[k] > T(0) ? T(1) : T(0));
-    } else {
-      for (index_t k = 0; k < P; ++k) d[a[k]] += s[k];
-    }
+    max_unpool_plane(dx + pl * HW, argmax + pl * P, dy + pl * P, gate ? gate + pl * P : nullptr,
+                     g.h, g.w, g.oh, g.ow);
   });
 }
 
@@ -267,6 +277,14 @@ void avg_pool2d_backward(T* dx, const T* dy, const PoolGeom& g, bool count_inclu
   });
 }
 
+template void max_pool2x2_plane<float>(float*, std::int64_t*, const float*, index_t, index_t,
+                                        index_t);
+template void max_pool2x2_plane<double>(double*, std::int64_t*, const double*, index_t, index_t,
+                                         index_t);
+template void max_unpool_plane<float>(float*, const std::int64_t*, const float*, const float*,
+                                      index_t, index_t, index_t, index_t);
+template void max_unpool_plane<double>(double*, const std::int64_t*, const double*, const double*,
+                                       index_t, index_t, index_t, index_t);
 template void max_pool2d_forward<float>(float*, std::int64_t*, const float*, const PoolGeom&);
 template void max_pool2d_forward<double>(double*, std::int64_t*, const double*, const PoolGeom&);
 template void max_pool2d_backward<float>(float*, const std::int64_t*, const float*,

@@ -24,6 +24,18 @@ template <class T>
 void max_pool2d_backward(T* dx, const std::int64_t* argmax, const T* dy, const T* gate,
                          const PoolGeom& g);
 
+// The 2x2 stride-2 unpadded case on one plane x (h x w rows of pitch w) to y and argmax (oh x ow,
+// oh <= h/2, ow <= w/2): exactly what max_pool2d_forward computes for such a plane, for callers
+// that pool a plane while it is still in cache (a convolution's fused forward).
+template <class T>
+void max_pool2x2_plane(T* y, std::int64_t* argmax, const T* x, index_t w, index_t oh, index_t ow);
+
+// One plane of max_pool2d_backward: d (h x w) := the gradient of its input from argmax, dy and
+// gate (may be null) of its (oh x ow) output, for callers that want it while in cache.
+template <class T>
+void max_unpool_plane(T* d, const std::int64_t* argmax, const T* dy, const T* gate, index_t h,
+                      index_t w, index_t oh, index_t ow);
+
 // y := window sums / divisor. The divisor counts the window clipped to the padded input
 // (kh*kw unless a window reaches past the padding) with count_include_pad, else only the
 // window's cells inside the image (PyTorch's rule).

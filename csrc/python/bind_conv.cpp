@@ -1,7 +1,8 @@
 // Bindings of the convolution family: conv2d_forward, conv2d_backward_data,
-// conv2d_backward_weight. Signatures: outputs first, then inputs, then parameters (DESIGN.md);
-// arrays are C-contiguous NCHW, already checked by fastnn.ops. The GIL is released around the
-// work.
+// conv2d_backward_weight, and conv2d_forward_maxpool2 / conv2d_backward_weight_unpool2 (fused
+// with a 2x2 max pooling).
+// Signatures: outputs first, then inputs, then parameters (DESIGN.md); arrays are C-contiguous
+// NCHW, already checked by fastnn.ops. The GIL is released around the work.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -55,6 +56,26 @@ void backward_weight_t(py::array dw, py::object db, py::array dy, py::array x,
   conv2d_backward_weight<T>(mdata<T>(dw), dbias, cdata<T>(dy), cdata<T>(x), g);
 }
 
+template <class T>
+bool forward_maxpool2_t(py::array yp, py::array am, py::array x, py::array w, py::object b,
+                        const ConvGeom& g) {
+  const T* bias = cptr_or_null<T>(b);
+  GilRelease nogil(macs(g));
+  return conv2d_forward_maxpool2<T>(mdata<T>(yp), static_cast<std::int64_t*>(am.mutable_data()),
+                                    cdata<T>(x), cdata<T>(w), bias, g);
+}
+
+template <class T>
+bool backward_weight_unpool2_t(py::array dw, py::object db, py::array am, py::array dyp,
+                               py::object gate, py::array x, const ConvGeom& g) {
+  T* dbias = ptr_or_null<T>(db);
+  const T* gt = cptr_or_null<T>(gate);
+  GilRelease nogil(macs(g));
+  return conv2d_backward_weight_unpool2<T>(mdata<T>(dw), dbias,
+                                           static_cast<const std::int64_t*>(am.data()),
+                                           cdata<T>(dyp), gt, cdata<T>(x), g);
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -74,6 +95,50 @@ void bind_conv(py::module_& m) {
       "y := act(conv2d(x, w) + b) (b may be None; act an activation code, 0 for none); (ph, pw) "
       "is the top/left padding, y's shape sets the rest. Arguments are trusted: use "
       "fastnn.ops.conv2d.");
+  m.def(
+      "conv2d_forward_maxpool2",
+      [](py::array yp, py::array argmax, py::array x, py::array w, py::object b, index_t sh,
+         index_t sw, index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups,
+         int act, double act_param, index_t oh, index_t ow) {
+        ConvGeom g;
+        g.n = x.shape(0); g.ci = x.shape(1); g.h = x.shape(2); g.w = x.shape(3);
+        g.co = w.shape(0); g.oh = oh; g.ow = ow;
+        g.kh = w.shape(2); g.kw = w.shape(3);
+        g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dil_h; g.dw = dil_w;
+        g.groups = groups;
+        g.act = act;
+        g.act_param = act_param;
+        if (is_f32(yp)) return forward_maxpool2_t<float>(yp, argmax, x, w, b, g);
+        return forward_maxpool2_t<double>(yp, argmax, x, w, b, g);
+      },
+      py::arg("yp"), py::arg("argmax"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("sh"),
+      py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dil_h"), py::arg("dil_w"),
+      py::arg("groups"), py::arg("act"), py::arg("act_param"), py::arg("oh"), py::arg("ow"),
+      "yp, argmax := max_pool2d(act(conv2d(x, w) + b), 2) for a conv output of oh x ow, "
+      "without writing that output; False (nothing written) where no fused path serves the "
+      "shape. Arguments are trusted: use fastnn.ops.conv2d_max_pool2d_forward.");
+  m.def(
+      "conv2d_backward_weight_unpool2",
+      [](py::array dw, py::object db, py::array argmax, py::array dyp, py::object gate,
+         py::array x, index_t sh, index_t sw, index_t ph, index_t pw, index_t dil_h,
+         index_t dil_w, index_t groups, index_t oh, index_t ow) {
+        ConvGeom g;
+        g.n = x.shape(0); g.ci = x.shape(1); g.h = x.shape(2); g.w = x.shape(3);
+        g.co = dw.shape(0); g.oh = oh; g.ow = ow;
+        g.kh = dw.shape(2); g.kw = dw.shape(3);
+        g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dil_h; g.dw = dil_w;
+        g.groups = groups;
+        if (is_f32(dw)) return backward_weight_unpool2_t<float>(dw, db, argmax, dyp, gate, x, g);
+        return backward_weight_unpool2_t<double>(dw, db, argmax, dyp, gate, x, g);
+      },
+      py::arg("dw"), py::arg("db"), py::arg("argmax"), py::arg("dyp"), py::arg("gate"),
+      py::arg("x"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dil_h"),
+      py::arg("dil_w"), py::arg("groups"), py::arg("oh"), py::arg("ow"),
+      "dw, db (or None) := the weight gradient of conv2d for the pre-pool gradient "
+      "max_pool2d_backward(argmax, dyp, gate) of a 2x2-pooled conv output of oh x ow (gate: "
+      "None, or the pooled output for a relu), without writing that gradient; False (nothing "
+      "written) where no fused path serves the shape. Arguments are trusted: use "
+      "fastnn.ops.conv2d_max_pool2d_backward.");
   m.def(
       "conv2d_backward_data",
       [](py::array dx, py::array dy, py::array w, index_t sh, index_t sw, index_t ph, index_t pw,

@@ -283,15 +283,56 @@ class _Forward(_Conv):
                              f"fused into the convolution, got {self.activation.name!r}")
         return self._backward(dz, need_dx, False)
 
-    def _run(self, xi, act=None):
+    def _op_padding(self, xi):
+        """``(xi, padding for the op, crop or None)``: the input padded here when the op's
+        symmetric padding cannot express the layer's."""
         pads = tuple(self._axis_geometry(a, xi.shape[2 + a])[0] for a in range(2))
-        crop = None
         if pads[0][0] == pads[0][1] and pads[1][0] == pads[1][1]:
-            padding: Any = (pads[0][0], pads[1][0])
-        elif self._s2 == (1, 1) and self.padding == "same":
-            padding = "same"  # the op's stride-1 "same" splits the padding as TensorFlow does
-        else:
-            xi, padding, crop = sp.pad_images(xi, pads), 0, pads
+            return xi, (pads[0][0], pads[1][0]), None
+        if self._s2 == (1, 1) and self.padding == "same":
+            return xi, "same", None  # the op's stride-1 "same" splits the padding as TensorFlow
+        return sp.pad_images(xi, pads), 0, pads
+
+    def forward_pooled(self, x, pool, training=False):
+        """``pool.forward(self.forward(x))`` for a following MaxPooling2D of 2x2 windows at
+        stride 2 ("valid"), both layers channels_first, in one fused op
+        (``ops.conv2d_max_pool2d_forward``: where a kernel serves the shape, the convolution's
+        output is pooled while in cache, never written out). Both layers keep their contexts
+        for the pair's backward, ``pool.backward_relu`` then ``backward_preactivation``."""
+        xi = self._input(x)
+        act = self.activation
+        if (self._RANK != 2 or self._last or pool._last or not self.relu_in_kernel
+                or not pool.built or pool.pool_size != (2, 2) or pool.strides != (2, 2) or pool.padding != "valid"):
+            return pool.forward(self.forward(xi, training), training)
+        xi, padding, crop = self._op_padding(xi)
+        if crop is not None:
+            return pool.forward(self.forward(x, training), training)
+        y, self._ctx, pool._ctx = ops.conv2d_max_pool2d_forward(
+            xi, self._kernel4, self.bias, stride=self._s2, padding=padding, dilation=self._d2,
+            groups=self.groups, activation=act.fused, alpha=act.fused_alpha)
+        self._geom = None
+        self._act_ctx = self._post_ctx = None
+        pool._pads = None
+        return y
+
+    def backward_pooled(self, dy, pool, need_dx=True):
+        """``backward_preactivation(pool.backward_relu(dy))`` after ``forward_pooled`` in one
+        fused op (``ops.conv2d_max_pool2d_backward``): without ``need_dx`` (a first layer), the
+        pre-pool gradient is unpooled block by block into cache where a kernel serves the
+        shape. Returns the input gradient, or None."""
+        if (need_dx or not self.trainable or self._geom is not None or pool._pads is not None
+                or self._last or pool._last or self._act_ctx is not None
+                or self._post_ctx is not None or not self.relu_in_kernel):
+            return self.backward_preactivation(pool.backward_relu(dy), need_dx)
+        if self._ctx is None or pool._ctx is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        _, dw, db = ops.conv2d_max_pool2d_backward(self._ctx, pool._ctx, _as_array(dy),
+                                                   relu=True, need_dx=False)
+        self._store_grads(dw.reshape(self.kernel.shape), db)
+        return None
+
+    def _run(self, xi, act=None):
+        xi, padding, crop = self._op_padding(xi)
         y, self._ctx = ops.conv2d_forward(xi, self._kernel4, self.bias, stride=self._s2,
                                           padding=padding, dilation=self._d2,
                                           groups=self.groups,

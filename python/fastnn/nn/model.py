@@ -22,7 +22,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from . import saving as _saving
-from ._fusion import backward_steps
+from ._fusion import backward_steps, first_pair_backward, forward_steps
 from .core import Layer, _unique_name, get_layer_class
 from .masking import link_masks
 from .training import TrainingMixin
@@ -42,13 +42,17 @@ class _Plan:
         self.fused = (loss is not None and loss.fusable_head is not None
                       and head == loss.fusable_head and hasattr(last, "forward_logits"))
         self.loss = loss.logits_version() if self.fused else loss
-        self.forward = [layer.forward for layer in layers]
+        steps = backward_steps(layers)
+        self.forward = forward_steps(layers, steps)
         if self.fused:
             self.forward[-1] = last.forward_logits
         trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
         first = trainable[0] if trainable else len(layers)
         # Layers below the first trainable one need no backward at all; that one needs no dx.
-        steps = backward_steps(layers)
+        pair = first_pair_backward(layers, steps, first) if trainable else None
+        if pair is not None:  # the first layer and its pooling in one step
+            steps = list(steps)
+            steps[first + 1], steps[first] = pair
         self.backward = steps[first + 1:][::-1]
         self.backward_first = steps[first] if trainable else None
         self.grad_layers = [layers[i] for i in trainable]

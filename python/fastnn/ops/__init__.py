@@ -22,6 +22,7 @@ from .optim import (adam_step, clip_grad_norm, grad_norm, regularizer_grad,  # n
                     regularizer_loss, rmsprop_step, sgd_step)
 from .conv import (conv2d, conv2d_backward, conv2d_forward, conv_transpose2d,  # noqa: F401
                    conv_transpose2d_backward, conv_transpose2d_forward)
+from .conv_pool import conv2d_max_pool2d_backward, conv2d_max_pool2d_forward  # noqa: F401
 from .pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward,  # noqa: F401
                    global_avg_pool2d, global_avg_pool2d_backward, global_avg_pool2d_forward,
                    max_pool2d, max_pool2d_backward, max_pool2d_forward)

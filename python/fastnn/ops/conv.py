@@ -217,6 +217,11 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
     x, w = ctx.x, ctx.w
     dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
     if ctx.act is not None and dy.size and through_activation:  # through the activation first
+        if ctx.y is None:
+            raise ValueError(f"{op}: this ctx comes from conv2d_max_pool2d_forward, which keeps "
+                             "no convolution output to take the activation's derivative at: "
+                             "pass through_activation=False with the gradient that "
+                             "max_pool2d_backward(..., relu=True) returns")
         dz = _empty_like(dy)
         _backend.kernels_for(dy).activation_backward(dz, dy, ctx.z, ctx.y, *ctx.act)
         dy = dz

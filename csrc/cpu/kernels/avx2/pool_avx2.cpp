@@ -93,10 +93,78 @@ void max_cell(T* m, std::int64_t* am, const T* xr, index_t lo, index_t hi, index
   max_cell_loop<T>(m, am, xr, lo, hi, sw, off, base);
 }
 
-// The compiler vectorizes the selects of the scalar loop with this file's flags.
+// The four 64-bit lane masks of two int64 vectors (lo: outputs 0-3, hi: 4-7) as eight 32-bit
+// lanes, in output order.
+inline __m256i narrow_masks(__m256i lo, __m256i hi) {
+  const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  return _mm256_blend_epi32(_mm256_permutevar8x32_epi32(lo, pick),
+                            _mm256_permutevar8x32_epi32(hi, pick), 0xF0);
+}
+
+// 8 outputs a step: each output's winner offset (argmax minus its window's first cell) compared
+// with the four cells' offsets in 64 bits (so an argmax far outside its block never matches a
+// cell by truncation), dy masked into four vectors, and each input row's even and odd columns
+// interleaved by unpacks and a 128-bit lane swap. The compiler's vectorization of the scalar
+// loop had run 5x slower than the AVX-512 kernel (1.9 ms against 0.36 for the CNN's second pool).
 bool unpool2x2_f32(float* d0, float* d1, const std::int64_t* am, const float* dy,
                    const float* gate, index_t ow, std::int64_t base, index_t w) {
-  return unpool2x2_scalar(d0, d1, am, dy, gate, 0, ow, base, w);
+  const __m256i lane_lo = _mm256_setr_epi64x(0, 2, 4, 6), lane_hi = _mm256_setr_epi64x(8, 10, 12, 14);
+  const __m256i c1 = _mm256_set1_epi64x(1), cw = _mm256_set1_epi64x(w),
+                cw1 = _mm256_set1_epi64x(w + 1), zero = _mm256_setzero_si256();
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256i outside = _mm256_setzero_si256();
+  for (index_t q = 0; q < ow; q += 8) {
+    const index_t n = ow - q < 8 ? ow - q : 8;
+    const __m256i mo = lanes(n);
+    __m256 v;
+    __m256i a0, a1;
+    if (n == 8) {
+      v = _mm256_loadu_ps(dy + q);
+      a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(am + q));
+      a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(am + q + 4));
+    } else {
+      v = _mm256_maskload_ps(dy + q, mo);
+      a0 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(am + q), lanes(2 * n));
+      a1 = _mm256_maskload_epi64(reinterpret_cast<const long long*>(am + q + 4), lanes(2 * n - 8));
+    }
+    if (gate) {  // dy * (gate > 0 ? 1 : 0), as the scalar loop: a NaN dy stays NaN
+      const __m256 g = n == 8 ? _mm256_loadu_ps(gate + q) : _mm256_maskload_ps(gate + q, mo);
+      v = _mm256_mul_ps(v, _mm256_and_ps(_mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GT_OQ), one));
+    }
+    const __m256i at = _mm256_set1_epi64x(base + 2 * q);
+    const __m256i f0 = _mm256_sub_epi64(a0, _mm256_add_epi64(at, lane_lo));
+    const __m256i f1 = _mm256_sub_epi64(a1, _mm256_add_epi64(at, lane_hi));
+    const __m256i k00 = narrow_masks(_mm256_cmpeq_epi64(f0, zero), _mm256_cmpeq_epi64(f1, zero));
+    const __m256i k01 = narrow_masks(_mm256_cmpeq_epi64(f0, c1), _mm256_cmpeq_epi64(f1, c1));
+    const __m256i k10 = narrow_masks(_mm256_cmpeq_epi64(f0, cw), _mm256_cmpeq_epi64(f1, cw));
+    const __m256i k11 = narrow_masks(_mm256_cmpeq_epi64(f0, cw1), _mm256_cmpeq_epi64(f1, cw1));
+    const __m256i any = _mm256_or_si256(_mm256_or_si256(k00, k01), _mm256_or_si256(k10, k11));
+    outside = _mm256_or_si256(outside, _mm256_andnot_si256(any, mo));
+    const __m256 c00 = _mm256_and_ps(_mm256_castsi256_ps(k00), v);
+    const __m256 c01 = _mm256_and_ps(_mm256_castsi256_ps(k01), v);
+    const __m256 c10 = _mm256_and_ps(_mm256_castsi256_ps(k10), v);
+    const __m256 c11 = _mm256_and_ps(_mm256_castsi256_ps(k11), v);
+    // [c0 c1 interleaved]: unpacks give outputs (0,1 | 4,5) and (2,3 | 6,7)
+    const __m256 l0 = _mm256_unpacklo_ps(c00, c01), h0 = _mm256_unpackhi_ps(c00, c01);
+    const __m256 l1 = _mm256_unpacklo_ps(c10, c11), h1 = _mm256_unpackhi_ps(c10, c11);
+    const __m256 r00 = _mm256_permute2f128_ps(l0, h0, 0x20), r01 = _mm256_permute2f128_ps(l0, h0, 0x31);
+    const __m256 r10 = _mm256_permute2f128_ps(l1, h1, 0x20), r11 = _mm256_permute2f128_ps(l1, h1, 0x31);
+    float* e = d0 + 2 * q;
+    float* f = d1 + 2 * q;
+    if (n == 8) {
+      _mm256_storeu_ps(e, r00);
+      _mm256_storeu_ps(e + 8, r01);
+      _mm256_storeu_ps(f, r10);
+      _mm256_storeu_ps(f + 8, r11);
+    } else {
+      const __m256i s0 = lanes(2 * n), s1 = lanes(2 * n - 8);
+      _mm256_maskstore_ps(e, s0, r00);
+      _mm256_maskstore_ps(e + 8, s1, r01);
+      _mm256_maskstore_ps(f, s0, r10);
+      _mm256_maskstore_ps(f + 8, s1, r11);
+    }
+  }
+  return _mm256_testz_si256(outside, outside) != 0;
 }
 
 }  // namespace
