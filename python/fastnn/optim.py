@@ -263,6 +263,11 @@ class Optimizer:
             grads = self._clip(grads)
         self.iterations += 1
         state, update = self._state, self._update
+        # The moving average right after each update, in the same loop: a model of many small
+        # parameters (a Transformer's) pays per call, not per element.
+        ema = self._ema_kernel() if self.use_ema else None
+        w = 1.0 - self.ema_momentum
+        first = self.iterations == 1
         for p, g in zip(params, grads):
             if g is None:
                 continue
@@ -274,8 +279,21 @@ class Optimizer:
                 s = (p,) + self._slots(p)
                 state[id(p)] = s
             update(p, g, s, lr)
-        if self.use_ema:
-            self._average(params, grads)
+            if ema is not None:
+                avg = s[-1]
+                if first:
+                    np.copyto(avg, p)
+                elif p.size:
+                    # avg += w * (p - avg) in one fused pass: the SGD kernel's update
+                    # avg -= lr * (grad + wd * avg) with grad = p, wd = -1, lr = -w (values the
+                    # sgd_step op would refuse, which is why the kernel is called directly).
+                    # Three NumPy passes over a CNN's weights cost more than Adam's own step.
+                    ema(avg, None, p, -w, 0.0, False, -1.0)
+        if ema is not None and self.ema_overwrite_frequency is not None \
+                and self.iterations % self.ema_overwrite_frequency == 0:
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p[...] = state[id(p)][-1]
 
     def _slots(self, p: Any) -> tuple:
         """The state arrays of a parameter: the subclass's, then the moving average."""
@@ -283,26 +301,9 @@ class Optimizer:
             return self._new_state(p) + (np.array(p, copy=True, order="C"),)
         return self._new_state(p)
 
-    def _average(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
-        first = self.iterations == 1
-        w = 1.0 - self.ema_momentum
-        overwrite = (self.ema_overwrite_frequency is not None
-                     and self.iterations % self.ema_overwrite_frequency == 0)
-        kernels = _backend.kernels()
-        for p, g in zip(params, grads):
-            if g is None:
-                continue
-            avg = self._state[id(p)][-1]
-            if first:
-                np.copyto(avg, p)
-            elif avg.size:
-                # avg += w * (p - avg) in one fused pass: it is the SGD kernel's update
-                # avg -= lr * (grad + wd * avg) with grad = p, wd = -1, lr = -w (values the
-                # sgd_step op would refuse, which is why the kernel is called directly). Three
-                # NumPy passes over a CNN's weights cost more than Adam's own step.
-                kernels.sgd_step(avg, None, p, -w, 0.0, False, -1.0)
-            if overwrite:
-                p[...] = avg
+    @staticmethod
+    def _ema_kernel() -> Any:
+        return _backend.kernels().sgd_step
 
     def finalize_variable_values(self, params: Sequence[Any]) -> None:
         """With ``use_ema`` and no ``ema_overwrite_frequency``: copy every parameter's moving
