@@ -1,8 +1,8 @@
-// The float32 epilogue on a finished block of bfloat16 products (float32 sums): included by the
-// bfloat16 ISA files inside their own namespaces, after <cstring>, common/activations.h,
-// common/rbm_math.h and cpu/gemm/gemm.h. The same arithmetic, in the same order, as the float32
-// frame's store (driver_impl.h): x = alpha*acc (+ beta*C) (+ bias), then the RBM units or the
-// activation, so that the two precisions differ only in the products.
+// The float32 epilogue on a finished block of bfloat16 products (float32 sums), and the walk over
+// C's blocks: included by the bfloat16 ISA files inside their own namespaces, after <cstring>,
+// common/activations.h, common/rbm_math.h and cpu/gemm/gemm.h. The same arithmetic, in the same
+// order, as the float32 frame's store (driver_impl.h): x = alpha*acc (+ beta*C) (+ bias), then
+// the RBM units or the activation, so that the two precisions differ only in the products.
 
 // Starts pulling in a C block, read (beta != 0) or written only after its products: a C row
 // that has left the cache (the RBM's weights, updated in place) would otherwise stall the
@@ -67,5 +67,33 @@ static void finish_block(const float* t, int ldt, int rows, int cols,
     } else {
       for (int c = 0; c < cols; ++c) crow[c * csc] = x[c];
     }
+  }
+}
+
+// Walks tasks [t0, t1) of C's grid of MT x NT blocks (row-major when along_rows, else
+// column-major), calling block(i0, j0, rows, cols) for each, with the next task's C block
+// prefetched one task ahead. Shared by the bfloat16 kernels, whose blocks differ.
+template <int MT, int NT, class Block>
+static void for_each_task(const GemmProblem<float>& p, bool along_rows, index_t t0, index_t t1,
+                          Block&& block) {
+  const index_t ntm = (p.m + MT - 1) / MT, ntn = (p.n + NT - 1) / NT;
+  auto origin = [&](index_t t, index_t* i0, index_t* j0) {
+    *i0 = (along_rows ? t / ntn : t % ntm) * MT;
+    *j0 = (along_rows ? t % ntn : t / ntm) * NT;
+  };
+  index_t i0, j0;
+  if (t0 < t1) {
+    origin(t0, &i0, &j0);
+    prefetch_block(p, i0, j0, MT, NT);
+  }
+  for (index_t task = t0; task < t1; ++task) {
+    origin(task, &i0, &j0);
+    if (task + 1 < t1) {
+      index_t i1, j1;
+      origin(task + 1, &i1, &j1);
+      prefetch_block(p, i1, j1, MT, NT);
+    }
+    block(i0, j0, static_cast<int>(p.m - i0 < MT ? p.m - i0 : MT),
+          static_cast<int>(p.n - j0 < NT ? p.n - j0 : NT));
   }
 }

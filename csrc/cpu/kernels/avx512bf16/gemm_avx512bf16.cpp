@@ -274,22 +274,7 @@ constexpr int kMt = 12, kNt = 32;
 void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16_t* bp,
          index_t kp, bool along_rows, index_t t0, index_t t1) {
   DenormalGuard guard;
-  const index_t ntm = (p.m + kMt - 1) / kMt, ntn = (p.n + kNt - 1) / kNt;
-  if (t0 < t1) {
-    const index_t ib0 = along_rows ? t0 / ntn : t0 % ntm, jb0 = along_rows ? t0 % ntn : t0 / ntm;
-    prefetch_block(p, ib0 * kMt, jb0 * kNt, kMt, kNt);
-  }
-  for (index_t task = t0; task < t1; ++task) {
-    const index_t ib = along_rows ? task / ntn : task % ntm;
-    const index_t jb = along_rows ? task % ntn : task / ntm;
-    const index_t i0 = ib * kMt, j0 = jb * kNt;
-    if (task + 1 < t1) {
-      const index_t t = task + 1;
-      const index_t ib1 = along_rows ? t / ntn : t % ntm, jb1 = along_rows ? t % ntn : t / ntm;
-      prefetch_block(p, ib1 * kMt, jb1 * kNt, kMt, kNt);
-    }
-    const int rows = static_cast<int>(p.m - i0 < kMt ? p.m - i0 : kMt);
-    const int cols = static_cast<int>(p.n - j0 < kNt ? p.n - j0 : kNt);
+  for_each_task<kMt, kNt>(p, along_rows, t0, t1, [&](index_t i0, index_t j0, int rows, int cols) {
     const int r4 = (rows + 3) / 4 * 4;  // within the packed A: its rows are padded to 16
     if (cols > 16) {
       if (r4 == 12) tile<12, 2>(p, ap, bp, kp, i0, j0, rows, cols);
@@ -300,7 +285,7 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
       else if (r4 == 8) tile<8, 1>(p, ap, bp, kp, i0, j0, rows, cols);
       else tile<4, 1>(p, ap, bp, kp, i0, j0, rows, cols);
     }
-  }
+  });
 }
 
 }  // namespace avx512bf16
