@@ -37,6 +37,26 @@ bool detect(Isa isa) {
 bool detect(Isa isa) { return isa == Isa::generic; }
 #endif
 
+bool detect_avx512_bf16() {
+#if defined(FASTNN_HAVE_X86_KERNELS)
+  unsigned a, b, c, d;
+  return detect(Isa::avx512) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+#else
+  return false;
+#endif
+}
+
+bool detect_amx_bf16() {
+#if defined(FASTNN_HAVE_X86_KERNELS)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool tile = d & (1u << 24), bf16 = d & (1u << 22);
+  return tile && bf16 && (xgetbv0() & (3ull << 17)) == (3ull << 17);  // XTILECFG, XTILEDATA
+#else
+  return false;
+#endif
+}
+
 Isa parse_env() {
   const char* s = std::getenv("FASTNN_ISA");
   Isa best = best_isa();
@@ -78,6 +98,16 @@ Isa active_isa() {
     g_active.store(v, std::memory_order_release);
   }
   return static_cast<Isa>(v);
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool s = detect_avx512_bf16();
+  return s;
+}
+
+bool cpu_has_amx_bf16() {
+  static const bool s = detect_amx_bf16();
+  return s;
 }
 
 bool set_isa(Isa isa) {

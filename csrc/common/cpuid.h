@@ -13,4 +13,9 @@ Isa active_isa();
 // Force an ISA (tests, benchmarks). Returns false (and changes nothing) if unsupported.
 bool set_isa(Isa isa);
 
+// bfloat16 dot products: AVX512_BF16 (with AVX-512), and AMX tiles with bf16 (CPU and OS state;
+// Linux also hands a process the tile data only on request, which its user asks for).
+bool cpu_has_avx512_bf16();
+bool cpu_has_amx_bf16();
+
 }  // namespace fastnn

@@ -14,7 +14,6 @@
 #include "cpu/gemm/bf16_dispatch.h"
 
 #if defined(FASTNN_HAVE_BF16_KERNELS)
-#include <cpuid.h>
 #if defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,19 +24,6 @@ namespace fastnn {
 namespace {
 
 #if defined(FASTNN_HAVE_BF16_KERNELS)
-unsigned long long xcr0() {
-  unsigned eax, edx;
-  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (static_cast<unsigned long long>(edx) << 32) | eax;
-}
-
-bool has_avx512_bf16() {
-  if (!cpu_supports(Isa::avx512)) return false;  // checked the OS's ZMM state too
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  return a & (1u << 5);
-}
-
 // Linux hands out the AMX tile-data state (8 KiB of registers a thread) only on request: one
 // arch_prctl for the whole process, made once (a function-local static is initialized once, under
 // the compiler's lock, whichever thread gets here first).
@@ -53,20 +39,14 @@ bool amx_permission() {
 #endif
 }
 
-bool has_amx() {
-  if (!has_avx512_bf16()) return false;  // the packing runs AVX512_BF16 code
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool tile = d & (1u << 24), bf16 = d & (1u << 22);
-  if (!(tile && bf16)) return false;
-  if ((xcr0() & (3ull << 17)) != (3ull << 17)) return false;  // XTILECFG and XTILEDATA enabled
-  return amx_permission();
+bool has_amx() {  // its packing runs AVX512_BF16 code; permission asked only of a capable CPU
+  return cpu_has_avx512_bf16() && cpu_has_amx_bf16() && amx_permission();
 }
 #endif
 
 bool detect(Bf16Kernel k) {
 #if defined(FASTNN_HAVE_BF16_KERNELS)
-  if (k == Bf16Kernel::avx512_bf16) return has_avx512_bf16();
+  if (k == Bf16Kernel::avx512_bf16) return cpu_has_avx512_bf16();
   if (k == Bf16Kernel::amx) return has_amx();
 #endif
   return k == Bf16Kernel::none;
