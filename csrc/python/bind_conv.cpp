@@ -12,16 +12,26 @@
 namespace fastnn {
 namespace {
 
-// The geometry from the shapes of the input-side array (n, ci, h, w), the weight and the
-// output-side array (n, co, oh, ow), plus the scalar parameters.
-ConvGeom geom(const py::array& in, const py::array& w, const py::array& out, index_t sh,
-              index_t sw, index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+// The geometry from the shapes of the input-side array (n, ci, h, w) and the weight
+// (co, ci / groups, kh, kw), an output of oh x ow, plus the scalar parameters: for the fused
+// conv/pool calls, whose convolution output is never an array.
+ConvGeom geom_sized(const py::array& in, const py::array& w, index_t oh, index_t ow, index_t sh,
+                    index_t sw, index_t ph, index_t pw, index_t dil_h, index_t dil_w,
+                    index_t groups) {
   ConvGeom g;
   g.n = in.shape(0); g.ci = in.shape(1); g.h = in.shape(2); g.w = in.shape(3);
-  g.co = out.shape(1); g.oh = out.shape(2); g.ow = out.shape(3);
+  g.co = w.shape(0); g.oh = oh; g.ow = ow;
   g.kh = w.shape(2); g.kw = w.shape(3);
   g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dil_h; g.dw = dil_w;
   g.groups = groups;
+  return g;
+}
+
+// The same with the output-side array (n, co, oh, ow) giving co and the output size.
+ConvGeom geom(const py::array& in, const py::array& w, const py::array& out, index_t sh,
+              index_t sw, index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups) {
+  ConvGeom g = geom_sized(in, w, out.shape(2), out.shape(3), sh, sw, ph, pw, dil_h, dil_w, groups);
+  g.co = out.shape(1);
   return g;
 }
 
@@ -100,12 +110,7 @@ void bind_conv(py::module_& m) {
       [](py::array yp, py::array argmax, py::array x, py::array w, py::object b, index_t sh,
          index_t sw, index_t ph, index_t pw, index_t dil_h, index_t dil_w, index_t groups,
          int act, double act_param, index_t oh, index_t ow) {
-        ConvGeom g;
-        g.n = x.shape(0); g.ci = x.shape(1); g.h = x.shape(2); g.w = x.shape(3);
-        g.co = w.shape(0); g.oh = oh; g.ow = ow;
-        g.kh = w.shape(2); g.kw = w.shape(3);
-        g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dil_h; g.dw = dil_w;
-        g.groups = groups;
+        ConvGeom g = geom_sized(x, w, oh, ow, sh, sw, ph, pw, dil_h, dil_w, groups);
         g.act = act;
         g.act_param = act_param;
         if (is_f32(yp)) return forward_maxpool2_t<float>(yp, argmax, x, w, b, g);
@@ -122,12 +127,7 @@ void bind_conv(py::module_& m) {
       [](py::array dw, py::object db, py::array argmax, py::array dyp, py::object gate,
          py::array x, index_t sh, index_t sw, index_t ph, index_t pw, index_t dil_h,
          index_t dil_w, index_t groups, index_t oh, index_t ow) {
-        ConvGeom g;
-        g.n = x.shape(0); g.ci = x.shape(1); g.h = x.shape(2); g.w = x.shape(3);
-        g.co = dw.shape(0); g.oh = oh; g.ow = ow;
-        g.kh = dw.shape(2); g.kw = dw.shape(3);
-        g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dil_h; g.dw = dil_w;
-        g.groups = groups;
+        const ConvGeom g = geom_sized(x, dw, oh, ow, sh, sw, ph, pw, dil_h, dil_w, groups);
         if (is_f32(dw)) return backward_weight_unpool2_t<float>(dw, db, argmax, dyp, gate, x, g);
         return backward_weight_unpool2_t<double>(dw, db, argmax, dyp, gate, x, g);
       },
