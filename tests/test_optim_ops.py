@@ -72,6 +72,28 @@ def test_rmsprop_step_matches_reference(backend, rng, dtype, shape, momentum):
     check_op(sq, rsq, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.99])
+def test_ema_update_matches_reference(backend, rng, dtype, shape, momentum):
+    avg, params = _state(rng, shape, dtype)
+    ravg = avg.astype(np.float64)
+    for p in params:
+        ops.ema_update(avg, p, momentum=momentum)
+        ravg = ref.ema_update(ravg, p, momentum=momentum)
+    check_op(avg, ravg, dtype, scale=3.0)
+
+
+def test_ema_update_bad_input(backend):
+    avg = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"param must have the parameter's shape \(3, 4\)"):
+        ops.ema_update(avg, np.ones((4, 3), np.float32), momentum=0.9)
+    with pytest.raises(TypeError, match="param has dtype float64"):
+        ops.ema_update(avg, np.ones((3, 4)), momentum=0.9)
+    with pytest.raises(ValueError, match="momentum"):
+        ops.ema_update(avg, np.ones((3, 4), np.float32), momentum=1.5)
+
+
 def test_adam_first_step_is_bias_corrected(backend):
     # Keras's eps sits outside the bias correction: step 1 moves by lr*g / (|g| + eps/sqrt(1-b2)),
     # i.e. by about lr against the gradient's sign whatever its scale.

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import backend as _backend, ops
+from . import ops
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "LearningRateSchedule", "StepDecay",
            "ExponentialDecay", "CosineDecay", "get", "serialize"]
@@ -265,8 +265,7 @@ class Optimizer:
         state, update = self._state, self._update
         # The moving average right after each update, in the same loop: a model of many small
         # parameters (a Transformer's) pays per call, not per element.
-        ema = self._ema_kernel() if self.use_ema else None
-        w = 1.0 - self.ema_momentum
+        ema = ops.ema_update if self.use_ema else None
         first = self.iterations == 1
         for p, g in zip(params, grads):
             if g is None:
@@ -283,12 +282,8 @@ class Optimizer:
                 avg = s[-1]
                 if first:
                     np.copyto(avg, p)
-                elif p.size:
-                    # avg += w * (p - avg) in one fused pass: the SGD kernel's update
-                    # avg -= lr * (grad + wd * avg) with grad = p, wd = -1, lr = -w (values the
-                    # sgd_step op would refuse, which is why the kernel is called directly).
-                    # Three NumPy passes over a CNN's weights cost more than Adam's own step.
-                    ema(avg, None, p, -w, 0.0, False, -1.0)
+                else:  # one fused pass: three NumPy passes cost more than Adam's own step
+                    ema(avg, p, momentum=self.ema_momentum)
         if ema is not None and self.ema_overwrite_frequency is not None \
                 and self.iterations % self.ema_overwrite_frequency == 0:
             for p, g in zip(params, grads):
@@ -300,10 +295,6 @@ class Optimizer:
         if self.use_ema:
             return self._new_state(p) + (np.array(p, copy=True, order="C"),)
         return self._new_state(p)
-
-    @staticmethod
-    def _ema_kernel() -> Any:
-        return _backend.kernels().sgd_step
 
     def finalize_variable_values(self, params: Sequence[Any]) -> None:
         """With ``use_ema`` and no ``ema_overwrite_frequency``: copy every parameter's moving

@@ -21,8 +21,8 @@ import numpy as np
 from .. import backend as _backend
 from . import _nncheck as _c
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step", "grad_norm", "clip_grad_norm",
-           "regularizer_loss", "regularizer_grad"]
+__all__ = ["sgd_step", "adam_step", "rmsprop_step", "ema_update", "grad_norm",
+           "clip_grad_norm", "regularizer_loss", "regularizer_grad"]
 
 
 _INF = math.inf
@@ -158,6 +158,21 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     if param.size:
         _backend.kernels().adam_step(param, m, v, grad, lr, beta1, beta2, eps, step,
                                      weight_decay, bool(decoupled))
+
+
+def ema_update(average: np.ndarray, param: np.ndarray, *, momentum: float) -> None:
+    """A moving average of a parameter, in place: ``average = momentum * average + (1 - momentum)
+    * param``, computed as ``average += (1 - momentum) * (param - average)`` in one pass.
+
+    It is the SGD kernel's update ``average -= lr * (grad + wd * average)`` with ``grad = param``,
+    ``wd = -1`` and ``lr = -(1 - momentum)``: the same fused loop on every backend, with
+    arguments sgd_step itself refuses."""
+    if not _fast_ok(average, (param,), ()):
+        _slow_check("ema_update", average, (("param", param),), ())
+    if not (type(momentum) is float and 0.0 <= momentum <= 1.0):
+        momentum = _unit(momentum, "momentum", closed=True)
+    if average.size:
+        _backend.kernels().sgd_step(average, None, param, -(1.0 - momentum), 0.0, False, -1.0)
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, *, lr: float,

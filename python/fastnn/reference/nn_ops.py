@@ -16,8 +16,8 @@ __all__ = [
     "activation_fn", "activation_grad", "softmax", "softmax_grad", "log_softmax",
     "log_softmax_grad", "threshold", "maxout", "maxout_grad",
     "softmax_cross_entropy", "categorical_cross_entropy", "binary_cross_entropy", "mse", "mae",
-    "dropout_keep_mask", "dropout", "sgd_step", "adam_step", "rmsprop_step", "grad_norm",
-    "regularizer_loss", "regularizer_grad",
+    "dropout_keep_mask", "dropout", "sgd_step", "adam_step", "rmsprop_step", "ema_update",
+    "grad_norm", "regularizer_loss", "regularizer_grad",
 ]
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -247,6 +247,10 @@ def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False, we
         v = momentum * _f64(velocity) + g
         g = g + momentum * v if nesterov else v
     return p - lr * g, v
+
+
+def ema_update(average, param, *, momentum):
+    return momentum * _f64(average) + (1 - momentum) * _f64(param)
 
 
 def adam_step(param, grad, m, v, *, lr, beta1=0.9, beta2=0.999, eps=1e-7, step,
