@@ -275,6 +275,52 @@ def test_bad_arguments_raise_clear_errors(rng):
     np.testing.assert_array_equal(w, w0)
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cd_step_on_rows_of_a_larger_array(backend, rng, persistent, dtype):
+    # rows=idx: the batch is data[idx], gathered by the step; the same update as passing it.
+    nv, nh = 23, 9
+    data = (rng.random((50, nv)) < 0.4).astype(dtype)
+    idx = rng.permutation(50)[:12]
+    results = []
+    for given in ("copy", "rows"):
+        w, bv, bh = _params(np.random.default_rng(5), nv, nh, dtype, scale=0.1)
+        chain = (np.random.default_rng(6).random((8, nh)) < 0.5).astype(dtype) if persistent \
+            else None
+        errs = []
+        for s in range(3):
+            if given == "copy":
+                errs.append(ops.rbm_cd_step(data[idx], w, bv, bh, persistent_chain=chain,
+                                            lr=0.1, seed=s))
+            else:
+                errs.append(ops.rbm_cd_step(data, w, bv, bh, persistent_chain=chain, lr=0.1,
+                                            seed=s, rows=idx))
+        results.append((w, bv, bh, chain, errs))
+    for a, b in zip(*results):
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cd_step_rows_are_checked(rng):
+    w, bv, bh = _params(rng, 6, 4, np.float64)
+    data = (rng.random((10, 6)) < 0.5).astype(np.float64)
+    with pytest.raises(ValueError, match=r"rows must index the 10 rows"):
+        ops.rbm_cd_step(data, w, bv, bh, lr=0.1, seed=0, rows=[0, 10])
+    with pytest.raises(ValueError, match=r"rows must index"):
+        ops.rbm_cd_step(data, w, bv, bh, lr=0.1, seed=0, rows=np.array([-1, 2]))
+    with pytest.raises(TypeError, match="integer"):
+        ops.rbm_cd_step(data, w, bv, bh, lr=0.1, seed=0, rows=np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="1-D"):
+        ops.rbm_cd_step(data, w, bv, bh, lr=0.1, seed=0, rows=np.zeros((2, 2), np.int64))
+    with pytest.raises(ValueError, match="non-empty"):
+        ops.rbm_cd_step(data, w, bv, bh, lr=0.1, seed=0, rows=np.zeros(0, np.int64))
+    bad = data.copy()
+    bad[3, 1] = 2.0
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):  # the rows used are scanned
+        ops.rbm_cd_step(bad, w, bv, bh, lr=0.1, seed=0, rows=[3, 4])
+    ops.rbm_cd_step(bad, w, bv, bh, lr=0.1, seed=0, rows=[4, 5])  # row 3 not in the batch
+
+
 @pytest.mark.parametrize("name", ["rbm_hidden", "rbm_visible", "rbm_cd_step",
                                   "rbm_free_energy", "rbm_pseudo_likelihood"])
 def test_cuda_kernels_have_the_host_signatures(name):

@@ -75,6 +75,33 @@ def test_caller_completes_when_workers_never_start():
     assert runs == [1] * 64
 
 
+def _check_phases(phases, parts, runs, start, end):
+    assert runs == [1] * (phases * parts)
+    for ph in range(1, phases):
+        prev_end = max(end[(ph - 1) * parts:ph * parts])
+        first_start = min(start[ph * parts:(ph + 1) * parts])
+        assert first_start > prev_end, f"phase {ph} started before phase {ph - 1} ended"
+
+
+@pytest.mark.parametrize("phases,parts", [(1, 1), (3, 2), (4, 3), (2, 7), (5, 1)])
+@pytest.mark.parametrize("nthreads", [1, 2, 3, 8])
+def test_phases_run_every_part_once_in_order(phases, parts, nthreads):
+    runs, start, end = _C._phases_probe(phases, parts, nthreads, False, 20.0)
+    _check_phases(phases, parts, runs, start, end)
+
+
+def test_phases_zero_is_a_no_op():
+    assert _C._phases_probe(0, 2, 2, False, 0.0) == ([], [], [])
+    assert _C._phases_probe(3, 0, 2, False, 0.0) == ([], [], [])
+
+
+def test_phases_complete_when_workers_never_start():
+    # The caller takes every part of every phase itself: it never waits at a phase boundary
+    # for a part nobody claimed.
+    runs, start, end = _run_with_deadline(lambda: _C._phases_probe(6, 2, 2, True, 20.0))
+    _check_phases(6, 2, runs, start, end)
+
+
 @pytest.mark.parametrize("m,n,k", [(64, 64, 64), (256, 200, 300), (401, 161, 900),
                                    (500, 4200, 300)])
 def test_gemm_completes_when_workers_never_start(threads, rng, m, n, k):

@@ -12,6 +12,7 @@
 #include "common/rbm_math.h"
 #include "common/threading.h"
 #include "cpu/gemm/bf16.h"
+#include "cpu/rbm_bf16.h"
 
 namespace fastnn {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 // fresh allocations of a few hundred KiB would come back as mmap'ed pages, faulted in each call.
 template <class T>
 T* buffer(int which, std::size_t n) {
-  thread_local std::vector<T> bufs[5];
+  thread_local std::vector<T> bufs[6];
   std::vector<T>& b = bufs[which];
   if (b.size() < n) b.resize(n);
   return b.data();
@@ -121,6 +122,18 @@ void rbm_visible(T* v, const T* h, const T* w, const T* b_vis, index_t batch, in
 template <class T>
 double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T* vel_b_hid,
                    const T* v0, const RbmStep& s) {
+  if constexpr (std::is_same_v<T, float>) {  // the common PCD-1 step on bfloat16 products
+    double err;
+    if (rbm_cd_step_fused_bf16(w, b_vis, b_hid, chain, v0, s, &err)) return err;
+  }
+  if (s.rows) {  // the general path gathers the batch first
+    T* batch = buffer<T>(5, std::size_t(s.batch * s.nv));
+    for (index_t i = 0; i < s.batch; ++i)
+      std::memcpy(batch + i * s.nv, v0 + s.rows[i] * s.nv, std::size_t(s.nv) * sizeof(T));
+    RbmStep g = s;
+    g.rows = nullptr;
+    return rbm_cd_step(w, b_vis, b_hid, chain, vel_w, vel_b_vis, vel_b_hid, batch, g);
+  }
   DenormalGuard guard;
   const index_t B = s.batch, nv = s.nv, nh = s.nh;
   const bool persistent = s.particles > 0;

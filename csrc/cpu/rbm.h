@@ -27,6 +27,9 @@ struct RbmStep {
   double lr = 0.0, momentum = 0.0, weight_decay = 0.0;
   bool gaussian = false, compute_error = true;
   std::uint64_t seed = 0;
+  // When set, the batch is rows v0[rows[i]], i < batch, of the array at v0 (a training set and a
+  // shuffled order): gathered inside the step rather than copied by the caller first.
+  const std::int64_t* rows = nullptr;
 };
 
 // One CD-k / PCD update of w, b_vis, b_hid in place (vel_* used when momentum != 0, chain when

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cpu/rbm.h"
+#include "cpu/rbm_bf16.h"
 #include "python/arrays.h"
 
 namespace fastnn {
@@ -39,9 +40,11 @@ void visible_t(py::array v, py::array h, py::array w, py::object b, bool gaussia
 template <class T>
 double cd_t(py::array w, py::array b_vis, py::array b_hid, py::object chain, py::object vw,
             py::object vbv, py::object vbh, py::array v0, int k, double lr, double momentum,
-            double weight_decay, bool gaussian, bool compute_error, std::uint64_t seed) {
+            double weight_decay, bool gaussian, bool compute_error, std::uint64_t seed,
+            py::object rows) {
   RbmStep s;
-  s.batch = v0.shape(0);
+  s.batch = rows.is_none() ? v0.shape(0) : rows.cast<py::array>().shape(0);
+  if (!rows.is_none()) s.rows = data<std::int64_t>(rows.cast<py::array>());
   s.nv = w.shape(1);
   s.nh = w.shape(0);
   s.particles = chain.is_none() ? 0 : chain.cast<py::array>().shape(0);
@@ -107,18 +110,19 @@ void bind_rbm(py::module_& m) {
       [](py::array w, py::array b_vis, py::array b_hid, py::object chain, py::object vel_w,
          py::object vel_b_vis, py::object vel_b_hid, py::array v0, int k, double lr,
          double momentum, double weight_decay, bool gaussian, bool compute_error,
-         std::uint64_t seed) {
+         std::uint64_t seed, py::object rows) {
         if (is_f32(w))
           return cd_t<float>(w, b_vis, b_hid, chain, vel_w, vel_b_vis, vel_b_hid, v0, k, lr,
-                             momentum, weight_decay, gaussian, compute_error, seed);
+                             momentum, weight_decay, gaussian, compute_error, seed, rows);
         return cd_t<double>(w, b_vis, b_hid, chain, vel_w, vel_b_vis, vel_b_hid, v0, k, lr,
-                            momentum, weight_decay, gaussian, compute_error, seed);
+                            momentum, weight_decay, gaussian, compute_error, seed, rows);
       },
       py::arg("w"), py::arg("b_vis"), py::arg("b_hid"), py::arg("chain"), py::arg("vel_w"),
       py::arg("vel_b_vis"), py::arg("vel_b_hid"), py::arg("v0"), py::arg("k"), py::arg("lr"),
       py::arg("momentum"), py::arg("weight_decay"), py::arg("gaussian"),
-      py::arg("compute_error"), py::arg("seed"),
-      "One CD-k / PCD update in place; returns the reconstruction error (NaN if not computed).");
+      py::arg("compute_error"), py::arg("seed"), py::arg("rows") = py::none(),
+      "One CD-k / PCD update in place; returns the reconstruction error (NaN if not computed). "
+      "rows (int64, optional): the batch is v0[rows].");
   m.def(
       "rbm_free_energy",
       [](py::array out, py::array v, py::array w, py::array b_vis, py::array b_hid,
@@ -137,6 +141,8 @@ void bind_rbm(py::module_& m) {
       },
       py::arg("out"), py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"),
       py::arg("seed"), "out := per-row pseudo-likelihood (float64), as scikit-learn's.");
+  // Tests: off, rbm_cd_step takes its general path instead of the fused bfloat16 PCD-1 step.
+  m.def("_set_rbm_fused", &testing::set_rbm_fused, py::arg("on"));
 }
 
 }  // namespace fastnn

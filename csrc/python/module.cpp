@@ -76,6 +76,33 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("n_chunks"), py::arg("nthreads"), py::arg("hold_workers") = false,
       py::arg("chunk_us") = 0.0);
+  // Runtime self-check of parallel_phases: every part busy-waits `part_us`; returns, per
+  // (phase, part), how many times it ran, and its start and end on one global sequence counter.
+  m.def(
+      "_phases_probe",
+      [](int phases, int parts, int nthreads, bool hold_workers, double part_us) {
+        const std::size_t n = static_cast<std::size_t>(phases > 0 && parts > 0 ? phases * parts : 0);
+        std::vector<int> runs(n, 0), start(n, -1), end(n, -1);
+        int seq = 0;
+        {
+          py::gil_scoped_release nogil;
+          fastnn::testing::hold_workers(hold_workers);
+          fastnn::parallel_phases(phases, parts, nthreads, [&](int phase, int part) {
+            const std::size_t i = static_cast<std::size_t>(phase * parts + part);
+            start[i] = __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL);
+            const auto t0 = std::chrono::steady_clock::now();
+            while (std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                       .count() < part_us) {
+            }
+            __atomic_add_fetch(&runs[i], 1, __ATOMIC_RELAXED);
+            end[i] = __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL);
+          });
+          fastnn::testing::hold_workers(false);
+        }
+        return py::make_tuple(runs, start, end);
+      },
+      py::arg("phases"), py::arg("parts"), py::arg("nthreads"), py::arg("hold_workers") = false,
+      py::arg("part_us") = 0.0);
   // While set, pool workers claim no chunk (testing::hold_workers): a kernel must then complete
   // on its calling thread alone.
   m.def("_hold_workers", &fastnn::testing::hold_workers, py::arg("hold"));

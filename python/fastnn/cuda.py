@@ -348,8 +348,12 @@ def rbm_visible(v: Any, h: Any, w: Any, b_vis: Any, gaussian: bool, sample: bool
 
 def rbm_cd_step(w: Any, b_vis: Any, b_hid: Any, chain: Any, vel_w: Any, vel_b_vis: Any,
                 vel_b_hid: Any, v0: Any, k: int, lr: float, momentum: float,
-                weight_decay: float, gaussian: bool, compute_error: bool, seed: int) -> float:
-    """One CD-k / PCD update in place; returns the reconstruction error (NaN if not asked)."""
+                weight_decay: float, gaussian: bool, compute_error: bool, seed: int,
+                rows: Any = None) -> float:
+    """One CD-k / PCD update in place; returns the reconstruction error (NaN if not asked).
+    ``rows``: the batch is ``v0[rows]``, gathered on the host."""
+    if rows is not None:
+        v0 = np.take(v0, rows, axis=0)
     result = [float("nan")]
 
     def launch(wv: _View, bvv: _View, bhv: _View, cv: Optional[_View], vw: Optional[_View],

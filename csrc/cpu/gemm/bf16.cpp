@@ -81,12 +81,15 @@ constexpr double kMinWorkPerThread = 2.0e6;
 // A packed B up to this size stays in L2 while C is walked in memory order.
 constexpr double kBInL2Bytes = 1024.0 * 1024.0;
 
-const Bf16Compute& compute_kernel() {
-  return bf16_kernel() == Bf16Kernel::amx ? kBf16AmxCompute : kBf16Avx512Compute;
-}
 #endif
 
 }  // namespace
+
+#if defined(FASTNN_HAVE_BF16_KERNELS)
+const Bf16Compute& bf16_compute() {
+  return bf16_kernel() == Bf16Kernel::amx ? kBf16AmxCompute : kBf16Avx512Compute;
+}
+#endif
 
 const char* bf16_kernel_name(Bf16Kernel k) {
   switch (k) {
@@ -191,7 +194,7 @@ void gemm_bf16(const GemmProblem<float>& p, const std::uint16_t* packed_b,
   });
 
   // Phase 2: the C blocks, in contiguous runs of tasks (consecutive tasks share a B strip).
-  const Bf16Compute& K = compute_kernel();
+  const Bf16Compute& K = bf16_compute();
   const index_t tasks = ((p.m + K.mt - 1) / K.mt) * ((p.n + K.nt - 1) / K.nt);
   const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(tasks, 4 * index_t(nth));
   const bool along_rows = double(blocks) * 16.0 * double(kp) * 2.0 <= kBInL2Bytes;

@@ -17,6 +17,11 @@ struct Bf16Pack {
   // Pair rows [q0/2, q1/2) of column blocks [b0, b1), from a row-major B whose row q0 is at b.
   void (*pack_b_rows)(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t q0,
                       index_t q1, index_t k, index_t n, const float* b, index_t rsb);
+  // Columns [c0, c1) of rows [r0, r1) of the packed A of an m x k operand, from a row-major
+  // source of those columns (column c0 of row i at a + i * rsa); c0 a multiple of 32, c1 too
+  // unless c1 >= k (then the padding up to kp too).
+  void (*pack_a_cols)(std::uint16_t* dst, index_t kp, index_t r0, index_t r1, index_t m,
+                      index_t c0, index_t c1, index_t k, const float* a, index_t rsa);
   // The RBM step's row loops (bf16.h), vectorized with the same AVX-512 flags.
   void (*column_sums)(double* sums, const float* x, index_t rows, index_t cols, index_t ld,
                       double scale);
@@ -38,6 +43,8 @@ struct Bf16Compute {
 extern const Bf16Pack kBf16Pack;
 extern const Bf16Compute kBf16Avx512Compute;
 extern const Bf16Compute kBf16AmxCompute;
+// The compute kernel of bf16_kernel() (which must not be none).
+const Bf16Compute& bf16_compute();
 #endif
 
 }  // namespace fastnn

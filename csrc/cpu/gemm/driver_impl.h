@@ -88,7 +88,7 @@ struct Frame {
     for (int j = 0; j < n; ++j) row[j] = rbm::sigmoid(row[j]);
     if (ep->rbm != 2) return;
     const rng::Key key{ep->key0, ep->key1};
-    const std::uint32_t base = static_cast<std::uint32_t>(i * ep->cnt_rs + j0 * ep->cnt_cs);
+    const std::uint32_t base = static_cast<std::uint32_t>(ep->cnt0 + i * ep->cnt_rs + j0 * ep->cnt_cs);
     const std::uint32_t step = static_cast<std::uint32_t>(ep->cnt_cs), stage = ep->stage;
     for (int j = 0; j < n; ++j)
       row[j] = rbm::bernoulli<T>(row[j], key, base + std::uint32_t(j) * step, stage);
@@ -97,7 +97,7 @@ struct Frame {
   __attribute__((noinline)) static T rbm_scalar(T x, const Epilogue<T>* ep, index_t i, index_t j) {
     x = rbm::sigmoid(x);
     if (ep->rbm != 2) return x;
-    const std::uint32_t idx = static_cast<std::uint32_t>(i * ep->cnt_rs + j * ep->cnt_cs);
+    const std::uint32_t idx = static_cast<std::uint32_t>(ep->cnt0 + i * ep->cnt_rs + j * ep->cnt_cs);
     return rbm::bernoulli<T>(x, rng::Key{ep->key0, ep->key1}, idx, ep->stage);
   }
 

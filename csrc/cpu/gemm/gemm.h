@@ -18,10 +18,11 @@ struct Epilogue {
   T act_param = T(0);
   // RBM units (cpu/rbm.cpp), applied after the bias instead of `act`: 1 = sigmoid (vectorized),
   // 2 = sigmoid then a Bernoulli draw (common/rbm_math.h) of the counter-based uniform of
-  // element (i, j) = i * cnt_rs + j * cnt_cs in stage `stage` of the key (key0, key1).
+  // element (i, j) = cnt0 + i * cnt_rs + j * cnt_cs in stage `stage` of the key (key0, key1);
+  // cnt0 places a sub-block of a larger matrix (one thread's columns) at its counters.
   int rbm = 0;
   std::uint32_t key0 = 0, key1 = 0, stage = 0;
-  index_t cnt_rs = 0, cnt_cs = 0;
+  index_t cnt_rs = 0, cnt_cs = 0, cnt0 = 0;
 };
 
 template <class T>

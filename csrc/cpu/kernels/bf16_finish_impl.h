@@ -19,10 +19,51 @@ static inline void prefetch_block(const GemmProblem<float>& p, index_t i0, index
   }
 }
 
-// t: rows x cols sums (row stride ldt, cols <= 64) -> C rows i0.., columns j0...
-static void finish_block(const float* t, int ldt, int rows, int cols,
-                         const GemmProblem<float>& p, index_t i0, index_t j0) {
+// RBM units on a whole block of full rows (beta 0, unit-stride C): the same arithmetic as
+// finish_block's, but each step runs over all rows x ldt values at once. Row by row, the sigmoid
+// ran on two vectors at a time and waited on its polynomial's latency.
+static void finish_rbm_block(float* t, int ldt, int rows, const GemmProblem<float>& p,
+                             index_t i0, index_t j0) {
   const Epilogue<float>& ep = p.ep;
+  const int n = rows * ldt;
+  if (p.alpha != 1.0f)
+    for (int e = 0; e < n; ++e) t[e] = p.alpha * t[e];
+  if (ep.bias) {
+    for (int r = 0; r < rows; ++r) {
+      float* tr = t + r * ldt;
+      if (ep.bias_axis == 1) {
+        for (int c = 0; c < ldt; ++c) tr[c] += ep.bias[j0 + c];
+      } else {
+        const float bi = ep.bias[i0 + r];
+        for (int c = 0; c < ldt; ++c) tr[c] += bi;
+      }
+    }
+  }
+  for (int e = 0; e < n; ++e) t[e] = rbm::sigmoid(t[e]);
+  if (ep.rbm == 2) {
+    const rng::Key key{ep.key0, ep.key1};
+    const std::uint32_t step = static_cast<std::uint32_t>(ep.cnt_cs);
+    for (int r = 0; r < rows; ++r) {
+      float* tr = t + r * ldt;
+      const std::uint32_t base =
+          static_cast<std::uint32_t>(ep.cnt0 + (i0 + r) * ep.cnt_rs + j0 * ep.cnt_cs);
+      for (int c = 0; c < ldt; ++c)
+        tr[c] = rbm::bernoulli<float>(tr[c], key, base + std::uint32_t(c) * step, ep.stage);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* crow = p.c + (i0 + r) * p.rsc + j0;
+    const float* tr = t + r * ldt;
+    for (int c = 0; c < ldt; ++c) crow[c] = tr[c];
+  }
+}
+
+// t: rows x cols sums (row stride ldt, cols <= 64) -> C rows i0.., columns j0...
+static void finish_block(float* t, int ldt, int rows, int cols, const GemmProblem<float>& p,
+                         index_t i0, index_t j0) {
+  const Epilogue<float>& ep = p.ep;
+  if (ep.rbm && cols == ldt && p.beta == 0.0f && p.csc == 1)
+    return finish_rbm_block(t, ldt, rows, p, i0, j0);
   float x[64];
   for (int r = 0; r < rows; ++r) {
     const float* tr = t + r * ldt;
@@ -52,7 +93,7 @@ static void finish_block(const float* t, int ldt, int rows, int cols,
       for (int c = 0; c < cols; ++c) x[c] = rbm::sigmoid(x[c]);
       if (ep.rbm == 2) {
         const rng::Key key{ep.key0, ep.key1};
-        const std::uint32_t base = static_cast<std::uint32_t>((i0 + r) * ep.cnt_rs + j0 * ep.cnt_cs);
+        const std::uint32_t base = static_cast<std::uint32_t>(ep.cnt0 + (i0 + r) * ep.cnt_rs + j0 * ep.cnt_cs);
         const std::uint32_t step = static_cast<std::uint32_t>(ep.cnt_cs);
         for (int c = 0; c < cols; ++c)
           x[c] = rbm::bernoulli<float>(x[c], key, base + std::uint32_t(c) * step, ep.stage);

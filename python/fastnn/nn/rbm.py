@@ -182,7 +182,6 @@ class RBM:
         rng = self.rng
         order = rng.permutation(n) if self.shuffle else None
         base = int(rng.integers(0, 1 << 62))
-        buf = np.empty((min(bs, n), x.shape[1]), x.dtype)
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm
@@ -196,15 +195,13 @@ class RBM:
         t0 = time.perf_counter()
         for s in range(steps):
             lo = s * bs
-            if order is None:
-                xb = x[lo:lo + bs]
-            else:
-                idx = order[lo:lo + bs]
-                xb = buf[:len(idx)]
-                np.take(x, idx, axis=0, out=xb, mode="clip")
             want = s % self.error_every == 0
-            err = step(xb, self.w, self.b_vis, self.b_hid, seed=base + s, compute_error=want,
-                       **kw)
+            if order is None:
+                err = step(x[lo:lo + bs], self.w, self.b_vis, self.b_hid, seed=base + s,
+                           compute_error=want, **kw)
+            else:  # the step gathers the shuffled batch's rows itself
+                err = step(x, self.w, self.b_vis, self.b_hid, seed=base + s, compute_error=want,
+                           rows=order[lo:lo + bs], **kw)
             if want:
                 err_sum += err
                 err_n += 1

@@ -98,9 +98,12 @@ def rbm_visible(v, h, w, b_vis, gaussian, sample, seed):
 
 
 def rbm_cd_step(w, b_vis, b_hid, chain, vel_w, vel_b_vis, vel_b_hid, v0, k, lr, momentum,
-                weight_decay, gaussian, compute_error, seed):
+                weight_decay, gaussian, compute_error, seed, rows=None):
     """One CD-k / PCD update in place (fastnn.reference.rbm.rbm_cd_step); returns the
-    reconstruction error, or NaN when ``compute_error`` is false."""
+    reconstruction error, or NaN when ``compute_error`` is false. ``rows``: the batch is
+    ``v0[rows]``."""
+    if rows is not None:
+        v0 = np.take(v0, rows, axis=0)
     dt = w.dtype
     nb, nh = v0.shape[0], w.shape[0]
     k0, k1 = _key(seed)

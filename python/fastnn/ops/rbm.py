@@ -112,6 +112,21 @@ def _data(x: Any, name: str, width: int, dtype: np.dtype, op: str, what: str, *,
     return x
 
 
+def _rows(rows: Any, n: int, op: str, name: str = "rows") -> np.ndarray:
+    """Indices into an n-row array: 1-D, integer, non-empty, each in [0, n); as int64."""
+    r = rows if isinstance(rows, np.ndarray) else np.asarray(rows)
+    if r.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be integer indices, got dtype {r.dtype}")
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"{op}: {name} must be a non-empty 1-D array of indices, got shape "
+                         f"{r.shape}")
+    lo, hi = int(r.min()), int(r.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{op}: {name} must index the {n} rows of v0, got values in "
+                         f"[{lo}, {hi}]")
+    return np.ascontiguousarray(r, dtype=np.int64)
+
+
 def _output(rows: int, cols: int, dtype: np.dtype, op: str) -> np.ndarray:
     """An uninitialized (rows, cols) result, small enough for the sampling counter."""
     if rows * cols >= _COUNTER_LIMIT:
@@ -163,7 +178,8 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
                 momentum: float = 0.0, weight_decay: float = 0.0, seed: int,
                 visible: str = "bernoulli",
                 velocity: Optional[Sequence[np.ndarray]] = None,
-                compute_error: bool = True, check_values: bool = True) -> Optional[float]:
+                compute_error: bool = True, check_values: bool = True,
+                rows: Any = None) -> Optional[float]:
     """One contrastive-divergence update of ``w``, ``b_vis`` and ``b_hid``, in place.
 
     CD-k (``persistent_chain=None``): k Gibbs steps start from a hidden sample of the data.
@@ -182,16 +198,29 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
     units) values outside [0, 1], a tenth of a small step's time; shapes, dtypes and the other
     arguments are still checked. For callers that checked the data once, as ``nn.RBM.fit`` does
     (it checks the whole data set before training and the weights after every epoch).
+
+    ``rows``: optional integer indices; the batch is then ``v0[rows]`` (v0 a whole training set,
+    rows one batch of a shuffled order), gathered inside the step instead of copied first; the
+    scans of ``check_values`` then cover those rows only.
     """
     op = "rbm_cd_step"
     gaussian = _visible_kind(visible)
     w, b_vis, b_hid = _params(w, b_vis, b_hid, op, inplace=True, scan=bool(check_values))
     nh, nv = w.shape
     dt = w.dtype
-    v0 = _data(v0, "v0", nv, dt, op, "n_visible of w", unit_range=not gaussian,
-               scan=bool(check_values))
-    if v0.shape[0] == 0:
-        raise ValueError(f"{op}: v0 must have at least one row, got shape {v0.shape}")
+    if rows is None:
+        v0 = _data(v0, "v0", nv, dt, op, "n_visible of w", unit_range=not gaussian,
+                   scan=bool(check_values))
+        if v0.shape[0] == 0:
+            raise ValueError(f"{op}: v0 must have at least one row, got shape {v0.shape}")
+    else:
+        v0 = _data(v0, "v0", nv, dt, op, "n_visible of w", scan=False)
+        rows = _rows(rows, v0.shape[0], op)
+        if check_values:
+            _data(v0[rows], "v0[rows]", nv, dt, op, "n_visible of w", unit_range=not gaussian)
+        if len(rows) * nv >= _COUNTER_LIMIT:
+            raise ValueError(f"{op}: the batch v0[rows] has {len(rows) * nv} elements; at most "
+                             f"2**32 - 1 are supported")
     k = _c.int_arg(k, "k", minimum=1)
     lr = _c.real(lr, "lr")
     if not (math.isfinite(lr) and lr >= 0.0):
@@ -223,7 +252,7 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
                     zip(velocity, ("vel_w", "vel_b_vis", "vel_b_hid"), (w, b_vis, b_hid)))
     err = _backend.kernels().rbm_cd_step(w, b_vis, b_hid, chain, vel[0], vel[1], vel[2], v0,
                                          k, lr, momentum, weight_decay, gaussian,
-                                         bool(compute_error), seed)
+                                         bool(compute_error), seed, rows)
     return float(err) if compute_error else None
 
 

@@ -169,6 +169,28 @@ void pack_a(std::uint16_t* dst, index_t kp, index_t r0, index_t r1, index_t m, i
   }
 }
 
+// Columns [c0, c1) of rows [r0, r1) of the packed A of an m x k operand, from a row-major
+// source holding just those columns (column c0 of row i at a + i * rsa): one thread's columns of
+// an operand that several threads produce. c0 is a multiple of 32, and so is c1 unless c1 >= k,
+// in which case the zero columns up to kp are written too; rows >= m are zeros.
+void pack_a_cols(std::uint16_t* dst, index_t kp, index_t r0, index_t r1, index_t m, index_t c0,
+                 index_t c1, index_t k, const float* a, index_t rsa) {
+  const index_t end = c1 >= k ? kp : c1;
+  for (index_t i = r0; i < r1; ++i) {
+    std::uint16_t* d = dst + i * kp;
+    if (i >= m) {
+      std::memset(d + c0, 0, std::size_t(end - c0) * 2);
+      continue;
+    }
+    const float* src = a + i * rsa;
+    for (index_t q = c0; q < end; q += 32) {
+      const __m512 lo = _mm512_maskz_loadu_ps(first(k - q), src + (q - c0));
+      const __m512 hi = _mm512_maskz_loadu_ps(first(k - q - 16), src + (q - c0) + 16);
+      _mm512_storeu_si512(d + q, cvt32(hi, lo));
+    }
+  }
+}
+
 void pack_b(std::uint16_t* dst, index_t kp, index_t b0, index_t b1, index_t k, index_t n,
             const float* b, index_t rsb, index_t csb) {
   const bool vec = csb == 1 || gatherable(csb);
@@ -290,7 +312,8 @@ void run(const GemmProblem<float>& p, const std::uint16_t* ap, const std::uint16
 
 }  // namespace avx512bf16
 
-const Bf16Pack kBf16Pack = {avx512bf16::pack_a, avx512bf16::pack_b, avx512bf16::pack_b_rows,
+const Bf16Pack kBf16Pack = {avx512bf16::pack_a,      avx512bf16::pack_b,
+                            avx512bf16::pack_b_rows, avx512bf16::pack_a_cols,
                             avx512bf16::column_sums, avx512bf16::bernoulli};
 const Bf16Compute kBf16Avx512Compute = {avx512bf16::kMt, avx512bf16::kNt, avx512bf16::run};
 
