@@ -301,6 +301,52 @@ def test_cd_step_on_rows_of_a_larger_array(backend, rng, persistent, dtype):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+def test_cd_steps_equal_separate_cd_steps(backend, rng, ordered):
+    # rbm_cd_steps checks once and then runs the same updates as rbm_cd_step batch by batch.
+    nv, nh, n, bs = 19, 7, 40, 12
+    data = (rng.random((n, nv)) < 0.4).astype(np.float64)
+    order = rng.permutation(n) if ordered else None
+    results = []
+    for how in ("steps", "step"):
+        w, bv, bh = _params(np.random.default_rng(2), nv, nh, np.float64, scale=0.1)
+        chain = (np.random.default_rng(3).random((5, nh)) < 0.5).astype(np.float64)
+        kw = dict(persistent_chain=chain, lr=0.1)
+        steps = ops.rbm_cd_steps(data, w, bv, bh, order=order, **kw) if how == "steps" else None
+        errs = []
+        for s, lo in enumerate(range(0, n, bs)):
+            hi = min(lo + bs, n)
+            if steps is not None:
+                errs.append(steps(lo, hi, 100 + s, compute_error=s % 2 == 0))
+            else:
+                batch = data[order[lo:hi]] if ordered else data[lo:hi]
+                errs.append(ops.rbm_cd_step(batch, w, bv, bh, seed=100 + s,
+                                            compute_error=s % 2 == 0, **kw))
+        results.append((w, bv, bh, chain, errs))
+    (w0, bv0, bh0, c0, e0), (w1, bv1, bh1, c1, e1) = results
+    for a, b in ((w0, w1), (bv0, bv1), (bh0, bh1), (c0, c1)):
+        np.testing.assert_array_equal(a, b)
+    assert [e is None for e in e0] == [e is None for e in e1]
+    assert [e for e in e0 if e is not None] == pytest.approx([e for e in e1 if e is not None])
+
+
+def test_cd_steps_arguments_are_checked(rng):
+    w, bv, bh = _params(rng, 6, 4, np.float64)
+    data = (rng.random((10, 6)) < 0.5).astype(np.float64)
+    steps = ops.rbm_cd_steps(data, w, bv, bh, lr=0.1, order=rng.permutation(10))
+    for start, stop in ((0, 11), (5, 5), (-1, 3), (0.0, 2)):
+        with pytest.raises(ValueError, match="start < stop"):
+            steps(start, stop, 0)
+    with pytest.raises(ValueError, match="order must index the 10 rows"):
+        ops.rbm_cd_steps(data, w, bv, bh, lr=0.1, order=[0, 10])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        ops.rbm_cd_steps(data * 3, w, bv, bh, lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        ops.rbm_cd_steps(data, w, bv, bh, lr=-0.1)
+    with pytest.raises(TypeError, match="seed"):
+        steps(0, 2, None)
+
+
 def test_cd_step_rows_are_checked(rng):
     w, bv, bh = _params(rng, 6, 4, np.float64)
     data = (rng.random((10, 6)) < 0.5).astype(np.float64)

@@ -187,21 +187,18 @@ class RBM:
             from tqdm.auto import tqdm
             bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
                        file=sys.stdout, dynamic_ncols=True, leave=True, mininterval=0.05)
-        step = ops.rbm_cd_step
-        kw = dict(k=self.k, persistent_chain=self.chain, lr=self.learning_rate,
-                  momentum=self.momentum, weight_decay=self.weight_decay, visible=self.visible,
-                  velocity=self.velocity, check_values=False)  # x was checked once, in fit
+        # Arguments checked once for the epoch (x was checked in fit), not at every batch.
+        step = ops.rbm_cd_steps(x, self.w, self.b_vis, self.b_hid, order=order, k=self.k,
+                                persistent_chain=self.chain, lr=self.learning_rate,
+                                momentum=self.momentum, weight_decay=self.weight_decay,
+                                visible=self.visible, velocity=self.velocity,
+                                check_values=False)
         err_sum, err_n = 0.0, 0
         t0 = time.perf_counter()
         for s in range(steps):
             lo = s * bs
             want = s % self.error_every == 0
-            if order is None:
-                err = step(x[lo:lo + bs], self.w, self.b_vis, self.b_hid, seed=base + s,
-                           compute_error=want, **kw)
-            else:  # the step gathers the shuffled batch's rows itself
-                err = step(x, self.w, self.b_vis, self.b_hid, seed=base + s, compute_error=want,
-                           rows=order[lo:lo + bs], **kw)
+            err = step(lo, min(lo + bs, n), base + s, want)
             if want:
                 err_sum += err
                 err_n += 1

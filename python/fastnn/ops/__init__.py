@@ -35,5 +35,5 @@ from .rnn import (gru, gru_backward, gru_cell, gru_cell_backward, gru_cell_forwa
 from .embedding import embedding, embedding_backward, embedding_forward  # noqa: F401
 from .attention import (attention, attention_backward, attention_forward,  # noqa: F401
                         layer_norm, layer_norm_backward, layer_norm_forward)
-from .rbm import (rbm_cd_step, rbm_free_energy, rbm_hidden, rbm_pseudo_likelihood,  # noqa: F401
-                  rbm_visible)
+from .rbm import (CdSteps, rbm_cd_step, rbm_cd_steps, rbm_free_energy,  # noqa: F401
+                  rbm_hidden, rbm_pseudo_likelihood, rbm_visible)

@@ -14,15 +14,15 @@ computes its own (non-gradient) update.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import backend as _backend
 from . import _nncheck as _c
 
-__all__ = ["rbm_hidden", "rbm_visible", "rbm_cd_step", "rbm_free_energy",
-           "rbm_pseudo_likelihood", "VISIBLE_UNITS"]
+__all__ = ["rbm_hidden", "rbm_visible", "rbm_cd_step", "rbm_cd_steps", "CdSteps",
+           "rbm_free_energy", "rbm_pseudo_likelihood", "VISIBLE_UNITS"]
 
 VISIBLE_UNITS = ("bernoulli", "gaussian")
 _SEED_LIMIT = 1 << 64
@@ -173,36 +173,11 @@ def _state(a: Any, name: str, shape: tuple, dtype: np.dtype, op: str) -> np.ndar
     return a
 
 
-def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *, k: int = 1,
-                persistent_chain: Optional[np.ndarray] = None, lr: float,
-                momentum: float = 0.0, weight_decay: float = 0.0, seed: int,
-                visible: str = "bernoulli",
-                velocity: Optional[Sequence[np.ndarray]] = None,
-                compute_error: bool = True, check_values: bool = True,
-                rows: Any = None) -> Optional[float]:
-    """One contrastive-divergence update of ``w``, ``b_vis`` and ``b_hid``, in place.
-
-    CD-k (``persistent_chain=None``): k Gibbs steps start from a hidden sample of the data.
-    Persistent CD: they start from ``persistent_chain`` (``(n_particles, n_hidden)``, 0/1 values,
-    updated in place with the chain's new hidden sample; its row count need not be the batch's).
-    The gradient is ``h0.T v0 / batch - hk.T vk / n_particles`` (hidden probabilities h, sampled
-    Bernoulli visibles or Gaussian visible means v), minus ``weight_decay * w`` for the weights;
-    the step is ``lr * gradient``, accumulated in ``velocity = (vel_w, vel_b_vis, vel_b_hid)``
-    (required, updated in place) when ``momentum`` is not 0. ``visible="gaussian"``: unit-variance
-    Gaussian visible units, for standardized real-valued data.
-
-    Returns the reconstruction error (the mean over the batch of ``|v0 - E[v | h0]|^2``, with the
-    parameters before the update), or None when ``compute_error`` is False (one product less).
-
-    ``check_values=False`` skips the scans of v0 and the parameters for NaN, inf and (Bernoulli
-    units) values outside [0, 1], a tenth of a small step's time; shapes, dtypes and the other
-    arguments are still checked. For callers that checked the data once, as ``nn.RBM.fit`` does
-    (it checks the whole data set before training and the weights after every epoch).
-
-    ``rows``: optional integer indices; the batch is then ``v0[rows]`` (v0 a whole training set,
-    rows one batch of a shuffled order), gathered inside the step instead of copied first; the
-    scans of ``check_values`` then cover those rows only.
-    """
+def _cd_args(v0: Any, w: Any, b_vis: Any, b_hid: Any, *, k: Any, persistent_chain: Any,
+             lr: Any, momentum: Any, weight_decay: Any, seed: Any, visible: Any, velocity: Any,
+             compute_error: Any, check_values: Any, rows: Any) -> Tuple[Any, list]:
+    """rbm_cd_step's checks; returns the kernel and its argument list (the order CdSteps uses:
+    v0 at 7, compute_error at 13, seed at 14, rows at 15)."""
     op = "rbm_cd_step"
     gaussian = _visible_kind(visible)
     w, b_vis, b_hid = _params(w, b_vis, b_hid, op, inplace=True, scan=bool(check_values))
@@ -250,10 +225,104 @@ def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
                              f"vel_b_hid), arrays shaped like w, b_vis, b_hid")
         vel = tuple(_state(a, name, ref.shape, dt, op) for a, name, ref in
                     zip(velocity, ("vel_w", "vel_b_vis", "vel_b_hid"), (w, b_vis, b_hid)))
-    err = _backend.kernels().rbm_cd_step(w, b_vis, b_hid, chain, vel[0], vel[1], vel[2], v0,
-                                         k, lr, momentum, weight_decay, gaussian,
-                                         bool(compute_error), seed, rows)
+    return _backend.kernels().rbm_cd_step, [w, b_vis, b_hid, chain, vel[0], vel[1], vel[2], v0,
+                                            k, lr, momentum, weight_decay, gaussian,
+                                            bool(compute_error), seed, rows]
+
+
+def rbm_cd_step(v0: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *, k: int = 1,
+                persistent_chain: Optional[np.ndarray] = None, lr: float,
+                momentum: float = 0.0, weight_decay: float = 0.0, seed: int,
+                visible: str = "bernoulli",
+                velocity: Optional[Sequence[np.ndarray]] = None,
+                compute_error: bool = True, check_values: bool = True,
+                rows: Any = None) -> Optional[float]:
+    """One contrastive-divergence update of ``w``, ``b_vis`` and ``b_hid``, in place.
+
+    CD-k (``persistent_chain=None``): k Gibbs steps start from a hidden sample of the data.
+    Persistent CD: they start from ``persistent_chain`` (``(n_particles, n_hidden)``, 0/1 values,
+    updated in place with the chain's new hidden sample; its row count need not be the batch's).
+    The gradient is ``h0.T v0 / batch - hk.T vk / n_particles`` (hidden probabilities h, sampled
+    Bernoulli visibles or Gaussian visible means v), minus ``weight_decay * w`` for the weights;
+    the step is ``lr * gradient``, accumulated in ``velocity = (vel_w, vel_b_vis, vel_b_hid)``
+    (required, updated in place) when ``momentum`` is not 0. ``visible="gaussian"``: unit-variance
+    Gaussian visible units, for standardized real-valued data.
+
+    Returns the reconstruction error (the mean over the batch of ``|v0 - E[v | h0]|^2``, with the
+    parameters before the update), or None when ``compute_error`` is False (one product less).
+
+    ``check_values=False`` skips the scans of v0 and the parameters for NaN, inf and (Bernoulli
+    units) values outside [0, 1], a tenth of a small step's time; shapes, dtypes and the other
+    arguments are still checked. For callers that checked the data once, as ``nn.RBM.fit`` does
+    (it checks the whole data set before training and the weights after every epoch).
+
+    ``rows``: optional integer indices; the batch is then ``v0[rows]`` (v0 a whole training set,
+    rows one batch of a shuffled order), gathered inside the step instead of copied first; the
+    scans of ``check_values`` then cover those rows only.
+    """
+    kernel, args = _cd_args(v0, w, b_vis, b_hid, k=k, persistent_chain=persistent_chain, lr=lr,
+                            momentum=momentum, weight_decay=weight_decay, seed=seed,
+                            visible=visible, velocity=velocity, compute_error=compute_error,
+                            check_values=check_values, rows=rows)
+    err = kernel(*args)
     return float(err) if compute_error else None
+
+
+class CdSteps:
+    """``rbm_cd_step`` over batches of one data set, its arguments checked once.
+
+    ``steps = rbm_cd_steps(data, w, b_vis, b_hid, order=perm, lr=0.05, persistent_chain=chain)``
+    then ``steps(start, stop, seed)`` is ``rbm_cd_step(data, w, b_vis, b_hid, rows=perm[start:stop],
+    seed=seed, ...)`` (``data[start:stop]`` without ``order``) without re-checking the arrays,
+    the hyper-parameters and the order at every batch: a tenth of a small step's time. The
+    arrays are the caller's and are updated in place as by rbm_cd_step; their values are scanned
+    once here (``check_values``), not per step.
+    """
+
+    def __init__(self, kernel: Any, args: list, data: np.ndarray, order: Optional[np.ndarray],
+                 width: int) -> None:
+        self._kernel, self._args, self._data, self._order = kernel, args, data, order
+        self._n = len(order) if order is not None else data.shape[0]
+        self._max_rows = (_COUNTER_LIMIT - 1) // max(width, 1)
+
+    def __call__(self, start: int, stop: int, seed: int,
+                 compute_error: bool = True) -> Optional[float]:
+        """One update on the batch of positions [start, stop); returns its reconstruction
+        error, or None when ``compute_error`` is False."""
+        if not (type(start) is int and type(stop) is int and 0 <= start < stop <= self._n):
+            raise ValueError(f"CdSteps: need 0 <= start < stop <= {self._n} (ints), got "
+                             f"start={start!r}, stop={stop!r}")
+        if stop - start > self._max_rows:
+            raise ValueError(f"CdSteps: a batch of {stop - start} rows is too large for the "
+                             f"sample counters")
+        args = self._args
+        if self._order is None:
+            args[7], args[15] = self._data[start:stop], None
+        else:
+            args[15] = self._order[start:stop]
+        args[13] = bool(compute_error)
+        args[14] = _seed(seed)
+        err = self._kernel(*args)
+        return float(err) if compute_error else None
+
+
+def rbm_cd_steps(data: Any, w: np.ndarray, b_vis: np.ndarray, b_hid: np.ndarray, *,
+                 order: Any = None, k: int = 1, persistent_chain: Optional[np.ndarray] = None,
+                 lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                 visible: str = "bernoulli", velocity: Optional[Sequence[np.ndarray]] = None,
+                 check_values: bool = True) -> CdSteps:
+    """A :class:`CdSteps` for training on ``data`` (rows are samples), in the row order
+    ``order`` (a permutation, or any integer indices into data) or as stored; the other
+    arguments as :func:`rbm_cd_step`'s, checked here once."""
+    op = "rbm_cd_steps"
+    kernel, args = _cd_args(data, w, b_vis, b_hid, k=k, persistent_chain=persistent_chain,
+                            lr=lr, momentum=momentum, weight_decay=weight_decay, seed=0,
+                            visible=visible, velocity=velocity, compute_error=True,
+                            check_values=check_values, rows=None)
+    data = args[7]
+    if order is not None:
+        order = _rows(order, data.shape[0], op, "order")
+    return CdSteps(kernel, args, data, order, data.shape[1])
 
 
 def rbm_free_energy(v: Any, w: Any, b_vis: Any, b_hid: Any, *,
