@@ -338,29 +338,30 @@ void run_phased(int phases, int parts, int nthreads, PhaseFn fn, void* ctx) {
   for (int i = 0; i < total + phases; ++i) state[std::size_t(i)].store(0, std::memory_order_relaxed);
   std::atomic<int>* claimed = state.get();
   std::atomic<int>* done = state.get() + total;
-  auto take = [&](int phase, int part) {
+  auto take = [&](int phase, int part, int slot) {
     std::atomic<int>& c = claimed[phase * parts + part];
     int expected = 0;
     if (c.load(std::memory_order_relaxed) != 0 ||
         !c.compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
       return;
-    fn(ctx, phase, part);
+    fn(ctx, phase, part, slot);
     done[phase].fetch_add(1, std::memory_order_release);
   };
-  const int participants = nthreads < parts ? (nthreads < 1 ? 1 : nthreads) : parts;
+  const int n = nthreads < parts ? (nthreads < 1 ? 1 : nthreads) : parts;
   // Preferences by slot, not by chunk: the caller is always slot 0 and a worker keeps its slot,
   // while which thread claims chunk 0 varies from job to job.
-  parallel_for(participants, participants, [&](std::int64_t, int slot) {
+  parallel_for(n, n, [&](std::int64_t, int slot) {
     for (int phase = 0; phase < phases; ++phase) {
       if (phase > 0) {
-        for (int part = 0; part < parts; ++part) take(phase - 1, part);
+        for (int part = 0; part < parts; ++part) take(phase - 1, part, slot);
         // Every part of the last phase is claimed, each by a thread that is running it.
         for (int i = 0; done[phase - 1].load(std::memory_order_acquire) < parts; ++i) {
           if (i < 4096) cpu_relax();
           else yield_core();
         }
       }
-      for (int k = 0; k < parts; ++k) take(phase, (slot + k) % parts);
+      for (int part = slot % n; part < parts; part += n) take(phase, part, slot);
+      for (int part = 0; part < parts; ++part) take(phase, part, slot);
     }
   });
 }

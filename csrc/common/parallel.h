@@ -24,7 +24,7 @@
 namespace fastnn {
 
 using ChunkFn = void (*)(void* ctx, std::int64_t chunk, int slot);
-using PhaseFn = void (*)(void* ctx, int phase, int part);
+using PhaseFn = void (*)(void* ctx, int phase, int part, int slot);
 
 namespace detail {
 void run_parallel(std::int64_t n_chunks, int nthreads, ChunkFn fn, void* ctx);
@@ -54,23 +54,26 @@ inline void parallel_range(std::int64_t n, std::int64_t grain, int nthreads, F&&
   });
 }
 
-// A job in phases: fn(phase, part) for every part of every phase, where no part of a phase starts
-// before every part of the phase before it has finished. One wake-up for the whole job instead of
-// one per phase: for a sequence of short dependent steps (an RBM update is a dozen 20 us passes)
-// the wake-ups and joins of separate jobs cost as much as the work. The thread of slot c (the
-// caller is 0; a worker keeps its slot from job to job) runs part c of each phase first, so the
-// same thread handles the same data in every phase and every call, and its caches keep it; then
-// it takes any part still unclaimed. At a phase boundary a thread first runs the unclaimed parts
-// of the finished phase itself and only then waits, for parts another thread has claimed and is
-// running: a worker that never starts costs nothing but its share of the work, as in
-// parallel_for. Results must not depend on which thread runs a part (each writes its own
+// A job in phases: fn(phase, part, slot) for every part of every phase, where no part of a phase
+// starts before every part of the phase before it has finished (slot as in parallel_for). One
+// wake-up for the whole job instead of one per phase: for a sequence of short dependent steps (an
+// RBM update is a dozen 20 us passes, a recurrent layer a product per time step) the wake-ups and
+// joins of separate jobs cost as much as the work. The thread of slot c (the caller is 0; a worker
+// keeps its slot from job to job) runs parts c, c + n, c + 2n, ... of each phase first (n threads
+// taking part), so the same thread handles the same data in every phase and every call, and its
+// caches keep it; then it takes any part still unclaimed. At a phase boundary a thread first runs
+// the unclaimed parts of the finished phase itself and only then waits, for parts another thread
+// has claimed and is running: a worker that never starts costs nothing but its share of the work,
+// as in parallel_for. Results must not depend on which thread runs a part (each writes its own
 // outputs), and a part's data should not share cache lines with another part's.
 template <class F>
 inline void parallel_phases(int phases, int parts, int nthreads, F&& fn) {
   using Fn = std::remove_reference_t<F>;
   detail::run_phased(
       phases, parts, nthreads,
-      [](void* ctx, int phase, int part) { (*static_cast<Fn*>(ctx))(phase, part); },
+      [](void* ctx, int phase, int part, int slot) {
+        (*static_cast<Fn*>(ctx))(phase, part, slot);
+      },
       const_cast<void*>(static_cast<const void*>(&fn)));
 }
 

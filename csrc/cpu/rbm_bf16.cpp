@@ -225,7 +225,7 @@ bool rbm_cd_step_fused_bf16(float* w, float* b_vis, float* b_hid, float* chain, 
     for (index_t j = c.lo; j < c.hi; ++j) b_vis[j] += float(s.lr * gv[j]);
   };
 
-  parallel_phases(with_error ? 4 : 3, parts, nt, [&](int phase, int part) {
+  parallel_phases(with_error ? 4 : 3, parts, nt, [&](int phase, int part, int) {
     switch (phase) {
       case 0: pack_phase(slice(nh, parts, part)); break;
       case 1: visible_phase(slice(nv, parts, part)); break;

@@ -87,7 +87,7 @@ PYBIND11_MODULE(_C, m) {
         {
           py::gil_scoped_release nogil;
           fastnn::testing::hold_workers(hold_workers);
-          fastnn::parallel_phases(phases, parts, nthreads, [&](int phase, int part) {
+          fastnn::parallel_phases(phases, parts, nthreads, [&](int phase, int part, int) {
             const std::size_t i = static_cast<std::size_t>(phase * parts + part);
             start[i] = __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL);
             const auto t0 = std::chrono::steady_clock::now();
