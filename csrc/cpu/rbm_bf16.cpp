@@ -7,8 +7,9 @@
 // (parallel_phases) whose parts own fixed slices of the model, in three phases:
 //
 //   0. per hidden slice: pack w's rows into both products' B operands, and the chain's columns;
-//   1. per visible slice: vk = draw(sigmoid(chain w + b_vis)); pack v0 and vk for the hidden
-//      product and the weight update; the visible bias gradient;
+//   1. per visible slice: the batch's columns (gathered, for a batch given as rows of a data
+//      set); vk = draw(sigmoid(chain w + b_vis)); pack v0 and vk for the hidden product and the
+//      weight update; the visible bias gradient;
 //   2. per hidden slice: [h0; hk] = sigmoid([v0; vk] w^T + b_hid); the chain's new sample; the
 //      hidden bias gradient; w's rows += lr (h0^T v0 / B - hk^T vk / P), in place in the tiles.
 //   (3. with the reconstruction error: per visible slice, sigmoid(h0 w + b_vis) against v0.)
