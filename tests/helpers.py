@@ -60,3 +60,54 @@ def check_grads_fd(fn: Callable[[], np.ndarray], dy: np.ndarray, grads: Sequence
 
     for g, x in zip(grads, inputs):
         np.testing.assert_allclose(g, numeric_grad(f, x), **tol)
+
+
+def check_fused_rbm_step(nh: int, nv: int, batch: int, particles: int, visible: str) -> None:
+    """The PCD-1 step's phased job (cpu/rbm_fused.cpp) against rbm_cd_step's general path, in
+    the current float32 matmul precision: the same weights, biases and chain at 1, 2 and 3
+    threads, with the batch given as rows of a larger array, and with the pool's workers held
+    (the caller runs every part alone); the error may differ in its summation order only."""
+    import pytest
+
+    import fastnn
+    from fastnn import backend as _b
+    from fastnn import ops
+
+    prev = fastnn.get_num_threads()
+
+    def run(fused, threads, hold=False, rows=False):
+        _b._C._set_rbm_fused(fused)
+        fastnn.set_num_threads(threads)
+        g = np.random.default_rng(1)
+        w = (g.standard_normal((nh, nv)) * 0.1).astype(np.float32)
+        b_vis = (g.standard_normal(nv) * 0.1).astype(np.float32)
+        b_hid = (g.standard_normal(nh) * 0.1).astype(np.float32)
+        chain = (g.random((particles, nh)) < 0.5).astype(np.float32)
+        errs = []
+        _b._C._hold_workers(hold)
+        try:
+            with _b.use_backend("cpp"):
+                for s in range(4):
+                    data = (g.standard_normal((3 * batch, nv)) if visible == "gaussian"
+                            else g.random((3 * batch, nv)) < 0.3).astype(np.float32)
+                    idx = g.permutation(3 * batch)[:batch]
+                    kw = dict(persistent_chain=chain, lr=0.05, seed=s,
+                              compute_error=s % 2 == 0, visible=visible)
+                    errs.append(ops.rbm_cd_step(data, w, b_vis, b_hid, rows=idx, **kw) if rows
+                                else ops.rbm_cd_step(data[idx], w, b_vis, b_hid, **kw))
+        finally:
+            _b._C._hold_workers(False)
+            _b._C._set_rbm_fused(True)
+            fastnn.set_num_threads(prev)
+        return (w, b_vis, b_hid, chain), errs
+
+    want, want_err = run(False, 1)
+    for threads, hold, rows in ((1, False, False), (2, False, False), (3, False, True),
+                                (2, True, True)):
+        got, err = run(True, threads, hold, rows)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+        for e0, e1 in zip(want_err, err):
+            assert (e0 is None) == (e1 is None)
+            if e0 is not None:
+                assert e1 == pytest.approx(e0, rel=1e-12)

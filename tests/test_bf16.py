@@ -19,6 +19,8 @@ import fastnn
 from fastnn import ops, precision
 from fastnn import backend as _backend
 
+from helpers import check_fused_rbm_step
+
 pytestmark = pytest.mark.skipif(_backend._C is None, reason="needs the C++ backend")
 
 KERNELS = ["amx", "avx512_bf16"]
@@ -292,43 +294,5 @@ def test_rbm_cd_step_does_not_depend_on_threads(kernel, rng):
                                                    (31, 31, 16, 16), (300, 500, 64, 64)])
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_fused_pcd_step_gives_the_general_paths_bits(kernel, nh, nv, batch, particles, visible):
-    # The common PCD-1 step runs as one phased job (cpu/rbm_bf16.cpp); the same step through
-    # the general path (separate products) must give the same weights, biases and chain at any
-    # thread count, also when the caller runs every part alone; the error may differ in its
-    # summation order only.
-    def run(fused, threads, hold=False, rows=False):
-        _backend._C._set_rbm_fused(fused)
-        fastnn.set_num_threads(threads)
-        g = np.random.default_rng(1)
-        w = (g.standard_normal((nh, nv)) * 0.1).astype(np.float32)
-        b_vis = (g.standard_normal(nv) * 0.1).astype(np.float32)
-        b_hid = (g.standard_normal(nh) * 0.1).astype(np.float32)
-        chain = (g.random((particles, nh)) < 0.5).astype(np.float32)
-        errs = []
-        _backend._C._hold_workers(hold)
-        try:
-            for s in range(4):
-                if visible == "gaussian":
-                    data = g.standard_normal((3 * batch, nv)).astype(np.float32)
-                else:
-                    data = (g.random((3 * batch, nv)) < 0.3).astype(np.float32)
-                idx = g.permutation(3 * batch)[:batch]
-                kw = dict(persistent_chain=chain, lr=0.05, seed=s, compute_error=s % 2 == 0,
-                          visible=visible)
-                errs.append(ops.rbm_cd_step(data, w, b_vis, b_hid, rows=idx, **kw) if rows
-                            else ops.rbm_cd_step(data[idx], w, b_vis, b_hid, **kw))
-        finally:
-            _backend._C._hold_workers(False)
-            _backend._C._set_rbm_fused(True)
-        return (w, b_vis, b_hid, chain), errs
-
-    want, want_err = run(False, 1)
-    for threads, hold, rows in ((1, False, False), (2, False, False), (3, False, True),
-                                (2, True, True)):
-        got, err = run(True, threads, hold, rows)
-        for a, b in zip(want, got):
-            np.testing.assert_array_equal(a, b)
-        for e0, e1 in zip(want_err, err):
-            assert (e0 is None) == (e1 is None)
-            if e0 is not None:
-                assert e1 == pytest.approx(e0, rel=1e-12)
+    # The common PCD-1 step runs as one phased job (cpu/rbm_fused.cpp) on bfloat16 products.
+    check_fused_rbm_step(nh, nv, batch, particles, visible)

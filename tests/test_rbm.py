@@ -10,7 +10,7 @@ from fastnn import ops
 from fastnn import reference as ref
 from fastnn.reference import rbm as rref
 
-from helpers import check_op
+from helpers import check_fused_rbm_step, check_op
 
 DTYPES = [np.float32, np.float64]
 # (batch, n_visible, n_hidden): nothing tiles evenly on purpose.
@@ -345,6 +345,17 @@ def test_cd_steps_arguments_are_checked(rng):
         ops.rbm_cd_steps(data, w, bv, bh, lr=-0.1)
     with pytest.raises(TypeError, match="seed"):
         steps(0, 2, None)
+
+
+@pytest.mark.parametrize("nh,nv,batch,particles", [(256, 784, 64, 64), (33, 70, 32, 50),
+                                                   (100, 33, 3, 7), (7, 5, 3, 4)])
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_fused_float32_pcd_step_gives_the_general_paths_bits(nh, nv, batch, particles, visible):
+    # The PCD-1 step runs as one phased job (cpu/rbm_fused.cpp) on float32 products too.
+    from fastnn import backend as _b
+    if _b._C is None:
+        pytest.skip("needs the C++ backend")
+    check_fused_rbm_step(nh, nv, batch, particles, visible)
 
 
 def test_cd_step_rows_are_checked(rng):

@@ -335,7 +335,8 @@ void run_phased(int phases, int parts, int nthreads, PhaseFn fn, void* ctx) {
   const int total = phases * parts;
   // claimed[phase * parts + part], then done[phase]: parts of that phase finished.
   std::unique_ptr<std::atomic<int>[]> state(new std::atomic<int>[std::size_t(total + phases)]);
-  for (int i = 0; i < total + phases; ++i) state[std::size_t(i)].store(0, std::memory_order_relaxed);
+  for (int i = 0; i < total + phases; ++i)
+    state[std::size_t(i)].store(0, std::memory_order_relaxed);
   std::atomic<int>* claimed = state.get();
   std::atomic<int>* done = state.get() + total;
   auto take = [&](int phase, int part, int slot) {

@@ -12,7 +12,7 @@
 #include "common/rbm_math.h"
 #include "common/threading.h"
 #include "cpu/gemm/bf16.h"
-#include "cpu/rbm_bf16.h"
+#include "cpu/rbm_fused.h"
 
 namespace fastnn {
 namespace {
@@ -122,9 +122,9 @@ void rbm_visible(T* v, const T* h, const T* w, const T* b_vis, index_t batch, in
 template <class T>
 double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T* vel_b_hid,
                    const T* v0, const RbmStep& s) {
-  if constexpr (std::is_same_v<T, float>) {  // the common PCD-1 step on bfloat16 products
+  if constexpr (std::is_same_v<T, float>) {  // the common PCD-1 step, one phased job
     double err;
-    if (rbm_cd_step_fused_bf16(w, b_vis, b_hid, chain, v0, s, &err)) return err;
+    if (rbm_cd_step_fused(w, b_vis, b_hid, chain, v0, s, &err)) return err;
   }
   if (s.rows) {  // the general path gathers the batch first
     T* batch = buffer<T>(5, std::size_t(s.batch * s.nv));

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "cpu/rbm.h"
-#include "cpu/rbm_bf16.h"
+#include "cpu/rbm_fused.h"
 #include "python/arrays.h"
 
 namespace fastnn {
@@ -141,7 +141,7 @@ void bind_rbm(py::module_& m) {
       },
       py::arg("out"), py::arg("v"), py::arg("w"), py::arg("b_vis"), py::arg("b_hid"),
       py::arg("seed"), "out := per-row pseudo-likelihood (float64), as scikit-learn's.");
-  // Tests: off, rbm_cd_step takes its general path instead of the fused bfloat16 PCD-1 step.
+  // Tests: off, rbm_cd_step takes its general path instead of the fused PCD-1 step.
   m.def("_set_rbm_fused", &testing::set_rbm_fused, py::arg("on"));
 }
 
