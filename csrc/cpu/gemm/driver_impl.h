@@ -158,7 +158,33 @@ struct Frame {
   // How the micro-kernel reads A (a compile-time mode, so the packed path keeps its constant
   // step): kPacked a[p*MR + i]; kColumns, column-major in place, a[p*csa + i]; kRows, row i at
   // arow[i], element p at arow[i][p*csa].
-  static constexpr int kRows = 0, kPacked = 1, kColumns = 2;
+  // kStrided: row-major in place, row i at a + i*csa (csa is the row stride in this mode), read
+  // through four row pointers and the stride as an address index (rows 0 1 2 4 8 off the first,
+  // 3 5 7 11 off the fourth, 6 10 off the seventh, 9): kRows's MR pointers did not fit in
+  // registers and were reloaded from the stack every step.
+  static constexpr int kRows = 0, kPacked = 1, kColumns = 2, kStrided = 3;
+
+  static inline T strided_at(int i, const char* s0, const char* s3, const char* s6,
+                             const char* s9, index_t rb) {
+    const char* p;
+    switch (i) {
+      case 0: p = s0; break;
+      case 1: p = s0 + rb; break;
+      case 2: p = s0 + 2 * rb; break;
+      case 3: p = s3; break;
+      case 4: p = s0 + 4 * rb; break;
+      case 5: p = s3 + 2 * rb; break;
+      case 6: p = s6; break;
+      case 7: p = s3 + 4 * rb; break;
+      case 8: p = s0 + 8 * rb; break;
+      case 9: p = s9; break;
+      case 10: p = s6 + 4 * rb; break;
+      default: p = s3 + 8 * rb; break;
+    }
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+  }
   // B: row p at b + p*rsb, unit-stride along n; FULL_N=false masks loads beyond n_rem.
   // R <= MR rows are computed (the others of acc stay unused): a partial tile at the bottom edge
   // runs a shorter kernel instead of multiplying padding.
@@ -178,6 +204,12 @@ struct Frame {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
 
+    static_assert(AM != kStrided || MR <= 12, "kStrided addresses at most 12 rows");
+    const index_t rb = AM == kStrided ? csa * index_t(sizeof(T)) : 0;
+    const char* s0 = AM == kStrided ? reinterpret_cast<const char*>(a) : nullptr;
+    const char* s3 = AM == kStrided && R > 3 ? s0 + 3 * rb : s0;
+    const char* s6 = AM == kStrided && R > 6 ? s0 + 6 * rb : s0;
+    const char* s9 = AM == kStrided && R > 9 ? s0 + 9 * rb : s0;
     for (index_t p = 0; p < k; ++p) {
       // A column-major A read in place touches a new cache line (with long columns a new page)
       // every step, too far apart for the hardware prefetchers: ask for it a few steps ahead.
@@ -188,12 +220,20 @@ struct Frame {
         bv[v] = FULL_N ? S::load(b + v * W) : S::loadn(b + v * W, n_rem - v * W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) {
-        V ai = S::set1(AM == kRows ? arow[i][p * csa] : a[i]);
+        V ai = S::set1(AM == kRows      ? arow[i][p * csa]
+                       : AM == kStrided ? strided_at(i, s0, s3, s6, s9, rb)
+                                        : a[i]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(ai, bv[v], acc[i][v]);
       }
       if (AM == kPacked) a += MR;
       if (AM == kColumns) a += csa;
+      if (AM == kStrided) {
+        s0 += sizeof(T);
+        s3 += sizeof(T);
+        s6 += sizeof(T);
+        s9 += sizeof(T);
+      }
       b += rsb;
     }
     store_tile(acc, m_rem, n_rem, alpha, beta, c, rsc, csc, ep, i0, j0);
@@ -428,6 +468,17 @@ struct Frame {
           } else {
             tile<kColumns, false>(p.k, p.a + i0, nullptr, p.csa, bp, rb, m_rem, n_rem, p.alpha,
                               p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+          }
+        } else if (p.csa == 1 && m_rem == MR && MR <= 12) {
+          // Row-major A, a whole row tile: read through four row pointers (kStrided).
+          const T* bp = pack_b_operand ? ws + jr * NR * p.k : b + j0;
+          const index_t rb = pack_b_operand ? NR : rsb;
+          if (pack_b_operand || n_rem == NR) {
+            tile_rows<MR, kStrided, true>(p.k, p.a + i0 * p.rsa, nullptr, p.rsa, bp, rb, m_rem,
+                                          n_rem, p.alpha, p.beta, cp, p.rsc, p.csc, ep, i0, j0);
+          } else {
+            tile_rows<MR, kStrided, false>(p.k, p.a + i0 * p.rsa, nullptr, p.rsa, bp, rb, m_rem,
+                                           n_rem, p.alpha, p.beta, cp, p.rsc, p.csc, ep, i0, j0);
           }
         } else if (pack_b_operand) {
           tile<kRows, true>(p.k, nullptr, arow, p.csa, ws + jr * NR * p.k, NR, m_rem, n_rem,
