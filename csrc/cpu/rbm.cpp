@@ -13,6 +13,7 @@
 #include "common/threading.h"
 #include "cpu/gemm/bf16.h"
 #include "cpu/rbm_fused.h"
+#include "cpu/rbm_units.h"
 
 namespace fastnn {
 namespace {
@@ -27,18 +28,9 @@ T* buffer(int which, std::size_t n) {
   return b.data();
 }
 
-enum Units : int { kLinear = 0, kSigmoid = 1, kSample = 2 };  // Epilogue::rbm
-
-template <class T>
-void set_draw(GemmProblem<T>& p, int units, rng::Key key, std::uint32_t stage) {
-  p.ep.act = units == kLinear ? act::NONE : act::SIGMOID;
-  p.ep.rbm = units;
-  p.ep.key0 = key.k0;
-  p.ep.key1 = key.k1;
-  p.ep.stage = stage;
-  p.ep.cnt_rs = p.n;  // C is rows x n, contiguous: the counter is the flat index
-  p.ep.cnt_cs = 1;
-}
+using rbm::kLinear;
+using rbm::kSample;
+using rbm::kSigmoid;
 
 // out (rows x n) := units(in (rows x k) @ W + bias), W (k x n) read at strides (rsw, csw).
 template <class T>
@@ -50,8 +42,7 @@ void units_gemm(T* out, const T* in, index_t rows, index_t n, index_t k, const T
   p.a = in; p.rsa = k; p.csa = 1;
   p.b = w; p.rsb = rsw; p.csb = csw;
   p.c = out; p.rsc = n; p.csc = 1;
-  p.ep.bias = bias;
-  set_draw(p, units, key, stage);
+  rbm::set_units(p.ep, bias, units, key, stage, n);  // C contiguous: the flat index
   if constexpr (std::is_same_v<T, float>) {
     if (packed) {
       gemm_bf16(p, packed);
@@ -82,8 +73,7 @@ void draw(T* dst, const T* p, index_t n, rng::Key key, std::uint32_t stage) {
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_products()) return bf16_bernoulli(dst, p, n, key.k0, key.k1, stage);
   }
-  for (index_t i = 0; i < n; ++i)
-    dst[i] = rbm::bernoulli<T>(p[i], key, static_cast<std::uint32_t>(i), stage);
+  rbm::bernoulli_row(dst, p, n, 0, key, stage);
 }
 
 // sums[j] += scale * sum_i x[i, j], in double.
@@ -92,10 +82,7 @@ void add_column_sums(double* sums, const T* x, index_t rows, index_t cols, doubl
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_products()) return bf16_column_sums(sums, x, rows, cols, scale);
   }
-  for (index_t i = 0; i < rows; ++i) {
-    const T* r = x + i * cols;
-    for (index_t j = 0; j < cols; ++j) sums[j] += scale * double(r[j]);
-  }
+  rbm::column_sums(sums, x, rows, cols, cols, scale);
 }
 
 }  // namespace
@@ -192,8 +179,7 @@ double rbm_cd_step(T* w, T* b_vis, T* b_hid, T* chain, T* vel_w, T* vel_b_vis, T
       q.m = B + P; q.n = nh; q.k = nv;
       q.b = w; q.rsb = 1; q.csb = nv;
       q.c = sh; q.rsc = nh; q.csc = 1;
-      q.ep.bias = b_hid;
-      set_draw(q, kSigmoid, key, 0);
+      rbm::set_units(q.ep, b_hid, kSigmoid, key, 0, nh);
       gemm_bf16(q, w_hid, pack_a.data());
       draw(chain, hk, P * nh, key, 3);
     }

@@ -28,21 +28,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#include "common/activations.h"
 #include "common/fpenv.h"
 #include "common/parallel.h"
 #include "common/rng.h"
-#include "common/rbm_math.h"
 #include "common/threading.h"
 #include "cpu/gemm/bf16.h"
 #include "cpu/gemm/bf16_dispatch.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/rbm_units.h"
 
 namespace fastnn {
 namespace {
@@ -71,29 +69,9 @@ Range slice(index_t n, int parts, int p) {
   return {blocks * p / parts * 32, std::min(n, blocks * (p + 1) / parts * 32)};
 }
 
-enum Units : int { kLinear = 0, kSigmoid = 1, kSample = 2 };  // Epilogue::rbm
-
-void set_units(Epilogue<float>& ep, const float* bias, int units, rng::Key key,
-               std::uint32_t stage, index_t cnt_rs, index_t cnt0) {
-  ep.bias = bias;
-  ep.act = units == kLinear ? act::NONE : act::SIGMOID;
-  ep.rbm = units;
-  ep.key0 = key.k0;
-  ep.key1 = key.k1;
-  ep.stage = stage;
-  ep.cnt_rs = cnt_rs;
-  ep.cnt_cs = 1;
-  ep.cnt0 = cnt0;
-}
-
-// sums[j] += scale * sum_i x[i, j] in double, rows in order (rbm.cpp's add_column_sums).
-void column_sums(double* sums, const float* x, index_t rows, index_t cols, index_t ld,
-                 double scale) {
-  for (index_t i = 0; i < rows; ++i) {
-    const float* r = x + i * ld;
-    for (index_t j = 0; j < cols; ++j) sums[j] += scale * double(r[j]);
-  }
-}
+using rbm::kLinear;
+using rbm::kSample;
+using rbm::kSigmoid;
 
 #if defined(FASTNN_HAVE_BF16_KERNELS)
 // C (m x n, row stride rsc) := units(A B + bias) on the packed operands, on this thread.
@@ -103,7 +81,7 @@ void product(const Bf16Compute& K, index_t m, index_t n, index_t k, const std::u
   GemmProblem<float> q;
   q.m = m; q.n = n; q.k = k;
   q.c = c; q.rsc = rsc; q.csc = 1;
-  set_units(q.ep, bias, units, key, stage, cnt_rs, cnt0);
+  rbm::set_units(q.ep, bias, units, key, stage, cnt_rs, cnt0);
   const index_t tasks = ((m + K.mt - 1) / K.mt) * ((n + K.nt - 1) / K.nt);
   K.run(q, ap, bp, round_up(k, 32), true, 0, tasks);
 }
@@ -173,7 +151,7 @@ struct F32Ops {
   void prepare(Range) {}
   void visible(Range c, float* vkp, int units) {
     Epilogue<float> ep;
-    set_units(ep, t.b_vis + c.lo, units, t.key, 2, t.nv, c.lo);
+    rbm::set_units(ep, t.b_vis + c.lo, units, t.key, 2, t.nv, c.lo);
     mm(t.P, c.hi - c.lo, t.nh, t.chain, t.nh, 1, t.w + c.lo, t.nv, 1, vkp, c.hi - c.lo, 1.0f,
        0.0f, &ep);
   }
@@ -187,7 +165,7 @@ struct F32Ops {
   void hidden(Range h, float* shp) {
     const index_t n = h.hi - h.lo;
     Epilogue<float> ep;
-    set_units(ep, t.b_hid + h.lo, kSigmoid, t.key, 0, t.nh, h.lo);
+    rbm::set_units(ep, t.b_hid + h.lo, kSigmoid, t.key, 0, t.nh, h.lo);
     const float* wt = t.w + h.lo * t.nv;  // w^T's columns h: element (k, j) at wt[k + j * nv]
     mm(t.B, n, t.nv, sv, ldsv, 1, wt, 1, t.nv, shp, n, 1.0f, 0.0f, &ep);
     mm(t.P, n, t.nv, sv + t.B * ldsv, ldsv, 1, wt, 1, t.nv, shp + t.B * n, n, 1.0f, 0.0f, &ep);
@@ -204,17 +182,16 @@ struct F32Ops {
   }
   void error(Range c, float* recp, int units) {
     Epilogue<float> ep;
-    set_units(ep, t.b_vis + c.lo, units, t.key, 0, t.nv, c.lo);
+    rbm::set_units(ep, t.b_vis + c.lo, units, t.key, 0, t.nv, c.lo);
     mm(t.B, c.hi - c.lo, t.nh, h0, round_up(t.nh, 16), 1, t.w + c.lo, t.nv, 1, recp,
        c.hi - c.lo, 1.0f, 0.0f, &ep);
   }
   void bernoulli(float* dst, const float* p, index_t n, index_t first, std::uint32_t stage) {
-    for (index_t j = 0; j < n; ++j)
-      dst[j] = rbm::bernoulli<float>(p[j], t.key, static_cast<std::uint32_t>(first + j), stage);
+    rbm::bernoulli_row(dst, p, n, first, t.key, stage);
   }
   void colsums(double* sums, const float* x, index_t rows, index_t cols, index_t ld,
                double scale) {
-    column_sums(sums, x, rows, cols, ld, scale);
+    rbm::column_sums(sums, x, rows, cols, ld, scale);
   }
 };
 
