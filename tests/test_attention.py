@@ -123,6 +123,17 @@ def test_attention_isas(isa, causal, rng):
             for name, g, r in zip("qkv", ops.attention_backward(ctx, do),
                                   R.attention_backward(q, k, v, do, causal, None, mask)):
                 _close(g, r, dtype, 4 * max(nq, nk), "d" + name)
+            # the same through strided views (heads interleaved, rows padded) and out= buffers
+            views = [np.zeros((2, a.shape[2], 2, a.shape[3] + 3), dtype) for a in (q, k, v)]
+            for buf, a in zip(views, (q, k, v)):
+                buf[..., :a.shape[3]] = a.transpose(0, 2, 1, 3)
+            qs, ks, vs = (buf[..., :a.shape[3]].transpose(0, 2, 1, 3)
+                          for buf, a in zip(views, (q, k, v)))
+            ob = np.empty((2, nq, 2, dv + 5), dtype)[..., 2:2 + dv].transpose(0, 2, 1, 3)
+            _, ctx_s = ops.attention_forward(qs, ks, vs, causal=causal, mask=mask, out=ob)
+            np.testing.assert_array_equal(ob, out)
+            np.testing.assert_array_equal(ops.attention_backward(ctx_s, do)[1],
+                                          ops.attention_backward(ctx, do)[1])
 
 
 @needs_isa
@@ -156,6 +167,99 @@ def test_attention_three_d_and_views(backend, rng):
         assert g.shape == r.shape
         _close(g, r, np.float64, 40)
     np.testing.assert_array_equal(ops.attention(q, k, v, mask=mask), out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("b, h, n, d", [(1, 1, 1, 16), (3, 4, 16, 16), (9, 2, 77, 32),
+                                        (2, 3, 7, 1)])
+def test_attention_strided_heads_and_out(backend, dtype, causal, b, h, n, d, rng):
+    """Heads read in place from a fused (B, N, 3, H, d) projection, the output written through
+    out= into a (B, N, H, d) buffer and the gradients into a fused (B, N, 3, H, d) one: the
+    values of the contiguous path, and the buffers hold them with no join copy."""
+    y = rng.standard_normal((b, n, 3 * h * d)).astype(dtype)
+    qkv = y.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    qc, kc, vc = (np.ascontiguousarray(a) for a in (q, k, v))
+    obuf = np.full((b, n, h * d), np.nan, dtype)
+    oview = obuf.reshape(b, n, h, d).transpose(0, 2, 1, 3)
+    out, ctx = ops.attention_forward(q, k, v, causal=causal, out=oview)
+    assert np.shares_memory(out, obuf)
+    ref_out = R.attention(qc, kc, vc, causal, None, None)
+    _close(out, ref_out, dtype, n, "out")
+    _close(obuf.reshape(b, n, h, d).transpose(0, 2, 1, 3), ref_out, dtype, n, "buffer")
+    do_buf = rng.standard_normal((b, n, h * d)).astype(dtype)
+    do = do_buf.reshape(b, n, h, d).transpose(0, 2, 1, 3)
+    gbuf = np.full((b, n, 3 * h * d), np.nan, dtype)
+    dst = tuple(gbuf.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4))
+    got = ops.attention_backward(ctx, do, out=dst)
+    ref = R.attention_backward(qc, kc, vc, np.ascontiguousarray(do), causal, None, None)
+    for g, t, r, name in zip(got, dst, ref, ("dq", "dk", "dv")):
+        assert g.shape == r.shape and np.shares_memory(g, gbuf)
+        _close(t, r, dtype, 3 * n, name)
+    assert not np.isnan(gbuf).any()
+    # the contiguous path gives the same bits on the C++ kernels (the same sums in the same order)
+    out_c, ctx_c = ops.attention_forward(qc, kc, vc, causal=causal)
+    if backend == "cpp":
+        np.testing.assert_array_equal(out, out_c)
+        for g, gc in zip(got, ops.attention_backward(ctx_c, np.ascontiguousarray(do))):
+            np.testing.assert_array_equal(g, gc)
+
+
+def test_attention_out_overlapping_an_input_still_correct(backend, rng):
+    """An out= that aliases an input is computed aside and copied in, as NumPy's ufuncs do."""
+    q, k, v = _qkv(rng, 2, 2, 6, 6, 8, 8, np.float64)
+    ref = R.attention(q, k, v, False, None, None)
+    qq = q.copy()
+    got = ops.attention(qq, k, v, out=qq)
+    assert np.shares_memory(got, qq)
+    _close(qq, ref, np.float64, 6, "aliased out")
+    out, ctx = ops.attention_forward(q, k, v)
+    do = rng.standard_normal(out.shape)
+    ref_g = R.attention_backward(q, k, v, do, False, None, None)
+    g = np.empty((3,) + q.shape)
+    got = ops.attention_backward(ctx, do, out=(g[0], g[0], g[2]))  # dq and dk share one array
+    _close(g[2], ref_g[2], np.float64, 18, "dv")
+    _close(got[1], ref_g[1], np.float64, 18, "dk (written last)")
+
+
+def test_attention_out_three_d(backend, rng):
+    q, k, v = _qkv(rng, 2, 1, 5, 7, 8, 3, np.float32, three_d=True)
+    out = np.empty((2, 5, 3), np.float32)
+    got = ops.attention(q, k, v, out=out)
+    assert np.shares_memory(got, out) and got.shape == (2, 5, 3)
+    _close(out, R.attention(q, k, v, False, None, None), np.float32, 7, "3-D out")
+
+
+def test_attention_out_bad_input(rng):
+    q, k, v = _qkv(rng, 2, 3, 5, 6, 8, 4, np.float32)
+    for out, exc, words in [(np.empty((2, 3, 5, 5), np.float32), ValueError, "shape"),
+                            (np.empty((2, 3, 5, 4), np.float64), TypeError, "dtype"),
+                            ([[0.0]], TypeError, "NumPy array")]:
+        with pytest.raises(exc, match=words):
+            ops.attention(q, k, v, out=out)
+    ro = np.empty((2, 3, 5, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.attention(q, k, v, out=ro)
+    out, ctx = ops.attention_forward(q, k, v)
+    with pytest.raises(TypeError, match="tuple"):
+        ops.attention_backward(ctx, out, out=np.empty_like(q))
+    with pytest.raises(ValueError, match="dk must have shape"):
+        ops.attention_backward(ctx, out, out=(np.empty_like(q), np.empty_like(v),
+                                              np.empty_like(v)))
+
+
+def test_attention_kernel_rejects_bad_strides():
+    """A direct caller of _C gets an error, not wrong strides."""
+    C = _backend._C
+    if C is None:
+        pytest.skip("no C++ module")
+    q = np.zeros((1, 1, 4, 8), np.float32)
+    lse = np.zeros((1, 1, 4), np.float32)
+    col = np.zeros((1, 1, 8, 4), np.float32).transpose(0, 1, 3, 2)  # not unit-stride along d
+    with pytest.raises(ValueError, match="unit-stride"):
+        C.attention_forward(np.zeros_like(q), lse, q, col, q, None, 1.0, False)
 
 
 def test_attention_fully_masked_rows_are_zero(backend, rng):

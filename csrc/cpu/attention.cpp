@@ -107,6 +107,14 @@ bool on_diagonal(const AttnProblem<T>& p, index_t j0, index_t kc, index_t i0) {
   return p.causal && j0 + kc - 1 > i0 + p.nk - p.nq;
 }
 
+// Heads a chunk takes: all of a batch item's while there are batch items enough to share out.
+// With the heads interleaved in memory (strided views of a (B, N, H, d) array), chunks of one
+// head had the threads writing alternate short rows of the same cache lines.
+template <class T>
+index_t heads_per_chunk(const AttnProblem<T>& p, int nth) {
+  return p.b >= 4 * index_t(nth) ? p.h : 1;
+}
+
 template <class T>
 const T* mask_of(const AttnProblem<T>& p, index_t b, index_t h) {
   return p.mask ? p.mask + b * p.ms[0] + h * p.ms[1] : nullptr;
@@ -122,58 +130,62 @@ void attention_forward(T* o, T* lse, const T* q, const T* k, const T* v,
   const index_t d = p.d, dv = p.dv, nq = p.nq, nk = p.nk;
   const index_t dvp = round_up(dv, w);
   const index_t nqt = (nq + kQueryTile - 1) / kQueryTile;
-  const index_t chunks = p.b * p.h * nqt;
   const double flops = 2.0 * double(p.b * p.h) * double(nq) * double(nk) * double(d + dv) *
                        (p.causal ? 0.5 : 1.0);
   const std::size_t ws = Arena::bytes(d * kQueryTile, sizeof(T)) +
                          Arena::bytes(kKeyTileFwd * kQueryTile, sizeof(T)) +
                          Arena::bytes(kQueryTile * dvp, sizeof(T)) +
                          3 * Arena::bytes(kQueryTile, sizeof(T));
-  parallel_for(chunks, threads_for(flops, 1 << 18), [&](index_t chunk, int) {
-    const index_t bh = chunk / nqt, qt = chunk % nqt;
-    const index_t b = bh / p.h, hh = bh % p.h;
-    const index_t i0 = qt * kQueryTile, qc = std::min(kQueryTile, nq - i0);
-    const index_t lanes = round_up(qc, w);
-    const T* qh = q + (bh * nq + i0) * d;
-    const T* kh = k + bh * nk * d;
-    const T* vh = v + bh * nk * dv;
-    const T* mbh = mask_of(p, b, hh);
-    Arena ar(static_cast<char*>(scratch(kScratchOp, ws)));
-    T* qt_ = ar.take<T>(d * lanes);
-    T* s = ar.take<T>(kKeyTileFwd * lanes);
-    T* acc = ar.take<T>(qc * dvp);
-    T* m = ar.take<T>(lanes);
-    T* l = ar.take<T>(lanes);
-    T* alpha = ar.take<T>(lanes);
-    for (index_t c = 0; c < d; ++c) {
-      T* row = qt_ + c * lanes;
-      for (index_t i = 0; i < qc; ++i) row[i] = qh[i * d + c] * p.scale;
-      for (index_t i = qc; i < lanes; ++i) row[i] = T(0);
-    }
-    std::fill(m, m + lanes, -std::numeric_limits<T>::infinity());
-    std::fill(l, l + lanes, T(0));
-    std::fill(acc, acc + qc * dvp, T(0));
-    const index_t jend = key_end(p, i0, qc);
-    for (index_t j0 = 0; j0 < jend; j0 += kKeyTileFwd) {
-      const index_t kc = std::min(kKeyTileFwd, jend - j0);
-      ops.gemm(s, lanes, kh + j0 * d, d, 1, qt_, lanes, kc, lanes, d, kSet, nullptr);
-      const bool diag = on_diagonal(p, j0, kc, i0);
-      if (mbh || diag) mask_tile(s, lanes, kc, qc, j0, i0, p, mbh, diag);
-      ops.softmax_step(s, lanes, kc, lanes, m, l, alpha);
-      ops.gemm(acc, dvp, s, 1, lanes, vh + j0 * dv, dv, qc, dv, kc, kScaleAdd, alpha);
-    }
-    T* oh = o + (bh * nq + i0) * dv;
-    T* lh = lse + bh * nq + i0;
-    for (index_t i = 0; i < qc; ++i) {
-      if (l[i] > T(0)) {
-        const T inv = T(1) / l[i];
-        for (index_t c = 0; c < dv; ++c) oh[i * dv + c] = acc[i * dvp + c] * inv;
-        lh[i] = m[i] + std::log(l[i]);
-      } else {  // no visible key: a zero row, and the log of an empty sum
-        std::fill(oh + i * dv, oh + (i + 1) * dv, T(0));
-        lh[i] = -std::numeric_limits<T>::infinity();
+  const int nth = threads_for(flops, 1 << 18);
+  const index_t hg = heads_per_chunk(p, nth);
+  parallel_for(p.b * (p.h / hg) * nqt, nth, [&](index_t chunk, int) {
+    const index_t g = chunk / nqt, qt = chunk % nqt;
+    for (index_t bh = g * hg; bh < (g + 1) * hg; ++bh) {
+      const index_t b = bh / p.h, hh = bh % p.h;
+      const index_t i0 = qt * kQueryTile, qc = std::min(kQueryTile, nq - i0);
+      const index_t lanes = round_up(qc, w);
+      const T* qh = q + p.lq.at(b, hh, i0);
+      const T* kh = k + p.lk.at(b, hh, 0);
+      const T* vh = v + p.lv.at(b, hh, 0);
+      const T* mbh = mask_of(p, b, hh);
+      Arena ar(static_cast<char*>(scratch(kScratchOp, ws)));
+      T* qt_ = ar.take<T>(d * lanes);
+      T* s = ar.take<T>(kKeyTileFwd * lanes);
+      T* acc = ar.take<T>(qc * dvp);
+      T* m = ar.take<T>(lanes);
+      T* l = ar.take<T>(lanes);
+      T* alpha = ar.take<T>(lanes);
+      for (index_t c = 0; c < d; ++c) {
+        T* row = qt_ + c * lanes;
+        for (index_t i = 0; i < qc; ++i) row[i] = qh[i * p.lq.n + c] * p.scale;
+        for (index_t i = qc; i < lanes; ++i) row[i] = T(0);
       }
-    }
+      std::fill(m, m + lanes, -std::numeric_limits<T>::infinity());
+      std::fill(l, l + lanes, T(0));
+      std::fill(acc, acc + qc * dvp, T(0));
+      const index_t jend = key_end(p, i0, qc);
+      for (index_t j0 = 0; j0 < jend; j0 += kKeyTileFwd) {
+        const index_t kc = std::min(kKeyTileFwd, jend - j0);
+        ops.gemm(s, lanes, kh + j0 * p.lk.n, p.lk.n, 1, qt_, lanes, kc, lanes, d, kSet, nullptr);
+        const bool diag = on_diagonal(p, j0, kc, i0);
+        if (mbh || diag) mask_tile(s, lanes, kc, qc, j0, i0, p, mbh, diag);
+        ops.softmax_step(s, lanes, kc, lanes, m, l, alpha);
+        ops.gemm(acc, dvp, s, 1, lanes, vh + j0 * p.lv.n, p.lv.n, qc, dv, kc, kScaleAdd, alpha);
+      }
+      T* oh = o + p.lo.at(b, hh, i0);
+      T* lh = lse + bh * nq + i0;
+      for (index_t i = 0; i < qc; ++i) {
+        T* orow = oh + i * p.lo.n;
+        if (l[i] > T(0)) {
+          const T inv = T(1) / l[i];
+          for (index_t c = 0; c < dv; ++c) orow[c] = acc[i * dvp + c] * inv;
+          lh[i] = m[i] + std::log(l[i]);
+        } else {  // no visible key: a zero row, and the log of an empty sum
+          std::fill(orow, orow + dv, T(0));
+          lh[i] = -std::numeric_limits<T>::infinity();
+        }
+      }
+  }
   });
 }
 
@@ -191,75 +203,82 @@ void attention_backward(T* dq, T* dk, T* dv, const T* o, const T* lse, const T* 
                          Arena::bytes(nq * dp, sizeof(T)) + 2 * Arena::bytes(nqp, sizeof(T)) +
                          2 * Arena::bytes(bc * br, sizeof(T)) +
                          Arena::bytes(bc * dp, sizeof(T)) + Arena::bytes(bc * dvp, sizeof(T));
-  parallel_for(p.b * p.h, threads_for(flops, 1 << 18), [&](index_t bh, int) {
-    const index_t b = bh / p.h, hh = bh % p.h;
-    const T* qh = q + bh * nq * d;
-    const T* kh = k + bh * nk * d;
-    const T* vh = v + bh * nk * dvn;
-    const T* oh = o + bh * nq * dvn;
-    const T* doh = dout + bh * nq * dvn;
-    const T* lh = lse + bh * nq;
-    const T* mbh = mask_of(p, b, hh);
-    Arena ar(static_cast<char*>(scratch(kScratchOp, ws)));
-    T* qt_ = ar.take<T>(d * nqp);
-    T* dot = ar.take<T>(dvn * nqp);
-    T* dqa = ar.take<T>(nq * dp);
-    T* lse_use = ar.take<T>(nqp);
-    T* dsum = ar.take<T>(nqp);
-    T* s = ar.take<T>(bc * br);
-    T* ds = ar.take<T>(bc * br);
-    T* dka = ar.take<T>(bc * dp);
-    T* dva = ar.take<T>(bc * dvp);
-    const T inf = std::numeric_limits<T>::infinity();
-    for (index_t i = 0; i < nqp; ++i) {
-      if (i < nq) {
-        T acc = T(0);
-        for (index_t c = 0; c < dvn; ++c) acc += doh[i * dvn + c] * oh[i * dvn + c];
-        dsum[i] = acc;
-        // A fully masked query saved -inf; +inf makes every recomputed probability 0.
-        lse_use[i] = lh[i] == -inf ? inf : lh[i];
-      } else {
-        dsum[i] = T(0);
-        lse_use[i] = inf;
+  const int nth = threads_for(flops, 1 << 18);
+  const index_t hg = heads_per_chunk(p, nth);
+  parallel_for(p.b * (p.h / hg), nth, [&](index_t g, int) {
+    for (index_t bh = g * hg; bh < (g + 1) * hg; ++bh) {
+      const index_t b = bh / p.h, hh = bh % p.h;
+      const T* qh = q + p.lq.at(b, hh, 0);
+      const T* kh = k + p.lk.at(b, hh, 0);
+      const T* vh = v + p.lv.at(b, hh, 0);
+      const T* oh = o + p.lo.at(b, hh, 0);
+      const T* doh = dout + p.ldo.at(b, hh, 0);
+      const T* lh = lse + bh * nq;
+      const T* mbh = mask_of(p, b, hh);
+      Arena ar(static_cast<char*>(scratch(kScratchOp, ws)));
+      T* qt_ = ar.take<T>(d * nqp);
+      T* dot = ar.take<T>(dvn * nqp);
+      T* dqa = ar.take<T>(nq * dp);
+      T* lse_use = ar.take<T>(nqp);
+      T* dsum = ar.take<T>(nqp);
+      T* s = ar.take<T>(bc * br);
+      T* ds = ar.take<T>(bc * br);
+      T* dka = ar.take<T>(bc * dp);
+      T* dva = ar.take<T>(bc * dvp);
+      const T inf = std::numeric_limits<T>::infinity();
+      for (index_t i = 0; i < nqp; ++i) {
+        if (i < nq) {
+          T acc = T(0);
+          for (index_t c = 0; c < dvn; ++c) acc += doh[i * p.ldo.n + c] * oh[i * p.lo.n + c];
+          dsum[i] = acc;
+          // A fully masked query saved -inf; +inf makes every recomputed probability 0.
+          lse_use[i] = lh[i] == -inf ? inf : lh[i];
+        } else {
+          dsum[i] = T(0);
+          lse_use[i] = inf;
+        }
       }
-    }
-    for (index_t c = 0; c < d; ++c)
-      for (index_t i = 0; i < nqp; ++i)
-        qt_[c * nqp + i] = i < nq ? qh[i * d + c] * p.scale : T(0);
-    for (index_t c = 0; c < dvn; ++c)
-      for (index_t i = 0; i < nqp; ++i) dot[c * nqp + i] = i < nq ? doh[i * dvn + c] : T(0);
-    std::fill(dqa, dqa + nq * dp, T(0));
-    const index_t off = nk - nq;
-    for (index_t j0 = 0; j0 < nk; j0 += bc) {
-      const index_t kc = std::min(bc, nk - j0);
-      std::fill(dka, dka + kc * dp, T(0));
-      std::fill(dva, dva + kc * dvp, T(0));
-      // The first query that sees key j0 is j0 - off; earlier query tiles see none of these keys.
-      index_t istart = 0;
-      if (p.causal) istart = std::clamp<index_t>((j0 - off) / br * br, 0, round_up(nq, br));
-      if (p.causal && j0 - off > nq - 1) istart = nq;
-      for (index_t i0 = istart; i0 < nq; i0 += br) {
-        const index_t qc = std::min(br, nq - i0);
-        const index_t lanes = round_up(qc, w);
-        ops.gemm(s, lanes, kh + j0 * d, d, 1, qt_ + i0, nqp, kc, lanes, d, kSet, nullptr);
-        const bool diag = on_diagonal(p, j0, kc, i0);
-        if (mbh || diag) mask_tile(s, lanes, kc, qc, j0, i0, p, mbh, diag);
-        ops.probs(s, lanes, kc, lanes, lse_use + i0);
-        ops.gemm(ds, lanes, vh + j0 * dvn, dvn, 1, dot + i0, nqp, kc, lanes, dvn, kSet, nullptr);
-        ops.dscores(ds, s, lanes, kc, lanes, p.scale, dsum + i0);
-        ops.gemm(dva, dvp, s, lanes, 1, doh + i0 * dvn, dvn, kc, dvn, qc, kAdd, nullptr);
-        ops.gemm(dka, dp, ds, lanes, 1, qh + i0 * d, d, kc, d, qc, kAdd, nullptr);
-        ops.gemm(dqa + i0 * dp, dp, ds, 1, lanes, kh + j0 * d, d, qc, d, kc, kAdd, nullptr);
+      for (index_t c = 0; c < d; ++c)
+        for (index_t i = 0; i < nqp; ++i)
+          qt_[c * nqp + i] = i < nq ? qh[i * p.lq.n + c] * p.scale : T(0);
+      for (index_t c = 0; c < dvn; ++c)
+        for (index_t i = 0; i < nqp; ++i) dot[c * nqp + i] = i < nq ? doh[i * p.ldo.n + c] : T(0);
+      std::fill(dqa, dqa + nq * dp, T(0));
+      const index_t off = nk - nq;
+      for (index_t j0 = 0; j0 < nk; j0 += bc) {
+        const index_t kc = std::min(bc, nk - j0);
+        std::fill(dka, dka + kc * dp, T(0));
+        std::fill(dva, dva + kc * dvp, T(0));
+        // The first query that sees key j0 is j0 - off; earlier query tiles see none of these keys.
+        index_t istart = 0;
+        if (p.causal) istart = std::clamp<index_t>((j0 - off) / br * br, 0, round_up(nq, br));
+        if (p.causal && j0 - off > nq - 1) istart = nq;
+        for (index_t i0 = istart; i0 < nq; i0 += br) {
+          const index_t qc = std::min(br, nq - i0);
+          const index_t lanes = round_up(qc, w);
+          ops.gemm(s, lanes, kh + j0 * p.lk.n, p.lk.n, 1, qt_ + i0, nqp, kc, lanes, d, kSet,
+                   nullptr);
+          const bool diag = on_diagonal(p, j0, kc, i0);
+          if (mbh || diag) mask_tile(s, lanes, kc, qc, j0, i0, p, mbh, diag);
+          ops.probs(s, lanes, kc, lanes, lse_use + i0);
+          ops.gemm(ds, lanes, vh + j0 * p.lv.n, p.lv.n, 1, dot + i0, nqp, kc, lanes, dvn, kSet,
+                   nullptr);
+          ops.dscores(ds, s, lanes, kc, lanes, p.scale, dsum + i0);
+          ops.gemm(dva, dvp, s, lanes, 1, doh + i0 * p.ldo.n, p.ldo.n, kc, dvn, qc, kAdd, nullptr);
+          ops.gemm(dka, dp, ds, lanes, 1, qh + i0 * p.lq.n, p.lq.n, kc, d, qc, kAdd, nullptr);
+          ops.gemm(dqa + i0 * dp, dp, ds, 1, lanes, kh + j0 * p.lk.n, p.lk.n, qc, d, kc, kAdd,
+                   nullptr);
+        }
+        T* dkh = dk + p.ldk.at(b, hh, j0);
+        T* dvh = dv + p.ldv.at(b, hh, j0);
+        for (index_t j = 0; j < kc; ++j) {
+          std::memcpy(dkh + j * p.ldk.n, dka + j * dp, sizeof(T) * d);
+          std::memcpy(dvh + j * p.ldv.n, dva + j * dvp, sizeof(T) * dvn);
+        }
       }
-      T* dkh = dk + (bh * nk + j0) * d;
-      T* dvh = dv + (bh * nk + j0) * dvn;
-      for (index_t j = 0; j < kc; ++j) {
-        std::memcpy(dkh + j * d, dka + j * dp, sizeof(T) * d);
-        std::memcpy(dvh + j * dvn, dva + j * dvp, sizeof(T) * dvn);
-      }
-    }
-    T* dqh = dq + bh * nq * d;
-    for (index_t i = 0; i < nq; ++i) std::memcpy(dqh + i * d, dqa + i * dp, sizeof(T) * d);
+      T* dqh = dq + p.ldq.at(b, hh, 0);
+      for (index_t i = 0; i < nq; ++i) std::memcpy(dqh + i * p.ldq.n, dqa + i * dp, sizeof(T) * d);
+  }
   });
 }
 

@@ -1,13 +1,28 @@
 // Fused scaled dot-product attention (flash-style) and layer normalization on the CPU.
 //
-// Arrays are C-contiguous except the mask, a strided view; fastnn.ops checked every size
-// (d >= 1, dv >= 1, Nk >= 1, no empty batch).
+// q, k, v, o and their gradients are (B, H, N, features) with any element strides over the
+// first three axes (AttnLayout) and unit stride along the features: heads read straight out of a
+// fused (B, N, 3, H, d) projection, and outputs written straight into (B, N, H, d), with no
+// split or join copies. lse is C-contiguous (B, H, Nq); the mask a strided view. fastnn.ops
+// checked every size (d >= 1, dv >= 1, Nk >= 1, no empty batch).
 #pragma once
 #include <cstdint>
 
 namespace fastnn {
 
 using index_t = std::int64_t;
+
+// Element strides of a (B, H, N, features) array over its first three axes.
+struct AttnLayout {
+  index_t b = 0, h = 0, n = 0;
+  // Where row `row` of head (bi, hi) starts.
+  index_t at(index_t bi, index_t hi, index_t row) const { return bi * b + hi * h + row * n; }
+};
+
+// The C-contiguous layout of (B, H, N, f).
+inline AttnLayout contiguous_layout(index_t heads, index_t n, index_t f) {
+  return AttnLayout{heads * n * f, n * f, f};
+}
 
 template <class T>
 struct AttnProblem {
@@ -17,6 +32,8 @@ struct AttnProblem {
   // Additive mask (B, H, Nq, Nk) with element strides (0 on broadcast axes), or null.
   const T* mask = nullptr;
   index_t ms[4] = {0, 0, 0, 0};
+  // Layouts of q, k, v, o, and in the backward of do, dq, dk, dv.
+  AttnLayout lq, lk, lv, lo, ldo, ldq, ldk, ldv;
 };
 
 // o (B, H, Nq, dv) := softmax(q k^T * scale + mask) v, lse (B, H, Nq) := the rows' log-sum-exp

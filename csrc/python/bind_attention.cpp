@@ -1,8 +1,10 @@
 // Bindings of the attention family: attention_forward/backward, layer_norm_forward/backward,
 // and _attention_exp (the active ISA's vector exp, for the tests).
 // Signatures: outputs first, then saved state, then inputs, then parameters (DESIGN.md).
-// q, k, v, o, do are C-contiguous (B, H, N, *); the mask is None or an additive (B, H, Nq, Nk)
-// view of the same dtype with any strides. fastnn.ops checked everything.
+// q, k, v, o, do and the gradients are (B, H, N, features) with any non-negative strides over the
+// first three axes and unit stride along the features (a head read out of a fused projection in
+// place); lse is C-contiguous; the mask is None or an additive (B, H, Nq, Nk) view of the same
+// dtype with any strides. fastnn.ops checked everything.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -17,6 +19,27 @@ const T* cdata(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <class T>
 T* mdata(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
+// The (B, H, N) element strides of a 4-D array whose last axis is unit-stride. A stride on an
+// axis of length 1 is never used (the index is always 0) and reads as 0. The checks keep a
+// direct caller of _C from getting silently wrong strides; ops/ never fails them.
+template <class T>
+AttnLayout layout_of(const py::array& a) {
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  if (a.ndim() != 4 || a.itemsize() != item)
+    throw py::value_error("fastnn._C: attention arrays must be 4-D, of one dtype");
+  if (a.shape(3) > 1 && a.strides(3) != item)
+    throw py::value_error("fastnn._C: attention arrays must be unit-stride along the last axis");
+  index_t s[3];
+  for (int ax = 0; ax < 3; ++ax) {
+    const py::ssize_t st = a.shape(ax) > 1 ? a.strides(ax) : 0;
+    if (st < 0 || st % item != 0)
+      throw py::value_error(
+          "fastnn._C: attention strides must be non-negative whole multiples of the item size");
+    s[ax] = static_cast<index_t>(st / item);
+  }
+  return AttnLayout{s[0], s[1], s[2]};
+}
+
 template <class T>
 AttnProblem<T> problem(const py::array& q, const py::array& k, const py::array& v,
                        const py::object& mask, double scale, bool causal) {
@@ -25,6 +48,9 @@ AttnProblem<T> problem(const py::array& q, const py::array& k, const py::array& 
   p.nk = k.shape(2); p.dv = v.shape(3);
   p.scale = static_cast<T>(scale);
   p.causal = causal;
+  p.lq = layout_of<T>(q);
+  p.lk = layout_of<T>(k);
+  p.lv = layout_of<T>(v);
   if (!mask.is_none()) {
     const py::array m = mask.cast<py::array>();
     if (m.ndim() != 4 || m.itemsize() != q.itemsize())
@@ -37,6 +63,16 @@ AttnProblem<T> problem(const py::array& q, const py::array& k, const py::array& 
     }
   }
   return p;
+}
+
+template <class T>
+void grad_layouts(AttnProblem<T>& p, const py::array& o, const py::array& dout,
+                  const py::array& dq, const py::array& dk, const py::array& dv) {
+  p.lo = layout_of<T>(o);
+  p.ldo = layout_of<T>(dout);
+  p.ldq = layout_of<T>(dq);
+  p.ldk = layout_of<T>(dk);
+  p.ldv = layout_of<T>(dv);
 }
 
 double work(const py::array& q, const py::array& k, const py::array& v) {
@@ -53,12 +89,14 @@ void bind_attention(py::module_& m) {
          double scale, bool causal) {
         const bool f32 = is_f32(q);
         if (f32) {
-          const auto p = problem<float>(q, k, v, mask, scale, causal);
+          auto p = problem<float>(q, k, v, mask, scale, causal);
+          p.lo = layout_of<float>(o);
           GilRelease nogil(work(q, k, v));
           attention_forward<float>(mdata<float>(o), mdata<float>(lse), cdata<float>(q),
                                    cdata<float>(k), cdata<float>(v), p);
         } else {
-          const auto p = problem<double>(q, k, v, mask, scale, causal);
+          auto p = problem<double>(q, k, v, mask, scale, causal);
+          p.lo = layout_of<double>(o);
           GilRelease nogil(work(q, k, v));
           attention_forward<double>(mdata<double>(o), mdata<double>(lse), cdata<double>(q),
                                     cdata<double>(k), cdata<double>(v), p);
@@ -74,13 +112,15 @@ void bind_attention(py::module_& m) {
          py::array q, py::array k, py::array v, py::object mask, double scale, bool causal) {
         const bool f32 = is_f32(q);
         if (f32) {
-          const auto p = problem<float>(q, k, v, mask, scale, causal);
+          auto p = problem<float>(q, k, v, mask, scale, causal);
+          grad_layouts<float>(p, o, dout, dq, dk, dv);
           GilRelease nogil(2 * work(q, k, v));
           attention_backward<float>(mdata<float>(dq), mdata<float>(dk), mdata<float>(dv),
                                     cdata<float>(o), cdata<float>(lse), cdata<float>(dout),
                                     cdata<float>(q), cdata<float>(k), cdata<float>(v), p);
         } else {
-          const auto p = problem<double>(q, k, v, mask, scale, causal);
+          auto p = problem<double>(q, k, v, mask, scale, causal);
+          grad_layouts<double>(p, o, dout, dq, dk, dv);
           GilRelease nogil(2 * work(q, k, v));
           attention_backward<double>(mdata<double>(dq), mdata<double>(dk), mdata<double>(dv),
                                      cdata<double>(o), cdata<double>(lse), cdata<double>(dout),

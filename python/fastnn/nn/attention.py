@@ -47,15 +47,16 @@ def _positive(value: Any, name: str) -> int:
 
 
 def _split_heads(a: np.ndarray, heads: int, d: int) -> np.ndarray:
-    """(B, N, H*d) -> (B, H, N, d), a view (the op copies it into its layout)."""
+    """(B, N, H*d) -> (B, H, N, d), a view (the attention op reads it in place)."""
     b, n = a.shape[0], a.shape[1]
     return a.reshape(b, n, heads, d).transpose(0, 2, 1, 3)
 
 
-def _join_heads(a: np.ndarray) -> np.ndarray:
-    """(B, H, N, d) -> (B, N, H*d), contiguous."""
-    b, h, n, d = a.shape
-    return np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(b, n, h * d)
+def _joined(b: int, n: int, heads: int, d: int, dtype: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """A (B, N, H*d) buffer and its (B, H, N, d) view: the attention op writes the heads through
+    the view, and the buffer is the heads joined, with no copy."""
+    buf = np.empty((b, n, heads * d), dtype)
+    return buf, _split_heads(buf, heads, d)
 
 
 class _AttentionCtx:
@@ -283,10 +284,8 @@ class MultiHeadAttention(_SeededLayer):
         ctx.key_is_value = key_is_value
         if ctx.fused:
             y, pc = ops.linear_forward(q_in, self._fused_kernel, self._fused_bias)
-            if kd == vd:
-                # One copy puts all three in the op's (B, H, N, d) layout, instead of the op
-                # copying three strided views.
-                qkv = np.ascontiguousarray(y.reshape(b, nq, 3, h, kd).transpose(2, 0, 3, 1, 4))
+            if kd == vd:  # the three heads read in place out of (B, N, 3, H, d)
+                qkv = y.reshape(b, nq, 3, h, kd).transpose(2, 0, 3, 1, 4)
                 qh, kh, vh = qkv[0], qkv[1], qkv[2]
             else:
                 qh = _split_heads(y[..., :hk], h, kd)
@@ -300,8 +299,8 @@ class MultiHeadAttention(_SeededLayer):
             qh, kh, vh = _split_heads(qp, h, kd), _split_heads(kp, h, kd), _split_heads(vp, h, vd)
             ctx.proj = (cq, ck, cv)
         m, causal = self._mask(mask, b, nq, nk, bool(use_causal_mask))
-        o, ctx.attn = ops.attention_forward(qh, kh, vh, causal=causal, mask=m)
-        o = _join_heads(o)
+        o, oh = _joined(b, nq, h, vd, qh.dtype)
+        _, ctx.attn = ops.attention_forward(qh, kh, vh, causal=causal, mask=m, out=oh)
         ctx.drop = None
         if training and self.dropout > 0.0:
             o, ctx.drop = ops.dropout_forward(o, self.dropout, seed=_random.draw_seed(self._rng))
@@ -320,13 +319,14 @@ class MultiHeadAttention(_SeededLayer):
         do, dwo, dbo = ops.linear_backward(ctx.out, dy)
         if ctx.drop is not None:
             do = ops.dropout_backward(ctx.drop, do)[0]
-        dq, dk, dv = ops.attention_backward(ctx.attn, _split_heads(do, h, vd))
+        do_h = _split_heads(do, h, vd)
         grads: List[Any] = []
         if ctx.fused:
-            dproj = np.empty((b, nq, 2 * hk + hv), dq.dtype)
-            dproj[..., :hk].reshape(b, nq, h, kd)[...] = dq.transpose(0, 2, 1, 3)
-            dproj[..., hk:2 * hk].reshape(b, nq, h, kd)[...] = dk.transpose(0, 2, 1, 3)
-            dproj[..., 2 * hk:].reshape(b, nq, h, vd)[...] = dv.transpose(0, 2, 1, 3)
+            # The gradients written in place into the fused projection's (B, N, [q | k | v])
+            dproj = np.empty((b, nq, 2 * hk + hv), do.dtype)
+            dst = (_split_heads(dproj[..., :hk], h, kd), _split_heads(dproj[..., hk:2 * hk], h, kd),
+                   _split_heads(dproj[..., 2 * hk:], h, vd))
+            ops.attention_backward(ctx.attn, do_h, out=dst)
             dx, dw, db = ops.linear_backward(ctx.proj, dproj, need_dx=need_dx)
             cuts = ((0, hk), (hk, 2 * hk), (2 * hk, 2 * hk + hv))
             for lo, hi in cuts:
@@ -336,9 +336,13 @@ class MultiHeadAttention(_SeededLayer):
             result = [dx, None, None, None]
         else:
             cq, ck, cv = ctx.proj
-            dquery, dwq, dbq = ops.linear_backward(cq, _join_heads(dq), need_dx=need_dx)
-            dkey, dwk, dbk = ops.linear_backward(ck, _join_heads(dk), need_dx=need_dx)
-            dvalue, dwv, dbv = ops.linear_backward(cv, _join_heads(dv), need_dx=need_dx)
+            dqb, dqh = _joined(b, nq, h, kd, do.dtype)
+            dkb, dkh = _joined(b, nk, h, kd, do.dtype)
+            dvb, dvh = _joined(b, nk, h, vd, do.dtype)
+            ops.attention_backward(ctx.attn, do_h, out=(dqh, dkh, dvh))
+            dquery, dwq, dbq = ops.linear_backward(cq, dqb, need_dx=need_dx)
+            dkey, dwk, dbk = ops.linear_backward(ck, dkb, need_dx=need_dx)
+            dvalue, dwv, dbv = ops.linear_backward(cv, dvb, need_dx=need_dx)
             for dw, db in ((dwq, dbq), (dwk, dbk), (dwv, dbv)):
                 grads.append(dw)
                 if db is not None:

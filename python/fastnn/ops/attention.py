@@ -17,6 +17,13 @@ per-row log-sum-exp of the scores (B, H, Nq) -- nothing of size Nq x Nk beyond t
 mask. ``attention_backward(ctx, do)`` returns ``(dq, dk, dv)``, recomputing the scores from the
 saved log-sum-exp.
 
+Strided heads: q, k, v and ``do`` may be views whose last axis is unit-stride (the heads of a
+fused (B, N, 3, H, d) projection, ``y.reshape(B, N, 3, H, d).transpose(2, 0, 3, 1, 4)``), and
+``out=`` (forward) and ``out=(dq, dk, dv)`` (backward) take preallocated arrays of the result's
+shape and dtype, such as ``buf.transpose(0, 2, 1, 3)`` of a (B, N, H, dv) buffer: the C++
+kernels read and write them in place, so a multi-head layer needs no split or join copies. Other
+backends, and views of other layouts, get contiguous copies.
+
 ``layer_norm(x, gamma, beta, eps)`` normalizes over the last axis (biased variance), then scales
 and shifts; ``layer_norm_backward(ctx, dy)`` returns ``(dx, dgamma, dbeta)`` (None for a
 parameter given as None).
@@ -88,10 +95,71 @@ def _mask_view(mask: Any, op: str, shape4: Tuple[int, int, int, int], dtype: np.
     return np.broadcast_to(m, shape4)
 
 
+def _rows(x: Any, name: str, op: str) -> np.ndarray:
+    """``x`` as a native float32/float64 NumPy array whose last axis is unit-stride and whose
+    other strides are non-negative whole items (no copy when it already is one: a head view of
+    a fused projection passes as it is), else a C-contiguous copy."""
+    if type(x) is np.ndarray and x.dtype.isnative and x.dtype.char in "fd":
+        if x.flags.c_contiguous or _row_strided(x):
+            return x
+        return np.ascontiguousarray(x)
+    return _c.host_float(x, name, op)
+
+
+def _row_strided(x: np.ndarray) -> bool:
+    item = x.itemsize
+    if x.ndim == 0 or (x.shape[-1] > 1 and x.strides[-1] != item):
+        return False
+    return all(n <= 1 or (st >= 0 and st % item == 0) for n, st in zip(x.shape, x.strides))
+
+
+def _in_place(fn: Any) -> bool:
+    """Whether the kernel reads and writes strided heads in place (the C++ module's do)."""
+    return getattr(fn, "__module__", None) == "fastnn._C"
+
+
+def _out_arg(out: Any, name: str, op: str, shape: Tuple[int, ...], dtype: np.dtype
+             ) -> np.ndarray:
+    """A caller's output array: a writeable NumPy array of exactly the result's shape and
+    dtype."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only")
+    return out
+
+
+def _overlaps(outs: Tuple[np.ndarray, ...], ins: Tuple[Any, ...]) -> bool:
+    """Whether an output may share memory with an input or another output (when NumPy cannot
+    tell quickly, assume it does)."""
+    arrays = [a for a in ins if isinstance(a, np.ndarray)]
+    for i, o in enumerate(outs):
+        for a in arrays + list(outs[i + 1:]):
+            try:
+                if np.shares_memory(o, a, max_work=1000):
+                    return True
+            except Exception:  # too hard to decide: take the safe path
+                return True
+    return False
+
+
+def _targets(outs: Tuple[np.ndarray, ...], ins: Tuple[Any, ...], in_place: bool
+             ) -> Tuple[np.ndarray, ...]:
+    """Arrays for the kernel to write: the callers' own where the kernel can (the right layout,
+    no overlap), else fresh C-contiguous ones to copy from afterwards."""
+    if in_place and all(_row_strided(o) for o in outs) and not _overlaps(outs, ins):
+        return outs
+    return tuple(np.empty(o.shape, o.dtype) for o in outs)
+
+
 def _attention_args(q: Any, k: Any, v: Any, causal: Any, scale: Any, mask: Any, op: str):
-    q = _c.host_float(q, "q", op)
-    k = _c.host_float(k, "k", op)
-    v = _c.host_float(v, "v", op)
+    q = _rows(q, "q", op)
+    k = _rows(k, "k", op)
+    v = _rows(v, "v", op)
     if not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"{op}: q, k and v must share one dtype, got {q.dtype}, {k.dtype}, "
                         f"{v.dtype}")
@@ -126,17 +194,32 @@ def _attention_args(q: Any, k: Any, v: Any, causal: Any, scale: Any, mask: Any, 
     return q, k, v, bool(causal), float(scale), m, three_d
 
 
-def _attention(q, k, v, causal, scale, mask, keep: bool):
+def _attention(q, k, v, causal, scale, mask, keep: bool, out: Any = None):
     op = "attention_forward" if keep else "attention"
     q, k, v, causal, scale, m, three_d = _attention_args(q, k, v, causal, scale, mask, op)
     b, h, nq, _ = q.shape
-    out = np.empty((b, h, nq, v.shape[3]), q.dtype)
+    shape = (b, h, nq, v.shape[3])
+    fn = _im.kernel("attention_forward")
+    in_place = _in_place(fn)
+    if not in_place:
+        q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
+    mine = None
+    if out is None:
+        o = np.empty(shape, q.dtype)
+    else:
+        mine = _out_arg(out, "out", op, shape[:1] + shape[2:] if three_d else shape, q.dtype)
+        mine4 = mine[:, None] if three_d else mine
+        o = _targets((mine4,), (q, k, v, m), in_place)[0]
     lse = np.empty((b, h, nq), q.dtype)
-    if out.size and k.shape[2]:
-        _im.kernel("attention_forward")(out, lse, q, k, v, m, scale, causal)
+    if o.size and k.shape[2]:
+        fn(o, lse, q, k, v, m, scale, causal)
     else:  # no keys: every row is fully masked
-        out.fill(0)
+        o.fill(0)
         lse.fill(-np.inf)
+    if mine is not None and o is not mine4:  # computed aside: the caller's array overlapped
+        np.copyto(mine4, o)
+        o = mine4
+    out = o
     ctx = None
     if keep:
         ctx = AttentionCtx()
@@ -146,38 +229,67 @@ def _attention(q, k, v, causal, scale, mask, keep: bool):
 
 
 def attention(q: Any, k: Any, v: Any, *, causal: bool = False, scale: Optional[float] = None,
-              mask: Any = None) -> np.ndarray:
+              mask: Any = None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``softmax(q k^T * scale + mask) v``, fused: q (B, H, Nq, d), k (B, H, Nk, d),
-    v (B, H, Nk, dv) -> (B, H, Nq, dv) (or 3-D without heads); see the module docstring."""
-    return _attention(q, k, v, causal, scale, mask, False)[0]
+    v (B, H, Nk, dv) -> (B, H, Nq, dv) (or 3-D without heads); see the module docstring.
+    ``out``: an array of the result's shape and dtype to write it into (returned)."""
+    return _attention(q, k, v, causal, scale, mask, False, out)[0]
 
 
 def attention_forward(q: Any, k: Any, v: Any, *, causal: bool = False,
-                      scale: Optional[float] = None, mask: Any = None
-                      ) -> Tuple[np.ndarray, AttentionCtx]:
+                      scale: Optional[float] = None, mask: Any = None,
+                      out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, AttentionCtx]:
     """``attention`` plus the ctx (inputs, output, row log-sum-exp) for the backward."""
-    return _attention(q, k, v, causal, scale, mask, True)
+    return _attention(q, k, v, causal, scale, mask, True, out)
 
 
-def attention_backward(ctx: AttentionCtx, do: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dq, dk, dv)`` given the output gradient ``do`` (the output's shape)."""
+def attention_backward(ctx: AttentionCtx, do: Any, *,
+                       out: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dq, dk, dv)`` given the output gradient ``do`` (the output's shape). ``out``: three
+    arrays of the gradients' shapes and dtype to write them into (returned)."""
     op = "attention_backward"
     if not isinstance(ctx, AttentionCtx):
         raise TypeError(f"{op}: ctx must come from attention_forward, got {type(ctx).__name__}")
+    dst = out
     q, k, v, out = ctx.q, ctx.k, ctx.v, ctx.out
     shape = out.shape[:1] + out.shape[2:] if ctx.squeeze else out.shape
-    do = _im.grad_like(do, "do", op, shape, out.dtype)
+    fn = _im.kernel("attention_backward")
+    in_place = _in_place(fn)
+    do = _rows(do, "do", op)
+    if do.shape != tuple(shape):
+        raise ValueError(f"{op}: do must have the output's shape {tuple(shape)}, got "
+                         f"{do.shape}")
+    if do.dtype != out.dtype:
+        raise TypeError(f"{op}: do has dtype {do.dtype} but the forward ran in {out.dtype}")
     if ctx.squeeze:
         do = do[:, None]
-    do = np.ascontiguousarray(do)
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    if not in_place:
+        q, k, v, out, do = (np.ascontiguousarray(a) for a in (q, k, v, out, do))
+    mine = None
+    if dst is None:
+        grads = (np.empty(q.shape, q.dtype), np.empty(k.shape, k.dtype),
+                 np.empty(v.shape, v.dtype))
+    else:
+        if not isinstance(dst, (tuple, list)) or len(dst) != 3:
+            raise TypeError(f"{op}: out must be a tuple (dq, dk, dv), got {type(dst).__name__}")
+        squeeze = (lambda a: a.shape[:1] + a.shape[2:]) if ctx.squeeze else (lambda a: a.shape)
+        mine = tuple(_out_arg(a, name, op, squeeze(ref), q.dtype)
+                     for a, name, ref in zip(dst, ("dq", "dk", "dv"), (q, k, v)))
+        if ctx.squeeze:
+            mine = tuple(a[:, None] for a in mine)
+        grads = _targets(mine, (q, k, v, out, do, ctx.lse, ctx.mask), in_place)
+    dq, dk, dv = grads
     if out.size and k.shape[2]:
-        _im.kernel("attention_backward")(dq, dk, dv, out, ctx.lse, do, q, k, v, ctx.mask,
-                                         ctx.scale, ctx.causal)
+        fn(dq, dk, dv, out, ctx.lse, do, q, k, v, ctx.mask, ctx.scale, ctx.causal)
     else:
         dq.fill(0)
         dk.fill(0)
         dv.fill(0)
+    if mine is not None and grads is not mine:
+        for a, g in zip(mine, grads):
+            np.copyto(a, g)
+        dq, dk, dv = mine
     if ctx.squeeze:
         return dq[:, 0], dk[:, 0], dv[:, 0]
     return dq, dk, dv
