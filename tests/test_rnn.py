@@ -344,3 +344,20 @@ def test_strided_and_fortran_inputs(backend, rng, kind):
     got, _ = _forward(kind, q, lengths, save=False)
     for g, r in zip(got, want):
         check_op(g, r, np.float64, reduction=12)
+
+
+def test_outputs_start_on_a_cache_line(rng):
+    """The kernels stream y and the saved gates out in whole cache lines when they are aligned:
+    ops allocates them so, for every shape and dtype."""
+    from fastnn.ops import _check
+    for shape, dt in [((3, 5, 7), np.float32), ((1,), np.float64), ((0, 4), np.float32),
+                      ((64, 100, 256), np.float32)]:
+        a = _check.aligned_empty(shape, dt)
+        assert a.shape == shape and a.dtype == dt and a.flags.c_contiguous
+        assert a.flags.writeable and (a.size == 0 or a.ctypes.data % 64 == 0)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    h0 = np.zeros((2, 16), np.float32)
+    w_ih = rng.standard_normal((64, 4)).astype(np.float32)
+    w_hh = rng.standard_normal((64, 16)).astype(np.float32)
+    (y, _, _), ctx = ops.lstm_forward(x, h0, h0, w_ih, w_hh)
+    assert y.ctypes.data % 64 == 0

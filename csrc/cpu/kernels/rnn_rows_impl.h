@@ -4,9 +4,12 @@
 // Included inside an ISA's namespace after vmath_impl.h, once that file has defined `VecF` (its
 // float wrapper; ScalarF for the generic build). float runs VecF on whole vectors of a unit
 // block and ScalarF on the rest, with the vmath nonlinearities; double runs one lane at a time on
-// the C library's exp and tanh (float64 is the checking path, not the fast one). The saved gates
-// go out with streaming stores (read back only by the backward, after the whole forward); the
-// driver calls `fence` once a chunk's rows are done (a fence per row cost a sixth of the pass).
+// the C library's exp and tanh (float64 is the checking path, not the fast one). The outputs y
+// and the saved gates go out with streaming stores (read back only after the whole forward; ops
+// allocates them 64-byte aligned, so each vector is a whole cache line and needs no read for
+// ownership: y's rows of one step lie T*H apart, all in one L1 set, and plain stores stalled a
+// quarter of the LSTM pass); the driver calls `fence` once a chunk's rows are done (a fence per
+// row cost a sixth of the pass).
 //
 // A row's units are visited block by block (kRnnBlock units, the last block possibly shorter):
 // unit j of a block starting at b0 with U units has its gate q pre-activation at G*b0 + q*U +
@@ -63,7 +66,7 @@ static void lstm_fwd_row(const T* pre, T* c, T* h, T* y, T* cache, index_t u0, i
     const auto hn = M::mul(og, M::tnh(cn));
     M::store(c + j, cn);
     M::store(h + j, hn);
-    M::store(y + j, hn);
+    M::stream(y + j, hn);
     if (cache) {
       M::stream(cache + j, ig);
       M::stream(cache + H + j, fg);
@@ -105,7 +108,7 @@ static void gru_fwd_row(const T* xp, const T* rec, const T* hprev, T* h, T* y, T
     const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
     const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
     M::store(h + j, v);
-    M::store(y + j, v);
+    M::stream(y + j, v);
     if (cache) {
       M::stream(cache + j, r);
       M::stream(cache + H + j, z);
@@ -145,7 +148,7 @@ static void rnn_fwd_row(const T* pre, T* h, T* y, index_t u0, index_t u1, bool r
     const auto a = M::load(pre + j);
     const auto v = relu ? M::max(M::set1(T(0)), a) : M::tnh(a);
     M::store(h + j, v);
-    M::store(y + j, v);
+    M::stream(y + j, v);
   });
 }
 

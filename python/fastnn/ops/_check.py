@@ -86,6 +86,18 @@ def contiguous(x: Any) -> Any:
     return x
 
 
+def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous host array whose data starts on an ``align``-byte boundary
+    (a cache line): kernels write such outputs with streaming stores, whole lines at a time."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if n == 0:
+        return np.empty(shape, dt)
+    raw = np.empty(n + align, np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + n].view(dt).reshape(shape)
+
+
 def empty(shape: Tuple[int, ...], dtype: np.dtype, like: Optional[Any] = None) -> Any:
     """An uninitialised output on the same device as ``like``."""
     if like is not None and type(like) is not _ndarray and is_device_array(like):

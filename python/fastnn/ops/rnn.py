@@ -27,6 +27,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _check
 from . import _image as _im
 from . import _nncheck as _c
 
@@ -144,10 +145,10 @@ def _run(op: str, kind: str, save: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, leng
     b, t, _ = x.shape
     h = w_hh.shape[1]
     dt = x.dtype
-    y = np.empty((b, t, h), dt)
+    y = _check.aligned_empty((b, t, h), dt)
     h_n = np.empty((b, h), dt)
     c_n = np.empty((b, h), dt) if kind == "lstm" else None
-    gates = np.empty((t, b, _SAVED[kind] * h), dt) if save and _SAVED[kind] else None
+    gates = _check.aligned_empty((t, b, _SAVED[kind] * h), dt) if save and _SAVED[kind] else None
     zero = np.zeros(_GATES[kind] * h, dt)
     bi = zero if b_ih is None else b_ih
     bh = zero if b_hh is None else b_hh
