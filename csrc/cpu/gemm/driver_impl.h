@@ -272,7 +272,13 @@ struct Frame {
         return;
       }
     }
-    if (rsa == 1) {
+    if (rsa == 1) {  // columns along m: each k step is one contiguous run of MR values
+      if (mr_eff == MR) {
+        // A fixed-size copy the compiler turns into vector moves (the loop over a run-time
+        // count stayed scalar: a tenth of a recurrent backward went to this packing).
+        for (index_t p = 0; p < kc; ++p) std::memcpy(dst + p * MR, a + p * csa, sizeof(T) * MR);
+        return;
+      }
       for (index_t p = 0; p < kc; ++p) {
         const T* src = a + p * csa;
         T* d = dst + p * MR;
