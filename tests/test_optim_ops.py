@@ -57,6 +57,57 @@ def test_adam_step_matches_reference(backend, rng, dtype, shape, wd, decoupled):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("averages", [False, True])
+@pytest.mark.parametrize("wd,decoupled", [(0.0, False), (0.1, True)])
+def test_adam_steps_equal_the_steps_one_by_one(backend, rng, dtype, averages, wd, decoupled):
+    """The multi-tensor form gives the bits of adam_step (and ema_update) called per tensor,
+    on tensors of mixed sizes, an empty one included."""
+    shapes = [(7,), (3, 5), (0,), (64, 33), (1,)]
+
+    def state():
+        return [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
+
+    ps, gs, ms, vs, avs = state()
+    ms = [np.abs(m) * 0.1 for m in ms]
+    vs = [np.abs(v) * 0.1 for v in vs]
+    one = [[a.copy() for a in x] for x in (ps, ms, vs, avs)]
+    before = ps[3].copy()
+    kw = dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, step=3, weight_decay=wd,
+              decoupled=decoupled)
+    ops.adam_steps(ps, gs, ms, vs, averages=avs if averages else None, ema_momentum=0.9, **kw)
+    for p, g, m, v, a in zip(one[0], gs, one[1], one[2], one[3]):
+        ops.adam_step(p, g, m, v, **kw)
+        if averages:
+            ops.ema_update(a, p, momentum=0.9)
+    for got, want in zip((ps, ms, vs, avs), one):
+        for x, y in zip(got, want):
+            np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(ps[3], before)  # the step did move the parameters
+
+
+def test_adam_steps_bad_input(rng):
+    p = [np.zeros(3, np.float32), np.zeros(2, np.float32)]
+    g = [np.ones(3, np.float32), np.ones(2, np.float32)]
+    z = [np.zeros(3, np.float32), np.zeros(2, np.float32)]
+    with pytest.raises(ValueError, match="one length"):
+        ops.adam_steps(p, g[:1], z, z, lr=0.1, step=1)
+    with pytest.raises(ValueError, match="tensor 1"):
+        ops.adam_steps(p, [g[0], np.ones(3, np.float32)], z, [a.copy() for a in z], lr=0.1,
+                       step=1)
+    with pytest.raises(ValueError, match="step"):
+        ops.adam_steps(p, g, z, [a.copy() for a in z], lr=0.1, step=0)
+    with pytest.raises(ValueError, match="one length"):
+        ops.adam_steps(p, g, z, [a.copy() for a in z], lr=0.1, step=1, averages=p[:1])
+    # mixed dtypes run tensor by tensor, with the same result
+    p2 = [np.zeros(3, np.float32), np.zeros(2, np.float64)]
+    g2 = [np.ones(3, np.float32), np.ones(2, np.float64)]
+    m2 = [np.zeros_like(a) for a in p2]
+    v2 = [np.zeros_like(a) for a in p2]
+    ops.adam_steps(p2, g2, m2, v2, lr=0.1, step=1)
+    assert np.allclose(p2[0], -0.1, rtol=1e-4) and np.allclose(p2[1], -0.1, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_rmsprop_step_matches_reference(backend, rng, dtype, shape, momentum):

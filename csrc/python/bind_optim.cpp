@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "cpu/optim.h"
 #include "python/arrays.h"
@@ -45,6 +46,49 @@ void adam_t(py::array p, py::array m, py::array v, py::array g, double lr, doubl
   index_t n = p.size();
   py::gil_scoped_release nogil;
   adam_update<T>(P, M, V, G, n, lr, b1, b2, eps, step, wd, decoupled);
+}
+
+// Adam on every tensor of the lists in one call, each followed (with averages) by its moving
+// average's update, the ema_update pass: a model of many small parameters (a Transformer has a
+// few dozen) paid the Python call and checks per tensor, about 4 us each.
+template <class T>
+void adam_many_t(const py::sequence& ps, const py::sequence& ms, const py::sequence& vs,
+                 const py::sequence& gs, const py::object& avgs, double lr, double b1, double b2,
+                 double eps, std::int64_t step, double wd, bool decoupled, double ema_momentum) {
+  struct Item {
+    T *p, *m, *v, *avg;
+    const T* g;
+    index_t n;
+  };
+  const std::size_t count = ps.size();
+  if (ms.size() != count || vs.size() != count || gs.size() != count)
+    throw py::value_error("fastnn._C: adam_steps needs lists of one length");
+  const bool ema = !avgs.is_none();
+  py::sequence as;
+  if (ema) {
+    as = avgs.cast<py::sequence>();
+    if (as.size() != count)
+      throw py::value_error("fastnn._C: adam_steps needs lists of one length");
+  }
+  std::vector<Item> items;
+  items.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const py::array p = ps[i].cast<py::array>();
+    if (p.itemsize() != py::ssize_t(sizeof(T)))
+      throw py::value_error("fastnn._C: adam_steps needs one dtype for all tensors");
+    items.push_back(Item{wptr<T>(p), wptr<T>(ms[i].cast<py::array>()),
+                         wptr<T>(vs[i].cast<py::array>()),
+                         ema ? wptr<T>(as[i].cast<py::array>()) : nullptr,
+                         rptr<T>(gs[i].cast<py::array>()), index_t(p.size())});
+  }
+  py::gil_scoped_release nogil;
+  for (const Item& it : items) {
+    if (it.n == 0) continue;
+    adam_update<T>(it.p, it.m, it.v, it.g, it.n, lr, b1, b2, eps, step, wd, decoupled);
+    // average += (1 - momentum) (param - average): ema_update's SGD-kernel form
+    if (it.avg)
+      sgd_update<T>(it.avg, nullptr, it.p, it.n, -(1.0 - ema_momentum), 0.0, false, -1.0);
+  }
 }
 
 template <class T>
@@ -106,6 +150,24 @@ void bind_optim(py::module_& m) {
       py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("step"),
       py::arg("weight_decay"), py::arg("decoupled"),
       "One Adam (decoupled: AdamW) step in place, Keras's formulation; step is 1-based.");
+  m.def(
+      "adam_steps",
+      [](py::sequence ps, py::sequence ms, py::sequence vs, py::sequence gs, py::object avgs,
+         double lr, double b1, double b2, double eps, std::int64_t step, double wd,
+         bool decoupled, double ema_momentum) {
+        if (ps.size() == 0) return;
+        if (is_f32(ps[0].cast<py::array>()))
+          adam_many_t<float>(ps, ms, vs, gs, avgs, lr, b1, b2, eps, step, wd, decoupled,
+                             ema_momentum);
+        else
+          adam_many_t<double>(ps, ms, vs, gs, avgs, lr, b1, b2, eps, step, wd, decoupled,
+                              ema_momentum);
+      },
+      py::arg("params"), py::arg("ms"), py::arg("vs"), py::arg("grads"), py::arg("averages"),
+      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("step"),
+      py::arg("weight_decay"), py::arg("decoupled"), py::arg("ema_momentum"),
+      "adam_step on every tensor of the lists, each followed by its moving average's update "
+      "(averages may be None); one dtype; arguments trusted: use fastnn.ops.adam_steps.");
   m.def(
       "rmsprop_step",
       [](py::array p, py::array sq, py::object vel, py::array g, double lr, double rho,

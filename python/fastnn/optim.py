@@ -24,7 +24,7 @@ EMA a ``fit`` split in two (resumed from a save) is no longer identical to one `
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -262,11 +262,8 @@ class Optimizer:
         if self.clipnorm is not None:
             grads = self._clip(grads)
         self.iterations += 1
-        state, update = self._state, self._update
-        # The moving average right after each update, in the same loop: a model of many small
-        # parameters (a Transformer's) pays per call, not per element.
-        ema = ops.ema_update if self.use_ema else None
-        first = self.iterations == 1
+        state = self._state
+        todo = []
         for p, g in zip(params, grads):
             if g is None:
                 continue
@@ -277,18 +274,32 @@ class Optimizer:
                                      f"given for a parameter of shape {p.shape}")
                 s = (p,) + self._slots(p)
                 state[id(p)] = s
-            update(p, g, s, lr)
-            if ema is not None:
-                avg = s[-1]
-                if first:
-                    np.copyto(avg, p)
-                else:  # one fused pass: three NumPy passes cost more than Adam's own step
-                    ema(avg, p, momentum=self.ema_momentum)
+            todo.append((p, g, s))
+        self._update_all(todo, lr)
+        ema = ops.ema_update if self.use_ema else None
         if ema is not None and self.ema_overwrite_frequency is not None \
                 and self.iterations % self.ema_overwrite_frequency == 0:
             for p, g in zip(params, grads):
                 if g is not None:
                     p[...] = state[id(p)][-1]
+
+    def _update_all(self, todo: List[Tuple[Any, Any, tuple]], lr: float) -> None:
+        """The update of every (param, grad, state), each followed by its moving average's
+        (use_ema; the first step copies the parameter). A subclass with a multi-tensor kernel
+        does all of it in one call: a model of many small parameters (a Transformer's) pays
+        per call, not per element."""
+        update = self._update
+        for p, g, s in todo:
+            update(p, g, s, lr)
+            if self.use_ema:
+                self._ema_one(p, s)
+
+    def _ema_one(self, p: Any, s: tuple) -> None:
+        avg = s[-1]
+        if self.iterations == 1:
+            np.copyto(avg, p)
+        else:  # one fused pass: three NumPy passes cost more than Adam's own step
+            ops.ema_update(avg, p, momentum=self.ema_momentum)
 
     def _slots(self, p: Any) -> tuple:
         """The state arrays of a parameter: the subclass's, then the moving average."""
@@ -409,6 +420,22 @@ class Adam(Optimizer):
         ops.adam_step(p, g, s[1], s[2], lr=lr, beta1=self.beta_1, beta2=self.beta_2,
                       eps=self.epsilon, step=self.iterations, weight_decay=self.weight_decay,
                       decoupled=self._decoupled)
+
+    def _update_all(self, todo, lr):
+        # One ops.adam_steps call for all of them (and their moving averages): a ViT step's 39
+        # tensors cost 0.37 ms as 78 calls.
+        if not todo:
+            return
+        ema = self.use_ema and self.iterations > 1
+        ops.adam_steps([t[0] for t in todo], [t[1] for t in todo], [t[2][1] for t in todo],
+                       [t[2][2] for t in todo], lr=lr, beta1=self.beta_1, beta2=self.beta_2,
+                       eps=self.epsilon, step=self.iterations, weight_decay=self.weight_decay,
+                       decoupled=self._decoupled,
+                       averages=[t[2][-1] for t in todo] if ema else None,
+                       ema_momentum=self.ema_momentum)
+        if self.use_ema and not ema:  # the first step: the averages start at the parameters
+            for p, _, s in todo:
+                np.copyto(s[-1], p)
 
     def get_config(self):
         cfg = super().get_config()

@@ -18,7 +18,7 @@ from .losses import (binary_cross_entropy, binary_cross_entropy_backward,  # noq
                      softmax_cross_entropy, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward)
 from .dropout import dropout, dropout_backward, dropout_forward  # noqa: F401
-from .optim import (adam_step, clip_grad_norm, ema_update, grad_norm,  # noqa: F401
+from .optim import (adam_step, adam_steps, clip_grad_norm, ema_update, grad_norm,  # noqa: F401
                     regularizer_grad, regularizer_loss, rmsprop_step, sgd_step)
 from .conv import (conv2d, conv2d_backward, conv2d_forward, conv_transpose2d,  # noqa: F401
                    conv_transpose2d_backward, conv_transpose2d_forward)

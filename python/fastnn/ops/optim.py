@@ -21,7 +21,7 @@ import numpy as np
 from .. import backend as _backend
 from . import _nncheck as _c
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step", "ema_update", "grad_norm",
+__all__ = ["sgd_step", "adam_step", "adam_steps", "rmsprop_step", "ema_update", "grad_norm",
            "clip_grad_norm", "regularizer_loss", "regularizer_grad"]
 
 
@@ -132,15 +132,9 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: Optional[np.ndarray]
                                     weight_decay)
 
 
-def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: float,
-              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, step: int,
-              weight_decay: float = 0.0, decoupled: bool = False) -> None:
-    """One Adam step in place (Keras's formulation): ``m = b1*m + (1-b1)*g``,
-    ``v = b2*v + (1-b2)*g^2``, ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``, with
-    ``t = step`` (1 for the first update). ``weight_decay`` is L2 on the gradient, or AdamW's
-    decoupled ``param -= lr*wd*param`` with ``decoupled=True``."""
-    if not _fast_ok(param, (grad,), (m, v)):
-        _slow_check("adam_step", param, (("grad", grad),), (("m", m), ("v", v)))
+def _adam_args(lr: Any, beta1: Any, beta2: Any, eps: Any, weight_decay: Any, step: Any
+               ) -> tuple:
+    """Adam's scalars checked (plain floats in range pass at the cost of a comparison)."""
     if not (type(lr) is float and 0.0 <= lr < _INF):
         lr = _lr(lr)
     if not (type(beta1) is float and 0.0 <= beta1 < 1.0):
@@ -155,9 +149,67 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
         step = _c.int_arg(step, "step", minimum=1)
     elif step < 1:
         raise ValueError(f"step is the 1-based update count, got {step}")
+    return lr, beta1, beta2, eps, weight_decay, step
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: float,
+              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, step: int,
+              weight_decay: float = 0.0, decoupled: bool = False) -> None:
+    """One Adam step in place (Keras's formulation): ``m = b1*m + (1-b1)*g``,
+    ``v = b2*v + (1-b2)*g^2``, ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``, with
+    ``t = step`` (1 for the first update). ``weight_decay`` is L2 on the gradient, or AdamW's
+    decoupled ``param -= lr*wd*param`` with ``decoupled=True``."""
+    if not _fast_ok(param, (grad,), (m, v)):
+        _slow_check("adam_step", param, (("grad", grad),), (("m", m), ("v", v)))
+    lr, beta1, beta2, eps, weight_decay, step = _adam_args(lr, beta1, beta2, eps, weight_decay,
+                                                           step)
     if param.size:
         _backend.kernels().adam_step(param, m, v, grad, lr, beta1, beta2, eps, step,
                                      weight_decay, bool(decoupled))
+
+
+def adam_steps(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+               ms: Sequence[np.ndarray], vs: Sequence[np.ndarray], *, lr: float,
+               beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, step: int,
+               weight_decay: float = 0.0, decoupled: bool = False,
+               averages: Optional[Sequence[np.ndarray]] = None,
+               ema_momentum: float = 0.99) -> None:
+    """``adam_step`` on every ``(params[i], grads[i], ms[i], vs[i])`` in one call (PyTorch's
+    "foreach" form), the same result as the calls one by one: a model of many small parameters
+    pays the per-call cost once. With ``averages``, each ``averages[i]`` then moves toward its
+    updated parameter as ``ema_update(averages[i], params[i], momentum=ema_momentum)`` does."""
+    op = "adam_steps"
+    lists = [list(params), list(grads), list(ms), list(vs)]
+    if averages is not None:
+        lists.append(list(averages))
+    if len({len(x) for x in lists}) != 1:
+        raise ValueError(f"{op}: params, grads, ms, vs (and averages) must have one length, got "
+                         f"{[len(x) for x in lists]}")
+    ps, gs, m_s, v_s = lists[:4]
+    avs = lists[4] if averages is not None else None
+    for i, (p, g, m, v) in enumerate(zip(ps, gs, m_s, v_s)):
+        if not _fast_ok(p, (g,), (m, v)):
+            _slow_check(f"{op} (tensor {i})", p, (("grad", g),), (("m", m), ("v", v)))
+        if avs is not None and not _fast_ok(avs[i], (p,), ()):
+            _slow_check(f"{op} (tensor {i})", avs[i], (("param", p),), ())
+    lr, beta1, beta2, eps, weight_decay, step = _adam_args(lr, beta1, beta2, eps, weight_decay,
+                                                           step)
+    if avs is not None and not (type(ema_momentum) is float and 0.0 <= ema_momentum <= 1.0):
+        ema_momentum = _unit(ema_momentum, "ema_momentum", closed=True)
+    if not ps:
+        return
+    kernels = _backend.kernels()
+    many = getattr(kernels, "adam_steps", None)
+    if many is not None and all(p.dtype is ps[0].dtype for p in ps):
+        many(ps, m_s, v_s, gs, avs, lr, beta1, beta2, eps, step, weight_decay, bool(decoupled),
+             float(ema_momentum))
+        return
+    for i, (p, g, m, v) in enumerate(zip(ps, gs, m_s, v_s)):  # a backend without it, mixed dtypes
+        if p.size:
+            kernels.adam_step(p, m, v, g, lr, beta1, beta2, eps, step, weight_decay,
+                              bool(decoupled))
+            if avs is not None:
+                kernels.sgd_step(avs[i], None, p, -(1.0 - ema_momentum), 0.0, False, -1.0)
 
 
 def ema_update(average: np.ndarray, param: np.ndarray, *, momentum: float) -> None:
