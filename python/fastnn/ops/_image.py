@@ -100,7 +100,12 @@ def grad_like(dy: Any, name: str, op: str, shape: Tuple[int, ...], dtype: np.dty
               device: bool = False) -> Any:
     """An output gradient: C-contiguous, of the forward output's shape and dtype (or, with
     ``device=True``, a CUDA device array of that shape and dtype)."""
-    dy = float_arg(dy, name, op, device)
+    return grad_of(float_arg(dy, name, op, device), name, op, shape, dtype)
+
+
+def grad_of(dy: Any, name: str, op: str, shape: Tuple[int, ...], dtype: np.dtype) -> Any:
+    """``dy`` (already an array, in any layout) checked against the forward output's shape and
+    dtype."""
     if dy.shape != tuple(shape):
         raise ValueError(f"{op}: {name} must have the output's shape {tuple(shape)}, got "
                          f"{dy.shape}")

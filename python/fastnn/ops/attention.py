@@ -256,12 +256,7 @@ def attention_backward(ctx: AttentionCtx, do: Any, *,
     shape = out.shape[:1] + out.shape[2:] if ctx.squeeze else out.shape
     fn = _im.kernel("attention_backward")
     in_place = _in_place(fn)
-    do = _rows(do, "do", op)
-    if do.shape != tuple(shape):
-        raise ValueError(f"{op}: do must have the output's shape {tuple(shape)}, got "
-                         f"{do.shape}")
-    if do.dtype != out.dtype:
-        raise TypeError(f"{op}: do has dtype {do.dtype} but the forward ran in {out.dtype}")
+    do = _im.grad_of(_rows(do, "do", op), "do", op, shape, out.dtype)
     if ctx.squeeze:
         do = do[:, None]
     if not in_place:
