@@ -205,11 +205,10 @@ def adam_steps(params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
              float(ema_momentum))
         return
     for i, (p, g, m, v) in enumerate(zip(ps, gs, m_s, v_s)):  # a backend without it, mixed dtypes
-        if p.size:
-            kernels.adam_step(p, m, v, g, lr, beta1, beta2, eps, step, weight_decay,
-                              bool(decoupled))
-            if avs is not None:
-                kernels.sgd_step(avs[i], None, p, -(1.0 - ema_momentum), 0.0, False, -1.0)
+        adam_step(p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step,
+                  weight_decay=weight_decay, decoupled=decoupled)
+        if avs is not None:
+            ema_update(avs[i], p, momentum=ema_momentum)
 
 
 def ema_update(average: np.ndarray, param: np.ndarray, *, momentum: float) -> None:
