@@ -17,8 +17,9 @@ DTYPES = [np.float32, np.float64]
 
 
 SHAPES = [(1, 1, 1), (7, 9, 17), (33, 65, 17), (5, 130, 33), (0, 4, 3), (150, 5, 2)]
-# Big enough for the blocked GEMM, whose epilogue runs on the last k block only.
-BIG = [(200, 300, 700), (96, 700, 260)]
+# Big enough for the blocked GEMM, whose epilogue runs on the last k block only; the last one's
+# visible product (600 x 700, k = 300) is wide enough to run as one column part a thread.
+BIG = [(200, 300, 700), (96, 700, 260), (600, 700, 300)]
 
 
 def _params(rng, nv, nh, dtype, scale=0.5):

@@ -110,17 +110,22 @@ def test_gemm_completes_when_workers_never_start(threads, rng, m, n, k):
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
+    w = np.ascontiguousarray(b.T)  # PyTorch's (out, in) layout: B = w^T is packed
     threads(2)
+
+    def run():
+        return ops.gemm(a, b), ops.linear(a, b.T, bias, "relu"), ops.linear(a, w, bias, "relu")
+
     with _backend.use_backend("cpp"):
-        free = ops.gemm(a, b), ops.linear(a, b.T, bias, "relu")
+        free = run()
         _C._hold_workers(True)
         try:
-            held = _run_with_deadline(lambda: (ops.gemm(a, b), ops.linear(a, b.T, bias, "relu")))
+            held = _run_with_deadline(run)
         finally:
             _C._hold_workers(False)
     check_op(held[0], R.gemm(a, b), np.float32, reduction=k)
-    assert np.array_equal(held[0], free[0])
-    assert np.array_equal(held[1], free[1])
+    for got, ref in zip(held, free):
+        assert np.array_equal(got, ref)
 
 
 def test_workers_do_take_part():
@@ -149,9 +154,12 @@ def test_pool_grows_with_the_thread_count(threads):
 
 
 # Shapes on both GEMM paths: direct (A in place) and blocked, with row blocks split over threads
-# and with few rows (column groups), plus a k that is split into several blocks.
+# and with few rows (column groups), plus a k that is split into several blocks; at two threads
+# and more, blocked products of 512 columns (or else rows) and up run as one part a thread.
 SHAPES = [(64, 64, 64), (150, 700, 300), (401, 161, 900), (7, 3000, 260), (300, 300, 1100),
-          (500, 4200, 300)]  # the last: blocked, several column panels (NC) and k blocks
+          (500, 4200, 300),  # blocked, several column panels (NC) and k blocks
+          (600, 200, 700),  # blocked, one row part a thread
+          (256, 128, 784), (100, 288, 300)]  # a packed B split by columns: 4 and 9 slivers
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
@@ -162,15 +170,18 @@ def test_results_identical_at_every_thread_count(threads, rng, m, n, k, dtype):
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
     bias = rng.standard_normal(n).astype(dtype)
+    w = np.ascontiguousarray(b.T)  # (out, in): the linear layer packs B = w^T
     results = []
     for nt in (1, 2, 3, 2):
         threads(nt)
         with _backend.use_backend("cpp"):
-            results.append((ops.gemm(a, b), ops.linear(a, b.T, bias, "relu")))
+            results.append((ops.gemm(a, b), ops.linear(a, b.T, bias, "relu"),
+                            ops.linear(a, w, bias, "relu")))
     check_op(results[0][0], R.gemm(a, b), dtype, reduction=k)
+    check_op(results[0][2], R.linear(a, w, bias, "relu"), dtype, reduction=k)
     for got in results[1:]:
-        assert np.array_equal(got[0], results[0][0])
-        assert np.array_equal(got[1], results[0][1])
+        for x, ref in zip(got, results[0]):
+            assert np.array_equal(x, ref)
 
 
 def test_reductions_identical_at_every_thread_count(threads, rng):

@@ -16,6 +16,12 @@ struct GemmPlan {
   bool blocked = false;  // full BLIS loops, both operands packed (large problems)
   bool pack_b = false;   // direct path: pack the vector operand (it is not unit-stride along n)
   int nthreads = 1;
+  // Blocked path: `parts` independent one-thread products, one a thread (column parts, or row
+  // parts when by_rows), each in its own ws_part elements of the workspace; 1 = the threads
+  // share each packed panel (see Frame::blocked_parts).
+  int parts = 1;
+  bool by_rows = false;
+  index_t ws_part = 0;
 };
 
 template <class T>
