@@ -79,10 +79,12 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   GemmProblem<T> p = p0;
   GemmPlan plan;
   const double volume = double(p.m) * double(p.n) * double(p.k);
-  // A second thread pays off from about 74^3 multiply-adds. Measured with the pool on an
-  // Intel Xeon (2 MiB L2): at 64^3 one thread ran 94-104 GF/s and two 86-88, at 80^3 two won
-  // (115-118 against 95-98). (Zen 5 under OpenMP had two threads winning at 64^3 already.)
-  plan.nthreads = threads_for(volume, 200000.0);
+  // A second thread pays off from 64^3 multiply-adds: since idle workers spin for 5 ms, a
+  // product called in a loop finds its worker awake, and on an Intel Xeon (2 MiB L2) two threads
+  // took 3.8-4.2 us at 64^3 against 4.1-4.5 on one, 6.9-7.1 against 7.8 at 72^3 (with workers
+  // that slept after 0.1 ms, one thread had won at 64^3). A worker that does not come only
+  // leaves its chunks to the caller. (Zen 5 under OpenMP had two threads winning at 64^3.)
+  plan.nthreads = threads_for(volume, 120000.0);
 
   GemmProblem<T> q = transposed(p);
   auto b_bytes_of = [&](const GemmProblem<T>& r) {
