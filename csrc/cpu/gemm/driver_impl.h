@@ -505,12 +505,32 @@ struct Frame {
     }
 
     if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
-    const index_t total = ni * nj;
     // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
     // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
     const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
-    // Contiguous runs of tiles, about eight a thread: claimed as threads go, they balance the load
-    // to within one run.
+    // Rows enough: one run of whole row tiles a thread. Threads then never store into the same
+    // cache line of C (tiles side by side in one row share the lines at their edges, as C rows
+    // are seldom 64-byte aligned), and claim once. On two Xeon cores, against about eight runs
+    // of tiles a thread: 64^3 4.6 -> 3.4-4.1 us, 96^3 10.6 -> 7.1-8.6, 1024 x 192 x 64
+    // 114 -> 84-87 us, 256^3 125 -> 97-117 (the worker arriving late leaves the caller its run).
+    if (nth > 1 && ni >= 2 * index_t(nth)) {
+      const index_t chunks = nth;
+      for_chunks(chunks, nth, [&](index_t c, int) {
+        const T* arow[MR];
+        const index_t r0 = ni * c / chunks, r1 = ni * (c + 1) / chunks;
+        if (rows_outer) {
+          for (index_t ir = r0; ir < r1; ++ir)
+            for (index_t jr = 0; jr < nj; ++jr) one_tile(ir, jr, arow);
+        } else {
+          for (index_t jr = 0; jr < nj; ++jr)
+            for (index_t ir = r0; ir < r1; ++ir) one_tile(ir, jr, arow);
+        }
+      });
+      return;
+    }
+    const index_t total = ni * nj;
+    // Few row tiles: contiguous runs of tiles, about eight a thread; claimed as threads go, they
+    // balance the load to within one run.
     const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(total, index_t(nth) * 8);
     for_chunks(chunks, nth, [&](index_t c, int) {
       const T* arow[MR];
