@@ -444,14 +444,15 @@ struct Frame {
     const bool has_ep = p.ep.bias != nullptr || p.ep.act != act::NONE || p.ep.rbm != 0;
     const Epilogue<T>* ep = has_ep ? &p.ep : nullptr;
     const index_t ni = (p.m + MR - 1) / MR, nj = (p.n + NR - 1) / NR;
-    auto one_tile = [&](index_t ir, index_t jr, const T** arow) {
+    // Tile (ir, jr); a packed B is read from `packed` (k x NR slivers side by side).
+    auto one_tile = [&](index_t ir, index_t jr, const T** arow, const T* packed) {
       const index_t i0 = ir * MR, j0 = jr * NR;
       const int m_rem = static_cast<int>(std::min<index_t>(MR, p.m - i0));
       const int n_rem = static_cast<int>(std::min<index_t>(NR, p.n - j0));
       // Rows past the edge repeat the last real row: computed, never stored.
       for (int i = 0; i < MR; ++i) arow[i] = p.a + (i0 + (i < m_rem ? i : m_rem - 1)) * p.rsa;
       T* cp = p.c + i0 * p.rsc + j0 * p.csc;
-      const T* bp = pack_b_operand ? ws + jr * NR * p.k : b + j0;
+      const T* bp = pack_b_operand ? packed + jr * NR * p.k : b + j0;
       const index_t rb = pack_b_operand ? NR : rsb;
       const bool full_n = pack_b_operand || n_rem == NR;
       if (p.rsa == 1 && m_rem == MR) {
@@ -499,12 +500,11 @@ struct Frame {
         }
         const T* arow[MR];
         for (index_t ir = 0; ir < ni; ++ir)
-          for (index_t jr = s0; jr < s1; ++jr) one_tile(ir, jr, arow);
+          for (index_t jr = s0; jr < s1; ++jr) one_tile(ir, jr, arow, ws);
       });
       return;
     }
 
-    if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
     // While a B sliver (k x NR) fits in L1, walk down the rows under it; once it does not, walk
     // along the row of tiles instead, so the A rows (MR x k) stay cached and B streams from L2.
     const bool rows_outer = p.k * NR * index_t(sizeof(T)) > 32 * 1024;
@@ -513,21 +513,33 @@ struct Frame {
     // are seldom 64-byte aligned), and claim once. On two Xeon cores, against about eight runs
     // of tiles a thread: 64^3 4.6 -> 3.4-4.1 us, 96^3 10.6 -> 7.1-8.6, 1024 x 192 x 64
     // 114 -> 84-87 us, 256^3 125 -> 97-117 (the worker arriving late leaves the caller its run).
+    // A B to pack is packed by each run for itself (gemm.cpp gives every thread room): read
+    // from the core that packed it, it cost more than packing it again (w @ x^T, 128 x 32 x 784:
+    // 50 us on two threads against 37 on one).
     if (nth > 1 && ni >= 2 * index_t(nth)) {
-      const index_t chunks = nth;
+      const index_t chunks = nth, packed_elems = p.k * nj * NR;
       for_chunks(chunks, nth, [&](index_t c, int) {
+        T* mine = ws + c * packed_elems;
+        if (pack_b_operand) {
+          for (index_t s = 0; s < nj; ++s) {
+            const int nr_eff = static_cast<int>(std::min<index_t>(NR, p.n - s * NR));
+            pack_b_sliver(nr_eff, p.k, p.b + s * NR * p.csb, p.rsb, p.csb, mine + s * NR * p.k);
+          }
+        }
         const T* arow[MR];
         const index_t r0 = ni * c / chunks, r1 = ni * (c + 1) / chunks;
         if (rows_outer) {
           for (index_t ir = r0; ir < r1; ++ir)
-            for (index_t jr = 0; jr < nj; ++jr) one_tile(ir, jr, arow);
+            for (index_t jr = 0; jr < nj; ++jr) one_tile(ir, jr, arow, mine);
         } else {
           for (index_t jr = 0; jr < nj; ++jr)
-            for (index_t ir = r0; ir < r1; ++ir) one_tile(ir, jr, arow);
+            for (index_t ir = r0; ir < r1; ++ir) one_tile(ir, jr, arow, mine);
         }
       });
       return;
     }
+
+    if (pack_b_operand) pack_b_parallel(p.k, p.n, p.b, p.rsb, p.csb, ws, nth);
     const index_t total = ni * nj;
     // Few row tiles: contiguous runs of tiles, about eight a thread; claimed as threads go, they
     // balance the load to within one run.
@@ -536,7 +548,7 @@ struct Frame {
       const T* arow[MR];
       for (index_t t = total * c / chunks; t < total * (c + 1) / chunks; ++t) {
         const index_t jr = rows_outer ? t % nj : t / ni, ir = rows_outer ? t / nj : t % ni;
-        one_tile(ir, jr, arow);
+        one_tile(ir, jr, arow, ws);
       }
     });
   }

@@ -125,7 +125,8 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
   } else if (plan.blocked) {
     ws_elems = blocked_ws(b, p.n) + index_t(plan.nthreads - 1) * round_up(b.mc, b.mr) * b.kc;
   } else if (plan.pack_b) {
-    ws_elems = p.k * round_up(p.n, b.nr);
+    // A packed B for each thread: the direct path's row runs pack their own (Frame::direct).
+    ws_elems = p.k * round_up(p.n, b.nr) * plan.nthreads;
   }
   T* ws = ws_elems ? static_cast<T*>(scratch(kScratchGemm, std::size_t(ws_elems) * sizeof(T))) : nullptr;
   K.run(p, plan, ws);
