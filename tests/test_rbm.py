@@ -17,9 +17,10 @@ DTYPES = [np.float32, np.float64]
 
 
 SHAPES = [(1, 1, 1), (7, 9, 17), (33, 65, 17), (5, 130, 33), (0, 4, 3), (150, 5, 2)]
-# Big enough for the blocked GEMM, whose epilogue runs on the last k block only; the last one's
-# visible product (600 x 700, k = 300) is wide enough to run as one column part a thread.
-BIG = [(200, 300, 700), (96, 700, 260), (600, 700, 300)]
+# Big enough for the blocked GEMM, whose epilogue runs on the last k block only; the last two
+# run as one part a thread: by columns (visible 600 x 700, k = 300) and by rows (hidden
+# 600 x 100, k = 1100).
+BIG = [(200, 300, 700), (96, 700, 260), (600, 700, 300), (600, 1100, 100)]
 
 
 def _params(rng, nv, nh, dtype, scale=0.5):

@@ -155,10 +155,10 @@ def test_pool_grows_with_the_thread_count(threads):
 
 # Shapes on both GEMM paths: direct (A in place) and blocked, with row blocks split over threads
 # and with few rows (column groups), plus a k that is split into several blocks; at two threads
-# and more, blocked products of 512 columns (or else rows) and up run as one part a thread.
+# and more, blocked products of 128 columns (or else rows) and up run as one part a thread.
 SHAPES = [(64, 64, 64), (150, 700, 300), (401, 161, 900), (7, 3000, 260), (300, 300, 1100),
           (500, 4200, 300),  # blocked, several column panels (NC) and k blocks
-          (600, 200, 700),  # blocked, one row part a thread
+          (1000, 100, 1500),  # blocked, one row part a thread
           (256, 128, 784), (100, 288, 300)]  # a packed B split by columns: 4 and 9 slivers
 
 
