@@ -98,13 +98,13 @@ static void lstm_bwd_row(T* dg, T* dh, T* dc, const T* dy, const T* cache, const
 }
 
 template <class T>
-static void gru_fwd_row(const T* xp, const T* rec, const T* hprev, T* h, T* y, T* cache,
-                        index_t u0, index_t u1, index_t H) {
+static void gru_fwd_row(const T* xp, const T* rec, const T* bh, const T* hprev, T* h, T* y,
+                        T* cache, index_t u0, index_t u1, index_t H) {
   each_group<T, 3>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
     using M = decltype(m);
     const auto r = M::sig(M::add(M::load(xp + p), M::load(rec + p)));
     const auto z = M::sig(M::add(M::load(xp + p + U), M::load(rec + p + U)));
-    const auto hn = M::load(rec + p + 2 * U);
+    const auto hn = M::add(M::load(rec + p + 2 * U), M::load(bh + p + 2 * U));
     const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
     const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
     M::store(h + j, v);
