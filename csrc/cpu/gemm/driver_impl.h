@@ -194,8 +194,18 @@ struct Frame {
                           index_t csc, const Epilogue<T>* ep, index_t i0, index_t j0) {
     // Start pulling the C tile in now: it is read (beta != 0) or written only after the k loop,
     // and a C that has fallen out of cache would otherwise stall the store for a memory latency.
+    // A row of the tile (NR elements, 128 bytes) spans three cache lines unless it starts on a
+    // line, and NumPy's arrays start 16 bytes past one: there the middle element's line is
+    // fetched too, when rows lie 2 KiB and more apart (a C that likely left the cache). With
+    // first and last only, the middle line's miss cost 2048^3 8% (268-285 -> 291-311 GF/s);
+    // asked for always, the extra prefetch slowed products whose C stays in cache (the LSTM's
+    // steps, 64 x 3136 -> 128 by 5-12%).
+    const bool three = rsc * index_t(sizeof(T)) >= 2048 &&
+                       ((reinterpret_cast<std::uintptr_t>(c) |
+                         static_cast<std::uintptr_t>(rsc * index_t(sizeof(T)))) & 63) != 0;
     for (int i = 0; i < m_rem; ++i) {
       __builtin_prefetch(c + i * rsc, 1, 3);
+      if (three) __builtin_prefetch(c + i * rsc + (n_rem / 2) * csc, 1, 3);
       __builtin_prefetch(c + i * rsc + (n_rem - 1) * csc, 1, 3);
     }
     V acc[MR][NV];
