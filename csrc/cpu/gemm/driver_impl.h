@@ -198,8 +198,7 @@ struct Frame {
     // line, and NumPy's arrays start 16 bytes past one: there the middle element's line is
     // fetched too, when rows lie 2 KiB and more apart (a C that likely left the cache). With
     // first and last only, the middle line's miss cost 2048^3 8% (268-285 -> 291-311 GF/s);
-    // asked for always, the extra prefetch slowed products whose C stays in cache (the LSTM's
-    // steps, 64 x 3136 -> 128 by 5-12%).
+    // asked for on every tile, it made the LSTM's steps (aligned rows, C in cache) 0.5-3% slower.
     const bool three = rsc * index_t(sizeof(T)) >= 2048 &&
                        ((reinterpret_cast<std::uintptr_t>(c) |
                          static_cast<std::uintptr_t>(rsc * index_t(sizeof(T)))) & 63) != 0;
@@ -367,6 +366,17 @@ struct Frame {
   }
 
   // Packs the B panel (kc x nc) in chunks of whole slivers; returns when all are packed.
+  // Slivers [s0, s1) of the B panel (kc x nc) into dst, each at its own place (sliver s at
+  // dst + s * NR * kc), on the calling thread.
+  static void pack_b_slivers(index_t s0, index_t s1, index_t kc, index_t nc, const T* b,
+                             index_t rsb, index_t csb, T* dst) {
+    for (index_t s = s0; s < s1; ++s) {
+      const index_t j0 = s * NR;
+      const int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
+      pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
+    }
+  }
+
   static void pack_b_parallel(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb,
                               T* dst, int nth) {
     const index_t ns = (nc + NR - 1) / NR;
@@ -374,11 +384,7 @@ struct Frame {
     // ~0.1 us next to a sliver's kc x NR copy.
     const index_t chunks = nth <= 1 ? 1 : std::min<index_t>(ns, index_t(nth) * 4);
     for_chunks(chunks, nth, [&](index_t c, int) {
-      for (index_t s = ns * c / chunks; s < ns * (c + 1) / chunks; ++s) {
-        const index_t j0 = s * NR;
-        const int nr_eff = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
-        pack_b_sliver(nr_eff, kc, b + j0 * csb, rsb, csb, dst + s * NR * kc);
-      }
+      pack_b_slivers(ns * c / chunks, ns * (c + 1) / chunks, kc, nc, b, rsb, csb, dst);
     });
   }
 
@@ -504,10 +510,7 @@ struct Frame {
       const index_t chunks = nj % nth == 0 ? index_t(nth) : nj;
       for_chunks(chunks, nth, [&](index_t c, int) {
         const index_t s0 = nj * c / chunks, s1 = nj * (c + 1) / chunks;
-        for (index_t s = s0; s < s1; ++s) {
-          const int nr_eff = static_cast<int>(std::min<index_t>(NR, p.n - s * NR));
-          pack_b_sliver(nr_eff, p.k, p.b + s * NR * p.csb, p.rsb, p.csb, ws + s * NR * p.k);
-        }
+        pack_b_slivers(s0, s1, p.k, p.n, p.b, p.rsb, p.csb, ws);
         const T* arow[MR];
         for (index_t ir = 0; ir < ni; ++ir)
           for (index_t jr = s0; jr < s1; ++jr) one_tile(ir, jr, arow, ws);
@@ -530,12 +533,7 @@ struct Frame {
       const index_t chunks = nth, packed_elems = p.k * nj * NR;
       for_chunks(chunks, nth, [&](index_t c, int) {
         T* mine = ws + c * packed_elems;
-        if (pack_b_operand) {
-          for (index_t s = 0; s < nj; ++s) {
-            const int nr_eff = static_cast<int>(std::min<index_t>(NR, p.n - s * NR));
-            pack_b_sliver(nr_eff, p.k, p.b + s * NR * p.csb, p.rsb, p.csb, mine + s * NR * p.k);
-          }
-        }
+        if (pack_b_operand) pack_b_slivers(0, nj, p.k, p.n, p.b, p.rsb, p.csb, mine);
         const T* arow[MR];
         const index_t r0 = ni * c / chunks, r1 = ni * (c + 1) / chunks;
         if (rows_outer) {
@@ -644,10 +642,10 @@ struct Frame {
   // n = 512-2048, 2-4% at 4096-6400 x 256 x 1024.
   static void blocked_parts(const GemmProblem<T>& p, T* ws, const GemmPlan& plan) {
     const index_t parts = plan.parts, tile = plan.by_rows ? MR : NR;
-    const index_t tiles = ((plan.by_rows ? p.m : p.n) + tile - 1) / tile;
+    const index_t extent = plan.by_rows ? p.m : p.n, tiles = (extent + tile - 1) / tile;
     for_chunks(parts, plan.nthreads, [&](index_t c, int) {
       const index_t lo = tiles * c / parts * tile;
-      const index_t len = std::min<index_t>(plan.by_rows ? p.m : p.n, tiles * (c + 1) / parts * tile) - lo;
+      const index_t len = std::min<index_t>(extent, tiles * (c + 1) / parts * tile) - lo;
       if (len <= 0) return;
       GemmProblem<T> q = p;
       if (plan.by_rows) {

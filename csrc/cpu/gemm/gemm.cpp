@@ -117,10 +117,10 @@ void gemm_impl(const GemmProblem<T>& p0, const GemmKernel<T>& K) {
     const bool tall = p.m > 4 * p.n && p.m >= parts * kPartMin;
     if (!tall && p.n >= parts * kPartMin) {
       const index_t part_n = ((p.n + b.nr - 1) / b.nr + parts - 1) / parts * b.nr;
-      plan.parts = plan.nthreads;
+      plan.parts = int(parts);
       plan.ws_part = blocked_ws(b, part_n);
     } else if (p.m >= parts * kPartMin) {
-      plan.parts = plan.nthreads;
+      plan.parts = int(parts);
       plan.by_rows = true;
       plan.ws_part = blocked_ws(b, p.n);
     }
