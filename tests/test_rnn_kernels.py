@@ -59,8 +59,12 @@ def test_vector_nonlinearities_within_few_ulp(isa, rng, fn):
 
 
 # (B, T, I, H): H = 33 (two vector blocks and a one-unit block), 20 (a 4-unit block), 1;
-# B = 17, H = 80 runs several unit chunks on two threads.
-ISA_SHAPES = [(2, 3, 5, 33), (3, 2, 4, 20), (1, 2, 3, 1), (17, 3, 6, 80)]
+# B = 17, H = 80 runs several unit chunks on two threads (column mode); B = 37, H = 64 splits
+# the batch between two threads (row mode: groups of 18 and 19 rows, partial row tiles); B = 33,
+# H = 520 has weights too large for row mode, so it runs column mode on a batch that row mode
+# would otherwise take.
+ISA_SHAPES = [(2, 3, 5, 33), (3, 2, 4, 20), (1, 2, 3, 1), (17, 3, 6, 80), (37, 4, 6, 64),
+              (33, 2, 7, 520)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

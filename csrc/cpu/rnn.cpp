@@ -1,22 +1,28 @@
 // The recurrent drivers (LSTM, GRU, Elman RNN), forward and backward through time.
 //
+// The rows of a batch never meet in a recurrence, so while each core can keep all the weights
+// near (see Steps), the threads split the batch: one job for the whole time loop, a group of rows
+// a thread, no join a step and no state written on one core and read on the other (row mode).
+// Otherwise the threads split the hidden units, one job a step (column mode). Either way a
+// thread's share of a step is the same sequence of unit chunks below, on a span of rows.
+//
 // Forward: the input projections of all steps are one GEMM into a (T, B, G*H) buffer whose
 // columns are permuted so that each block of 16 hidden units owns G*16 contiguous columns (its
-// gates side by side). Per step, one parallel job over chunks of unit blocks: a chunk runs its
+// gates side by side). Per step and chunk of unit blocks: a chunk runs its
 // slice of the recurrent GEMM, accumulating U h into its columns of the step (beta = 1; the
 // GRU writes U h apart, beta = 0, and adds b_hn in its gate pass, since r multiplies
 // U_n h + b_hn), then the fused gate pass over the same columns while they are in cache. The
 // recurrent weights are packed once per call into the GEMM
 // micro-kernel's own layout, one packed block per chunk (sized to stay in L2), and the state
-// h_{t-1} once per step and thread (see StepGemm): a step is then only micro-kernel calls, which
+// h_{t-1} (the thread's rows of it) once per step and thread (see StepGemm): a step is then only micro-kernel calls, which
 // ran at 177 GFLOPS on one AVX-512 Xeon core at 64 x 1024 x 256 against 70-95 for the direct
 // path on the in-place panel. Everything per step is time-major, and rows whose stride is a
 // multiple of 1 KiB get a cache line of padding (see padded()). The state alternates between two
 // buffers, since a chunk reads all of h_{t-1} while others write their units of h_t.
 //
-// Backward: per step, one job over unit chunks that first adds dG_{t+1} W_hh (its columns) to the
-// gradient flowing into h_t, then runs the fused gate-derivative pass of step t for its units, so
-// again one job a step; the bias gradients are summed in that pass, while a row is in L1. dG is
+// Backward: per step, unit chunks that first add dG_{t+1} W_hh (their columns) to the
+// gradient flowing into h_t, then run the fused gate-derivative pass of step t for their units;
+// the bias gradients are summed in that pass, while a row is in L1. dG is
 // kept for all steps; dx, dW_ih and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y (flattened
 // (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran) and then
 // replaces the pairing at each sequence start by h0, with one small GEMM.
@@ -24,7 +30,7 @@
 // LSTM and RNN with inputs no wider than the state fold the projection into the per-step
 // product instead (fuse_input): one GEMM per step over [x_t | h_{t-1} | 1].
 //
-// Small problems do not pay for threads: the chunk job runs on threads_for(work) threads.
+// Small problems do not pay for threads: the jobs run on threads_for(work) threads.
 #include "cpu/rnn.h"
 
 #include <algorithm>
@@ -142,23 +148,46 @@ void pack_bias(T* out, const T* b1, const T* b2, int G, index_t H) {
   }
 }
 
+// How a time loop runs. Column mode (groups == 0): one job a step over chunks of hidden units,
+// each chunk the product and gate pass of its units for every batch row. Row mode (groups > 0):
+// one job for the whole loop, a group of batch rows a thread, each running every step of its own
+// rows alone (the rows of a batch never meet in a recurrence). Row mode has no join a step and
+// no state that one core writes and the other reads, but each core reads all the weights every
+// step, so it is taken only while they fit its L2 beside the rest.
 struct Steps {
   index_t chunks = 1, units = 0;
   int threads = 1;
+  index_t groups = 0;
+  // Group g's first batch row (B rows in all); g = groups gives B.
+  index_t row0(index_t g, index_t B) const { return groups ? g * B / groups : 0; }
 };
+
+// Row mode while every group keeps at least this many rows (a product of fewer wastes most of
+// the micro-kernel's 12-row tiles) and all the packed weights stay within kRowPanelBytes. Two
+// threads of an AVX-512 Xeon (2 MiB L2 a core), row mode against column mode: LSTM B = 64,
+// I = H = 256 (2.1 MB of fused weights) forward 29-31 against 31-33 ms, forward + backward
+// 87-93 against 97-101; GRU at that size 24 / 72 against 25-28 / 80-86 ms; the row-LSTM
+// (B = 64, T = 28, I = 28, H = 128) forward + backward 4.6-4.8 against 5.9-6.4 ms; GRU H = 512
+// (3.1 MB) even; LSTM H = 512 (8.4 MB) 4% slower and H = 1024 (34 MB) 8-17% slower.
+constexpr index_t kRowGroupMin = 16;
+constexpr double kRowPanelBytes = 3.5 * 1024.0 * 1024.0;
 
 Steps plan_steps(index_t B, index_t H, int G, std::size_t elem, index_t K) {
   const index_t nblocks = (H + kRnnBlock - 1) / kRnnBlock;
   Steps s;
   s.threads = threads_for(double(B) * G * double(H) * double(H));
   const double panel = double(G) * double(H) * double(K) * double(elem);
-  index_t chunks = std::max<index_t>(s.threads, index_t(std::ceil(panel / kPanelBytes)));
-  chunks = (chunks + s.threads - 1) / s.threads * s.threads;
+  bool rows = s.threads > 1 && B >= kRowGroupMin * s.threads && panel <= kRowPanelBytes;
+  if (rows) s.groups = s.threads;
+  // Column mode deals the chunks out evenly to the threads; in row mode a thread runs them all.
+  const int dealt = rows ? 1 : s.threads;
+  index_t chunks = std::max<index_t>(dealt, index_t(std::ceil(panel / kPanelBytes)));
+  chunks = (chunks + dealt - 1) / dealt * dealt;
   chunks = std::min(chunks, nblocks);
   const index_t per = (nblocks + chunks - 1) / chunks;
   s.chunks = (nblocks + per - 1) / per;
   s.units = per * kRnnBlock;
-  s.threads = int(std::min<index_t>(s.threads, s.chunks));
+  if (!rows) s.threads = int(std::min<index_t>(s.threads, s.chunks));
   return s;
 }
 
@@ -219,17 +248,17 @@ void to_batch_first(T* dst, const T* src, index_t B, index_t Tn, index_t F) {
 template <class T>
 struct StepGemm {
   const GemmKernel<T>* K = nullptr;
-  index_t m = 0, k = 0;
+  index_t k = 0;
   T* bp = nullptr;  // chunk c's packed columns at bp + c * bstride
   index_t bstride = 0;
   T* ap = nullptr;  // slot s's packed A at ap + s * astride
   index_t astride = 0;
-  std::vector<index_t> tag;  // the step whose A each slot holds
+  std::vector<index_t> tag;  // the key (step and row group) whose A each slot holds
 
+  // m: the most rows one product has.
   static StepGemm plan(index_t m, index_t k, index_t cols_per_chunk, int threads) {
     StepGemm g;
     g.K = &kernel_for<T>();
-    g.m = m;
     g.k = k;
     const index_t nr = g.K->blk.nr;
     g.bstride = (k * ((cols_per_chunk + nr - 1) / nr * nr) + 15) / 16 * 16;
@@ -248,26 +277,27 @@ struct StepGemm {
   void pack_b(index_t c, index_t n, const T* b, index_t rsb) const {
     K->pack_b(bp + c * bstride, k, n, b, rsb, 1);
   }
-  // Columns [p0, p0 + kc) of the packed A at as from a (m x kc, row stride lda; lda = 0 with
-  // kc = 1: the column of a's one value).
-  void pack_a(T* as, index_t p0, index_t kc, const T* a, index_t lda) const {
+  // Columns [p0, p0 + kc) of the packed A (m rows) at as from a (m x kc, row stride lda;
+  // lda = 0 with kc = 1: the column of a's one value).
+  void pack_a(T* as, index_t m, index_t p0, index_t kc, const T* a, index_t lda) const {
     K->pack_a(as, m, k, p0, kc, a, lda, lda ? 1 : 0);
   }
-  // C (m x n, row stride ldc) = beta*C + A @ B_c, A being step st's: pack(as) packs it into
-  // `as` (pack_a) the first time this slot needs it.
+  // C (m x n, row stride ldc) = beta*C + A @ B_c, A (m rows) being the one of `key` (a step, and
+  // the row group in row mode): pack(as) packs it into `as` the first time this slot needs it.
   template <class Pack>
-  void run(index_t st, int slot, index_t c, index_t n, Pack&& pack, T* cm, index_t ldc, T beta) {
+  void run(index_t key, int slot, index_t c, index_t m, index_t n, Pack&& pack, T* cm,
+           index_t ldc, T beta) {
     T* as = ap + slot * astride;
-    if (tag[std::size_t(slot)] != st) {
+    if (tag[std::size_t(slot)] != key) {
       pack(as);
-      tag[std::size_t(slot)] = st;
+      tag[std::size_t(slot)] = key;
     }
     K->packed(m, n, k, as, bp + c * bstride, cm, ldc, beta);
   }
   // The same with A (m x k, row stride lda) in one array.
-  void run(index_t st, int slot, index_t c, index_t n, const T* a, index_t lda, T* cm,
-           index_t ldc, T beta) {
-    run(st, slot, c, n, [&](T* as) { pack_a(as, 0, k, a, lda); }, cm, ldc, beta);
+  void run(index_t key, int slot, index_t c, index_t m, index_t n, const T* a, index_t lda,
+           T* cm, index_t ldc, T beta) {
+    run(key, slot, c, m, n, [&](T* as) { pack_a(as, m, 0, k, a, lda); }, cm, ldc, beta);
   }
 };
 
@@ -390,22 +420,25 @@ struct ForwardWork {
   T* hbuf;
   // Step t's pre-activations: the projected step, or the one step buffer when fused.
   T* pre(index_t t, index_t B) const { return fused ? xp : xp + t * B * ldx; }
-  // Step t's product for chunk ch, columns [col0, col0 + n) of pre(t): U h_{t-1} added to the
-  // projection, or (fused) the whole [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T.
-  void product(index_t t, int slot, index_t ch, index_t col0, index_t n, const T* x,
-               const T* hp, const RnnDims& d) {
-    T* c = pre(t, d.B) + col0;
+  // Step t's product for chunk ch, rows [r0, r1) and columns [col0, col0 + n) of pre(t): U h_{t-1}
+  // added to the projection, or (fused) the whole [x_t | h_{t-1} | 1] @ [W_ih; W_hh; b]^T.
+  void product(index_t t, index_t key, int slot, index_t ch, index_t col0, index_t n, index_t r0,
+               index_t r1, const T* x, const T* hp, const RnnDims& d) {
+    T* c = pre(t, d.B) + r0 * ldx + col0;
+    const index_t m = r1 - r0;
+    hp += r0 * d.H;
     if (!fused) {
-      sg.run(t, slot, ch, n, hp, d.H, c, ldx, T(1));
+      sg.run(key, slot, ch, m, n, hp, d.H, c, ldx, T(1));
       return;
     }
     const T one = T(1);
+    const T* xt = x + r0 * d.T * d.I + t * d.I;
     sg.run(
-        t, slot, ch, n,
+        key, slot, ch, m, n,
         [&](T* as) {
-          sg.pack_a(as, 0, d.I, x + t * d.I, d.T * d.I);
-          sg.pack_a(as, d.I, d.H, hp, d.H);
-          sg.pack_a(as, d.I + d.H, 1, &one, 0);
+          sg.pack_a(as, m, 0, d.I, xt, d.T * d.I);
+          sg.pack_a(as, m, d.I, d.H, hp, d.H);
+          sg.pack_a(as, m, d.I + d.H, 1, &one, 0);
         },
         c, ldx, T(0));
   }
@@ -500,64 +533,109 @@ BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T
   return bw;
 }
 
+// Rows [r0, r1) of a time loop's job, and the key their packed state goes by: the step, and in
+// row mode the group too (a thread that takes a second group must not reuse the first's).
+struct RowSpan {
+  index_t r0, r1, key;
+};
+
+// Runs body(t, slot, span, ch) for every step t of `order` (ascending or descending), every
+// chunk and every row group of s: column mode one job a step over the chunks, row mode one job
+// over the groups, each running all steps in order. `end_job(slot)` runs at the end of each job
+// part (a chunk, or a group).
+template <class Body, class End>
+void time_loop(const Steps& s, index_t B, index_t first, index_t last, index_t stride,
+               index_t chunks_at_first, Body&& body, End&& end_job) {
+  // chunks_at_first: the chunk count of step `first` when it differs (see backward)
+  auto chunks_of = [&](index_t t) { return t == first ? chunks_at_first : s.chunks; };
+  if (s.groups) {
+    parallel_for(s.groups, s.threads, [&](std::int64_t g, int slot) {
+      const index_t r0 = s.row0(g, B), r1 = s.row0(g + 1, B);
+      for (index_t t = first;; t += stride) {
+        const RowSpan span{r0, r1, t * s.groups + g};
+        for (index_t ch = 0; ch < chunks_of(t); ++ch) body(t, slot, span, ch);
+        if (t == last) break;
+      }
+      end_job(slot);
+    });
+    return;
+  }
+  for (index_t t = first;; t += stride) {
+    parallel_for(chunks_of(t), s.threads, [&](std::int64_t ch, int slot) {
+      body(t, slot, RowSpan{0, B, t}, ch);
+      end_job(slot);
+    });
+    if (t == last) break;
+  }
+}
+
 // The forward time loop of every cell. h alternates between the two halves of hbuf (h0 already
-// in the first): per step and chunk of units, `step(t, slot, ch, u0, u1, hp)` runs the chunk's slice of
-// the recurrent product, then `cell(t, b, u0, u1, hp, hn, yr)` the gate pass of each row still
-// running; a finished row carries its state over and emits zeros.
+// in the first): per step, chunk of units and span of rows, `step(t, slot, span, ch, u0, u1,
+// hp)` runs the chunk's slice of the recurrent product for the span's rows, then `cell(t, b,
+// u0, u1, hp, hn, yr)` the gate pass of each of those rows still running; a finished row
+// carries its state over and emits zeros.
 template <class T, class Step, class Cell>
 void forward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths, T* y,
                           T* h_n, T* hbuf, Step&& step, Cell&& cell) {
   const index_t B = d.B, Tn = d.T, H = d.H;
-  for (index_t t = 0; t < Tn; ++t) {
-    const T* hp = hbuf + (t & 1) * B * H;
-    T* hn = hbuf + ((t + 1) & 1) * B * H;
-    parallel_for(s.chunks, s.threads, [&](std::int64_t ch, int slot) {
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      step(t, slot, ch, u0, u1, hp);
-      for (index_t b = 0; b < B; ++b) {
-        T* yr = y + (b * Tn + t) * H;
-        if (t < lengths[b]) {
-          cell(t, b, u0, u1, hp, hn, yr);
-        } else {
-          copy_units(hn + b * H, hp + b * H, u0, u1);
-          zero_units(yr, u0, u1);
+  time_loop(
+      s, B, 0, Tn - 1, 1, s.chunks,
+      [&](index_t t, int slot, const RowSpan& span, index_t ch) {
+        const T* hp = hbuf + (t & 1) * B * H;
+        T* hn = hbuf + ((t + 1) & 1) * B * H;
+        const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+        step(t, slot, span, ch, u0, u1, hp);
+        for (index_t b = span.r0; b < span.r1; ++b) {
+          T* yr = y + (b * Tn + t) * H;
+          if (t < lengths[b]) {
+            cell(t, b, u0, u1, hp, hn, yr);
+          } else {
+            copy_units(hn + b * H, hp + b * H, u0, u1);
+            zero_units(yr, u0, u1);
+          }
         }
-      }
-      rows_for<T>().fence();
-    });
-  }
+      },
+      [](int) { rows_for<T>().fence(); });
   std::memcpy(h_n, hbuf + (Tn & 1) * B * H, std::size_t(B * H) * sizeof(T));
 }
 
-// The backward time loop of every cell: per step and chunk of units, dh += dG_{t+1} W_hh for the
-// chunk's units (dgrec: the gradient at the recurrent product, sg: W_hh's packed chunks), then
-// `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0, u1)` for the others.
+// The backward time loop of every cell: per step, chunk of units and span of rows, dh +=
+// dG_{t+1} W_hh for the chunk's units (dgrec: the gradient at the recurrent product, sg: W_hh's
+// packed chunks), then `cell(t, b, tb, u0, u1)` for each row that ran step t and `skip(tb, u0,
+// u1)` for the others. With xchunks, chunks after the unit chunks compute dx_t = dG_t W_ih.
 template <class T, class Cell, class Skip>
 void backward_through_time(const Steps& s, const RnnDims& d, const std::int64_t* lengths,
                            T* dh, const T* dgrec, index_t ldg, StepGemm<T>& sg, index_t xchunks,
                            index_t xw, T* dx, Cell&& cell, Skip&& skip) {
   const index_t B = d.B, Tn = d.T, H = d.H, I = d.I;
-  for (index_t st = Tn; st >= 0; --st) {
-    parallel_for(s.chunks + (st < Tn ? xchunks : 0), s.threads, [&](std::int64_t ch, int slot) {
-      if (ch >= s.chunks) {  // dx_st, input columns [i0, i1): rows b*T + st of dx
-        const index_t i0 = (ch - s.chunks) * xw, i1 = std::min(I, i0 + xw);
-        sg.run(st, slot, ch, i1 - i0, dgrec + st * B * ldg, ldg, dx + st * I + i0, Tn * I, T(0));
-        return;
-      }
-      const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
-      if (st < Tn) sg.run(st, slot, ch, u1 - u0, dgrec + st * B * ldg, ldg, dh + u0, H, T(1));
-      if (st == 0) return;
-      const index_t t = st - 1;
-      for (index_t b = 0; b < B; ++b) {
-        const index_t tb = t * B + b;
-        if (t < lengths[b]) {
-          cell(t, b, tb, u0, u1);
-        } else {
-          skip(tb, u0, u1);
+  Steps sx = s;
+  sx.chunks = s.chunks + xchunks;
+  time_loop(
+      sx, B, Tn, 0, -1, s.chunks,
+      [&](index_t st, int slot, const RowSpan& span, index_t ch) {
+        const index_t m = span.r1 - span.r0;
+        const T* g = dgrec + (st * B + span.r0) * ldg;
+        if (ch >= s.chunks) {  // dx_st, input columns [i0, i1): rows b*T + st of dx
+          const index_t i0 = (ch - s.chunks) * xw, i1 = std::min(I, i0 + xw);
+          sg.run(span.key, slot, ch, m, i1 - i0, g, ldg, dx + (span.r0 * Tn + st) * I + i0,
+                 Tn * I, T(0));
+          return;
         }
-      }
-    });
-  }
+        const index_t u0 = ch * s.units, u1 = std::min(H, u0 + s.units);
+        if (st < Tn)
+          sg.run(span.key, slot, ch, m, u1 - u0, g, ldg, dh + span.r0 * H + u0, H, T(1));
+        if (st == 0) return;
+        const index_t t = st - 1;
+        for (index_t b = span.r0; b < span.r1; ++b) {
+          const index_t tb = t * B + b;
+          if (t < lengths[b]) {
+            cell(t, b, tb, u0, u1);
+          } else {
+            skip(tb, u0, u1);
+          }
+        }
+      },
+      [](int) {});
 }
 
 }  // namespace
@@ -576,8 +654,9 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        f.product(t, slot, ch, G * u0, G * (u1 - u0), x, hp, d);
+      [&](index_t t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
+          const T* hp) {
+        f.product(t, sp.key, slot, ch, G * u0, G * (u1 - u0), sp.r0, sp.r1, x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
         R.lstm_fwd(f.pre(t, B) + b * ldx, c_n + b * H, hn + b * H, yr,
@@ -639,8 +718,10 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        f.sg.run(t, slot, ch, G * (u1 - u0), hp, H, rec + G * u0, ldx, T(0));
+      [&](index_t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
+          const T* hp) {
+        f.sg.run(sp.key, slot, ch, sp.r1 - sp.r0, G * (u1 - u0), hp + sp.r0 * H, H,
+                 rec + sp.r0 * ldx + G * u0, ldx, T(0));
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
         R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, bias_h, hp + b * H, hn + b * H, yr,
@@ -692,8 +773,9 @@ void rnn_forward(T* y, T* h_n, const T* x, const T* h0, const T* w_ih, const T* 
   const RnnRows<T>& R = rows_for<T>();
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
-      [&](index_t t, int slot, std::int64_t ch, index_t u0, index_t u1, const T* hp) {
-        f.product(t, slot, ch, u0, u1 - u0, x, hp, d);
+      [&](index_t t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
+          const T* hp) {
+        f.product(t, sp.key, slot, ch, u0, u1 - u0, sp.r0, sp.r1, x, hp, d);
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
         R.rnn_fwd(f.pre(t, B) + b * ldx, hn + b * H, yr, u0, u1, relu);

@@ -8,10 +8,11 @@
 // nothing (y holds h). Internally every per-step array is time-major too (see rnn.cpp).
 // `gates` may be null (inference). Past a sequence's end y is 0 and the state carries over.
 //
-// How (see rnn.cpp): the input projections of all steps in one GEMM; per step one parallel job
-// over blocks of hidden units, each running its slice of the recurrent GEMM (weights pre-packed
-// per unit block, read in place from L2) and then the fused gate pass for the same units while
-// the slice is hot; backward the same way, and the weight gradients as large GEMMs afterwards.
+// How (see rnn.cpp): the input projections of all steps in one GEMM; per step, blocks of hidden
+// units each running its slice of the recurrent GEMM (weights pre-packed per unit block, read in
+// place from L2) and then the fused gate pass for the same units while the slice is hot, the
+// threads splitting the batch rows (one job for all steps) or else the unit blocks (one job a
+// step); backward the same way, and the weight gradients as large GEMMs afterwards.
 #pragma once
 #include <cstdint>
 
