@@ -1,4 +1,5 @@
 // fastnn._C: the C++ kernels. One bind_<family>.cpp per op family registers its functions here.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "common/cpuid.h"
+#include "common/host_cache.h"
 #include "common/parallel.h"
 #include "common/threading.h"
 
@@ -50,6 +52,26 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("isa"), "Force an ISA; returns False if this CPU cannot run it.");
   m.def("num_threads", &fastnn::num_threads);
+  // Uninitialised uint8 array of nbytes from the host cache (common/host_cache.h): its block goes
+  // back to the cache when the array and every view of it are gone.
+  m.def(
+      "host_empty",
+      [](std::size_t nbytes) {
+        std::size_t granted = 0;
+        void* p = fastnn::host_cache_take(nbytes, &granted);
+        auto* block = new std::pair<void*, std::size_t>(p, granted);
+        py::capsule owner(block, [](void* b) {
+          auto* blk = static_cast<std::pair<void*, std::size_t>*>(b);
+          fastnn::host_cache_give(blk->first, blk->second);
+          delete blk;
+        });
+        return py::array_t<std::uint8_t>({py::ssize_t(nbytes)}, {py::ssize_t(1)},
+                                         static_cast<std::uint8_t*>(p), owner);
+      },
+      py::arg("nbytes"));
+  m.def("host_cache_bytes", &fastnn::host_cache_bytes, "Bytes held in cached free blocks.");
+  m.def("host_cache_limit", &fastnn::host_cache_limit);
+  m.def("host_cache_release", &fastnn::host_cache_release, "Frees every cached block.");
   m.def("set_num_threads", &fastnn::set_num_threads, py::arg("n"));
   m.def("pool_workers", &fastnn::pool_workers, "Worker threads alive in the pool.");
   // Runtime self-check for the tests: runs a job of n_chunks chunks that each busy-wait

@@ -5,8 +5,9 @@
 """
 from ._version import __version__  # noqa: F401
 from . import backend, ops  # noqa: E402
-from .backend import (build_info, get_backend, get_isa, get_num_threads,  # noqa: E402,F401
-                      set_backend, set_isa, set_num_threads, available_backends)
+from .backend import (build_info, empty_cache, get_backend, get_isa,  # noqa: E402,F401
+                      get_num_threads, set_backend, set_isa, set_num_threads,
+                      available_backends)
 from . import cuda  # noqa: E402,F401
 from . import nn, optim, random  # noqa: E402,F401
 from .nn import Sequential  # noqa: E402,F401
@@ -28,6 +29,6 @@ def __getattr__(name):
 
 
 __all__ = ["ops", "backend", "cuda", "build_info", "get_backend", "set_backend", "get_isa",
-           "set_isa", "get_num_threads", "set_num_threads", "available_backends",
+           "set_isa", "get_num_threads", "set_num_threads", "available_backends", "empty_cache",
            "nn", "optim", "random", "Sequential", "__version__",
            "set_float32_matmul_precision", "get_float32_matmul_precision"]

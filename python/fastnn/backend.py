@@ -159,6 +159,19 @@ def set_num_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
+def empty_cache() -> None:
+    """Free the host memory fastnn keeps for reuse.
+
+    Large op outputs (1 MiB and more) come from a cache of 2 MiB-aligned blocks, and a block goes
+    back to the cache, not to the OS, when its array is gone: the next call then skips the page
+    faults and zeroing of fresh memory. The cache holds at most ``FASTNN_HOST_CACHE_MB`` MiB
+    (default 512; 0 turns it off). This frees what it holds now, as ``torch.cuda.empty_cache``
+    does for PyTorch's device memory.
+    """
+    if _C is not None:
+        _C.host_cache_release()
+
+
 def get_num_threads() -> int:
     """Threads the C++ kernels use."""
     if _C is not None:
@@ -213,5 +226,8 @@ def build_info() -> dict:
         "threading": None if _C is None else str(getattr(_C, "threading", "unknown")),
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
+        # free host memory held for reuse by large outputs (see empty_cache), and its limit
+        "host_cache_bytes": None if _C is None else int(_C.host_cache_bytes()),
+        "host_cache_limit": None if _C is None else int(_C.host_cache_limit()),
     }
     return info

@@ -5,6 +5,7 @@ multiples of the item size) is established here, before any kernel runs.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Optional, Tuple
 
@@ -86,6 +87,26 @@ def contiguous(x: Any) -> Any:
     return x
 
 
+# Host outputs of at least this many bytes come from the C++ host cache (fastnn.empty_cache).
+HOST_CACHE_MIN_BYTES = 1 << 20
+
+
+def _host_c() -> Any:
+    from .. import backend
+    return backend._C
+
+
+def host_empty(shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous host array, like ``np.empty``; from 1 MiB on its memory
+    comes from fastnn's host cache (2 MiB aligned), to which it returns when the array is gone."""
+    dt = np.dtype(dtype)
+    n = math.prod(shape) * dt.itemsize  # math.prod: this runs for every output, small ones too
+    c = _host_c() if n >= HOST_CACHE_MIN_BYTES else None
+    if c is None:
+        return np.empty(shape, dt)
+    return c.host_empty(n).view(dt).reshape(shape)
+
+
 def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray:
     """An uninitialised C-contiguous host array whose data starts on an ``align``-byte boundary
     (a cache line): kernels write such outputs with streaming stores, whole lines at a time."""
@@ -93,6 +114,8 @@ def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.nda
     n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if n == 0:
         return np.empty(shape, dt)
+    if n >= HOST_CACHE_MIN_BYTES and align <= 4096 and _host_c() is not None:
+        return host_empty(shape, dt)  # the cache's blocks are 2 MiB aligned
     raw = np.empty(n + align, np.uint8)
     off = (-raw.ctypes.data) % align
     return raw[off:off + n].view(dt).reshape(shape)
@@ -103,4 +126,4 @@ def empty(shape: Tuple[int, ...], dtype: np.dtype, like: Optional[Any] = None) -
     if like is not None and type(like) is not _ndarray and is_device_array(like):
         from .. import cuda
         return cuda.device_empty(shape, dtype)
-    return np.empty(shape, dtype)
+    return host_empty(shape, dtype)

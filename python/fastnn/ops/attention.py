@@ -153,7 +153,7 @@ def _targets(outs: Tuple[np.ndarray, ...], ins: Tuple[Any, ...], in_place: bool
     no overlap), else fresh C-contiguous ones to copy from afterwards."""
     if in_place and all(_row_strided(o) for o in outs) and not _overlaps(outs, ins):
         return outs
-    return tuple(np.empty(o.shape, o.dtype) for o in outs)
+    return tuple(_check.host_empty(o.shape, o.dtype) for o in outs)
 
 
 def _attention_args(q: Any, k: Any, v: Any, causal: Any, scale: Any, mask: Any, op: str):
@@ -205,7 +205,7 @@ def _attention(q, k, v, causal, scale, mask, keep: bool, out: Any = None):
         q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
     mine = None
     if out is None:
-        o = np.empty(shape, q.dtype)
+        o = _check.host_empty(shape, q.dtype)
     else:
         mine = _out_arg(out, "out", op, shape[:1] + shape[2:] if three_d else shape, q.dtype)
         mine4 = mine[:, None] if three_d else mine
@@ -263,8 +263,8 @@ def attention_backward(ctx: AttentionCtx, do: Any, *,
         q, k, v, out, do = (np.ascontiguousarray(a) for a in (q, k, v, out, do))
     mine = None
     if dst is None:
-        grads = (np.empty(q.shape, q.dtype), np.empty(k.shape, k.dtype),
-                 np.empty(v.shape, v.dtype))
+        grads = (_check.host_empty(q.shape, q.dtype), _check.host_empty(k.shape, k.dtype),
+                 _check.host_empty(v.shape, v.dtype))
     else:
         if not isinstance(dst, (tuple, list)) or len(dst) != 3:
             raise TypeError(f"{op}: out must be a tuple (dq, dk, dv), got {type(dst).__name__}")

@@ -28,6 +28,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from .. import backend as _backend
+from . import _check
 from . import _image as _im
 from ._activations import GELU, resolve
 
@@ -133,7 +134,7 @@ def _conv2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, gr
         if y.size:
             _im.device_kernel("conv2d_forward")(y, x, w, b, *geom, *fused)
     else:
-        y = np.empty(y_shape, x.dtype)
+        y = _check.host_empty(y_shape, x.dtype)
         if y.size:
             if x.size:
                 _im.kernel("conv2d_forward")(y, x, w, b, *geom, *fused)
@@ -227,7 +228,7 @@ def conv2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True, need_dw: boo
         dy = dz
     if _im.any_device(x, w, dy):
         return _device_backward(ctx, dy, need_dx, need_dw, need_db, transposed=False)
-    dx = np.empty(x.shape, x.dtype) if need_dx else None
+    dx = _check.host_empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, x.dtype) if need_dw else None
     db = np.empty((w.shape[0],), x.dtype) if need_db and ctx.has_bias else None
     if dx is not None and dx.size:
@@ -314,7 +315,7 @@ def _conv_transpose2d(x: Any, w: Any, b: Any, stride: Any, padding: Any, output_
             if b is not None:
                 _im.device_kernel("add_channel_bias")(y, b)
         return y, x, w, b, geom
-    y = np.empty(y_shape, x.dtype)
+    y = _check.host_empty(y_shape, x.dtype)
     if y.size:
         if x.size:
             # y is the input gradient of the conv2d that maps y-shaped images to x-shaped ones.
@@ -361,7 +362,7 @@ def conv_transpose2d_backward(ctx: ConvCtx, dy: Any, *, need_dx: bool = True,
     dy = _im.grad_like(dy, "dy", op, ctx.y_shape, x.dtype, device=True)
     if _im.any_device(x, w, dy):
         return _device_backward(ctx, dy, need_dx, need_dw, need_db, transposed=True)
-    dx = np.empty(x.shape, x.dtype) if need_dx else None
+    dx = _check.host_empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, x.dtype) if need_dw else None
     db = np.empty((ctx.y_shape[1],), x.dtype) if need_db and ctx.has_bias else None
     if dx is not None and dx.size:
