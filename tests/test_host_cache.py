@@ -123,3 +123,26 @@ def test_outputs_in_recycled_blocks_are_fully_written(rng):
     fastnn.empty_cache()
     y2, _, _ = fastnn.ops.lstm(xs, h0, h0, w_ih, w_hh)
     assert np.array_equal(y1, y2) and np.isfinite(y1).all()
+
+
+def _child_allocates(q):
+    a = _check.host_empty((3 * MIB,), np.uint8)
+    a[:] = 1
+    del a
+    q.put(int(_C.host_cache_bytes()))
+    fastnn.empty_cache()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_uses_its_own_copy_of_the_cache():
+    import multiprocessing as mp
+    kept = _check.host_empty((2 * MIB,), np.uint8)
+    del kept  # one 2 MiB block cached in the parent, inherited by the child
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_allocates, args=(q,))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0 and got == 2 * MIB + 4 * MIB
+    assert _C.host_cache_bytes() == 2 * MIB  # the parent's cache is its own

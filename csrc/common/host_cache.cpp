@@ -9,6 +9,10 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FASTNN_HOST_CACHE_ATFORK 1
+#endif
 
 namespace fastnn {
 namespace {
@@ -32,8 +36,17 @@ struct Cache {
 };
 
 // Never destroyed: arrays that own a block may be freed after static destructors have run.
+// A fork never copies the mutex locked: the fork handlers hold it across the fork (another
+// thread of a free-threaded Python could otherwise be inside take or give).
 Cache& cache() {
-  static Cache* c = new Cache;
+  static Cache* c = [] {
+    Cache* made = new Cache;
+#if defined(FASTNN_HOST_CACHE_ATFORK)
+    pthread_atfork([] { cache().mu.lock(); }, [] { cache().mu.unlock(); },
+                   [] { cache().mu.unlock(); });
+#endif
+    return made;
+  }();
   return *c;
 }
 

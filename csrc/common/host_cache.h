@@ -8,8 +8,8 @@
 // fit, and the cache never holds more than its limit (FASTNN_HOST_CACHE_MB, default 512; 0
 // turns it off); fastnn.empty_cache() frees every cached block.
 //
-// Thread-safe. take() and give() are only ever called with the Python GIL held (array
-// creation and destruction), so no fork can happen while another thread is inside them.
+// Thread-safe, and fork-safe: a forked child starts with its own copy of the cache, whose
+// mutex fork handlers keep from being copied locked.
 #pragma once
 #include <cstddef>
 
