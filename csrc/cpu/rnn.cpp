@@ -539,14 +539,14 @@ struct RowSpan {
   index_t r0, r1, key;
 };
 
-// Runs body(t, slot, span, ch) for every step t of `order` (ascending or descending), every
-// chunk and every row group of s: column mode one job a step over the chunks, row mode one job
-// over the groups, each running all steps in order. `end_job(slot)` runs at the end of each job
-// part (a chunk, or a group).
+// Runs body(t, slot, span, ch) for every step t from `first` to `last` (stride +1 or -1), every
+// chunk of s (chunks_at_first of them at step `first`: the backward's first step has no dx
+// chunks) and every row group: column mode one job a step over the chunks, row mode one job over
+// the groups, each running all its steps in order. `end_job(slot)` runs at the end of each part
+// of a job (a chunk, or a group).
 template <class Body, class End>
 void time_loop(const Steps& s, index_t B, index_t first, index_t last, index_t stride,
                index_t chunks_at_first, Body&& body, End&& end_job) {
-  // chunks_at_first: the chunk count of step `first` when it differs (see backward)
   auto chunks_of = [&](index_t t) { return t == first ? chunks_at_first : s.chunks; };
   if (s.groups) {
     parallel_for(s.groups, s.threads, [&](std::int64_t g, int slot) {
