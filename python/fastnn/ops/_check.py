@@ -111,7 +111,7 @@ def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.nda
     """An uninitialised C-contiguous host array whose data starts on an ``align``-byte boundary
     (a cache line): kernels write such outputs with streaming stores, whole lines at a time."""
     dt = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    n = math.prod(shape) * dt.itemsize
     if n == 0:
         return np.empty(shape, dt)
     if n >= HOST_CACHE_MIN_BYTES and align <= 4096 and _host_c() is not None:
