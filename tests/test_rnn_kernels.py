@@ -90,6 +90,29 @@ def test_kernels_match_reference_under_every_isa(isa, rng, kind, shape, dtype):
         fastnn.set_num_threads(prev)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_saved_gates_streamed_past_the_caches(isa, rng, kind):
+    """B=64, T=80, H=256: 21 MB of saved GRU gates, 26 MB of LSTM ones, over the 16 MiB from
+    which the forward streams them instead of storing them (rnn.cpp, stream_saved)."""
+    prev = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        with _backend.use_backend("cpp"):
+            shape = (64, 80, 8, 256)
+            p, lengths = tr._setup(rng, kind, shape, np.float32)
+            b, t, i, h = shape
+            out, ctx = tr._forward(kind, p, lengths)
+            assert ctx.gates.nbytes > 16 * 2**20
+            for got, r in zip(out, tr._ref_forward(kind, p, lengths)):
+                check_op(got, r, np.float32, reduction=i + h)
+            dy = rng.standard_normal((b, t, h)).astype(np.float32)
+            grads = tr._backward(kind, ctx, dy, None, None)
+            for got, r in zip(grads, tr._ref_backward(kind, p, lengths, dy, None, None)):
+                check_op(got, r, np.float32, reduction=b * t * (i + h), scale=4.0)
+    finally:
+        fastnn.set_num_threads(prev)
+
+
 def test_nan_input_propagates():
     rng = np.random.default_rng(0)
     p, _ = tr._setup(rng, "lstm", (2, 3, 4, 5), np.float32, mixed=False)

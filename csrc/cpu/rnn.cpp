@@ -8,24 +8,24 @@
 //
 // Forward: the input projections of all steps are one GEMM into a (T, B, G*H) buffer whose
 // columns are permuted so that each block of 16 hidden units owns G*16 contiguous columns (its
-// gates side by side). Per step and chunk of unit blocks: a chunk runs its
-// slice of the recurrent GEMM, accumulating U h into its columns of the step (beta = 1; the
-// GRU writes U h apart, beta = 0, and adds b_hn in its gate pass, since r multiplies
-// U_n h + b_hn), then the fused gate pass over the same columns while they are in cache. The
-// recurrent weights are packed once per call into the GEMM
-// micro-kernel's own layout, one packed block per chunk (sized to stay in L2), and the state
-// h_{t-1} (the thread's rows of it) once per step and thread (see StepGemm): a step is then only micro-kernel calls, which
-// ran at 177 GFLOPS on one AVX-512 Xeon core at 64 x 1024 x 256 against 70-95 for the direct
-// path on the in-place panel. Everything per step is time-major, and rows whose stride is a
-// multiple of 1 KiB get a cache line of padding (see padded()). The state alternates between two
-// buffers, since a chunk reads all of h_{t-1} while others write their units of h_t.
+// gates side by side). Per step and chunk of unit blocks: a chunk runs its slice of the
+// recurrent GEMM, accumulating U h into its columns of the step (beta = 1; the GRU writes U h
+// apart, beta = 0, and adds b_hn in its gate pass, since r multiplies U_n h + b_hn), then the
+// fused gate pass over the same columns while they are in cache. The recurrent weights are
+// packed once per call into the GEMM micro-kernel's own layout, one packed block per chunk
+// (sized to stay in L2), and the state h_{t-1} (the thread's rows of it) once per step and
+// thread (see StepGemm): a step is then only micro-kernel calls, which ran at 177 GFLOPS on one
+// AVX-512 Xeon core at 64 x 1024 x 256 against 70-95 for the direct path on the in-place panel.
+// Everything per step is time-major, and rows whose stride is a multiple of 1 KiB get a cache
+// line of padding (see padded()). The state alternates between two buffers, since a chunk reads
+// all of h_{t-1} while others write their units of h_t.
 //
-// Backward: per step, unit chunks that first add dG_{t+1} W_hh (their columns) to the
-// gradient flowing into h_t, then run the fused gate-derivative pass of step t for their units;
-// the bias gradients are summed in that pass, while a row is in L1. dG is
-// kept for all steps; dx, dW_ih and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y (flattened
-// (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran) and then
-// replaces the pairing at each sequence start by h0, with one small GEMM.
+// Backward: per step, unit chunks that first add dG_{t+1} W_hh (their columns) to the gradient
+// flowing into h_t, then run the fused gate-derivative pass of step t for their units; the bias
+// gradients are summed in that pass, while a row is in L1. dG is kept for all steps; dx, dW_ih
+// and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y
+// (flattened (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran)
+// and then replaces the pairing at each sequence start by h0, with one small GEMM.
 //
 // LSTM and RNN with inputs no wider than the state fold the projection into the per-step
 // product instead (fuse_input): one GEMM per step over [x_t | h_{t-1} | 1].
@@ -319,7 +319,8 @@ void zero_units(T* dst, index_t u0, index_t u1) {
   std::memset(dst + u0, 0, std::size_t(u1 - u0) * sizeof(T));
 }
 
-// dx = dgx @ w_ih (unless dx is null: the time loop did it); dw_ih = dgx^T x; dw_hh = sum over steps that ran of dgh_t^T h_{t-1}, with
+// dx = dgx @ w_ih (unless dx is null: the time loop did it); dw_ih = dgx^T x; dw_hh = sum over
+// steps that ran of dgh_t^T h_{t-1}, with
 // dgx, dgh time-major (T*B x GH, row stride ldg); dgx == dgh when the cell has one gradient
 // per gate (LSTM, RNN). Rows of steps past a sequence's end have dG = 0, so pairing them with
 // anything adds nothing.
@@ -408,6 +409,17 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
 // per-step weights stay at most about twice the recurrent ones. (Bench size, one thread of an
 // AVX-512 Xeon: LSTM inference 56 -> 51 ms of CPU time.)
 bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
+
+// Whether the forward streams the saved gates (S values a unit and step) past the caches: only
+// when there are too many for the caches to keep them until the backward reads them. Two
+// threads of an AVX-512 Xeon, forward + backward, plain stores against streaming: the row-LSTM
+// (B = 64, T = 28, H = 128: 4.6 MB of gates) 4.55-4.83 against 4.73-4.98 ms; at B = 64,
+// T = 100, H = 256 (LSTM 32.8 MB, GRU 26 MB) streaming was 0-4% faster.
+constexpr double kStreamSavedBytes = 16.0 * 1024.0 * 1024.0;
+template <class T>
+bool stream_saved(const RnnDims& d, int S) {
+  return double(d.T) * double(d.B) * S * double(d.H) * sizeof(T) > kStreamSavedBytes;
+}
 
 template <class T>
 struct ForwardWork {
@@ -652,6 +664,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
   const index_t ldx = f.ldx;
   std::memcpy(c_n, c0, std::size_t(B * H) * sizeof(T));
   const RnnRows<T>& R = rows_for<T>();
+  const bool stream = stream_saved<T>(d, 5);
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
@@ -660,7 +673,7 @@ void lstm_forward(T* y, T* h_n, T* c_n, T* gates, const T* x, const T* h0, const
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T*, T* hn, T* yr) {
         R.lstm_fwd(f.pre(t, B) + b * ldx, c_n + b * H, hn + b * H, yr,
-                   gates ? gates + (t * B + b) * 5 * H : nullptr, u0, u1, H);
+                   gates ? gates + (t * B + b) * 5 * H : nullptr, stream, u0, u1, H);
       });
 }
 
@@ -690,8 +703,8 @@ void lstm_backward(T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh
       [&](index_t tb, index_t u0, index_t u1) {
         for (int q = 0; q < G; ++q) zero_units(dg + tb * ldg + q * H, u0, u1);
       });
-  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg, ldg, x, y, h0,
-              w_ih, d, GH, bw.gs.buf, bw.gs.z, bw.gs.ct);
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg,
+              ldg, x, y, h0, w_ih, d, GH, bw.gs.buf, bw.gs.z, bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(GH) * sizeof(T));
 }
 
@@ -716,6 +729,7 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   T* rec = cv.take<T>(B * ldx);
   pack_bias<T>(bias_h, b_hh, nullptr, G, H);
   const RnnRows<T>& R = rows_for<T>();
+  const bool stream = stream_saved<T>(d, 4);
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
@@ -725,7 +739,7 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
         R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, bias_h, hp + b * H, hn + b * H, yr,
-                  gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
+                  gates ? gates + (t * B + b) * 4 * H : nullptr, stream, u0, u1, H);
       });
 }
 
@@ -801,8 +815,8 @@ void rnn_backward(T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, const T
         R.rnn_bwd(g, dh + b * H, dy + bt * H, y + bt * H, u0, u1, relu);
       },
       [&](index_t tb, index_t u0, index_t u1) { zero_units(dg + tb * ldg, u0, u1); });
-  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg, ldg, x, y, h0,
-              w_ih, d, H, bw.gs.buf, bw.gs.z, bw.gs.ct);
+  param_grads(bw.xchunks ? nullptr : dx, dw_ih, dw_hh, db_ih, static_cast<T*>(nullptr), dg, dg,
+              ldg, x, y, h0, w_ih, d, H, bw.gs.buf, bw.gs.z, bw.gs.ct);
   std::memcpy(db_hh, db_ih, std::size_t(H) * sizeof(T));
 }
 

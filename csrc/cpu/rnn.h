@@ -60,9 +60,11 @@ constexpr index_t kRnnBlock = 16;
 
 template <class T>
 struct RnnRows {
-  // pre (permuted 4H, both projections and biases) -> c (in/out), h, y, cache (5H, or null;
-  // written with streaming stores where the ISA has them: call fence() after the last row)
-  void (*lstm_fwd)(const T* pre, T* c, T* h, T* y, T* cache, index_t u0, index_t u1, index_t H);
+  // pre (permuted 4H, both projections and biases) -> c (in/out), h, y, cache (5H, or null).
+  // y goes out with streaming stores where the ISA has them, and so does cache with `stream`
+  // (saved gates too many to stay cached until the backward): call fence() after the last row.
+  void (*lstm_fwd)(const T* pre, T* c, T* h, T* y, T* cache, bool stream, index_t u0,
+                   index_t u1, index_t H);
   // dh, dc: the gradients flowing into this step's h and c (in); out: dh := 0, dc := dc * f;
   // dg (4H) := the gate pre-activation gradients. cprev: c of the previous step.
   void (*lstm_bwd)(T* dg, T* dh, T* dc, const T* dy, const T* cache, const T* cprev, index_t u0,
@@ -70,7 +72,7 @@ struct RnnRows {
   // xp (permuted 3H, W x + b_i, plus b_h for r and z), rec (permuted 3H, U h), bh (permuted
   // 3H, b_h; only its n part is read), hprev -> h, y, cache (4H or null)
   void (*gru_fwd)(const T* xp, const T* rec, const T* bh, const T* hprev, T* h, T* y, T* cache,
-                  index_t u0, index_t u1, index_t H);
+                  bool stream, index_t u0, index_t u1, index_t H);
   // dgx/dgh (3H): gradients of W x + b_i and U h + b_h; dh := dh_total * z (the direct path)
   void (*gru_bwd)(T* dgx, T* dgh, T* dh, const T* dy, const T* cache, const T* hprev, index_t u0,
                   index_t u1, index_t H);

@@ -5,11 +5,12 @@
 // float wrapper; ScalarF for the generic build). float runs VecF on whole vectors of a unit
 // block and ScalarF on the rest, with the vmath nonlinearities; double runs one lane at a time on
 // the C library's exp and tanh (float64 is the checking path, not the fast one). The outputs y
-// and the saved gates go out with streaming stores (read back only after the whole forward; ops
-// allocates them 64-byte aligned, so each vector is a whole cache line and needs no read for
-// ownership: y's rows of one step lie T*H apart, all in one L1 set, and plain stores stalled a
-// quarter of the LSTM pass); the driver calls `fence` once a chunk's rows are done (a fence per
-// row cost a sixth of the pass).
+// go out with streaming stores (read back only after the whole forward; ops allocates them
+// 64-byte aligned, so each vector is a whole cache line and needs no read for ownership: y's
+// rows of one step lie T*H apart, all in one L1 set, and plain stores stalled a quarter of the
+// LSTM pass), and so do the saved gates when the driver says they are too many to stay cached
+// until the backward reads them (`stream`); the driver calls `fence` once a chunk's rows are
+// done (a fence per row cost a sixth of the pass).
 //
 // A row's units are visited block by block (kRnnBlock units, the last block possibly shorter):
 // unit j of a block starting at b0 with U units has its gate q pre-activation at G*b0 + q*U +
@@ -53,27 +54,50 @@ static inline void each_group(index_t u0, index_t u1, index_t H, F&& f) {
   }
 }
 
+// A saved gate value: streamed past the caches, or stored where the backward will find it.
+// kStream is a compile-time constant (with_stream), so the row loop has no branch for it.
+template <class M, bool kStream, class P, class R>
+static inline void save(P* p, R v) {
+  if constexpr (kStream) {
+    M::stream(p, v);
+  } else {
+    M::store(p, v);
+  }
+}
+
+template <class F>
+static inline void with_stream(bool stream, F&& f) {
+  if (stream) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
 template <class T>
-static void lstm_fwd_row(const T* pre, T* c, T* h, T* y, T* cache, index_t u0, index_t u1,
-                         index_t H) {
-  each_group<T, 4>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
-    using M = decltype(m);
-    const auto ig = M::sig(M::load(pre + p));
-    const auto fg = M::sig(M::load(pre + p + U));
-    const auto gg = M::tnh(M::load(pre + p + 2 * U));
-    const auto og = M::sig(M::load(pre + p + 3 * U));
-    const auto cn = M::fma(fg, M::load(c + j), M::mul(ig, gg));
-    const auto hn = M::mul(og, M::tnh(cn));
-    M::store(c + j, cn);
-    M::store(h + j, hn);
-    M::stream(y + j, hn);
-    if (cache) {
-      M::stream(cache + j, ig);
-      M::stream(cache + H + j, fg);
-      M::stream(cache + 2 * H + j, gg);
-      M::stream(cache + 3 * H + j, og);
-      M::stream(cache + 4 * H + j, cn);
-    }
+static void lstm_fwd_row(const T* pre, T* c, T* h, T* y, T* cache, bool stream, index_t u0,
+                         index_t u1, index_t H) {
+  with_stream(stream, [&](auto st) {
+    each_group<T, 4>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
+      using M = decltype(m);
+      constexpr bool kS = decltype(st)::value;
+      const auto ig = M::sig(M::load(pre + p));
+      const auto fg = M::sig(M::load(pre + p + U));
+      const auto gg = M::tnh(M::load(pre + p + 2 * U));
+      const auto og = M::sig(M::load(pre + p + 3 * U));
+      const auto cn = M::fma(fg, M::load(c + j), M::mul(ig, gg));
+      const auto hn = M::mul(og, M::tnh(cn));
+      M::store(c + j, cn);
+      M::store(h + j, hn);
+      M::stream(y + j, hn);
+      if (cache) {
+        save<M, kS>(cache + j, ig);
+        save<M, kS>(cache + H + j, fg);
+        save<M, kS>(cache + 2 * H + j, gg);
+        save<M, kS>(cache + 3 * H + j, og);
+        save<M, kS>(cache + 4 * H + j, cn);
+      }
+    });
   });
 }
 
@@ -99,22 +123,25 @@ static void lstm_bwd_row(T* dg, T* dh, T* dc, const T* dy, const T* cache, const
 
 template <class T>
 static void gru_fwd_row(const T* xp, const T* rec, const T* bh, const T* hprev, T* h, T* y,
-                        T* cache, index_t u0, index_t u1, index_t H) {
-  each_group<T, 3>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
-    using M = decltype(m);
-    const auto r = M::sig(M::add(M::load(xp + p), M::load(rec + p)));
-    const auto z = M::sig(M::add(M::load(xp + p + U), M::load(rec + p + U)));
-    const auto hn = M::add(M::load(rec + p + 2 * U), M::load(bh + p + 2 * U));
-    const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
-    const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
-    M::store(h + j, v);
-    M::stream(y + j, v);
-    if (cache) {
-      M::stream(cache + j, r);
-      M::stream(cache + H + j, z);
-      M::stream(cache + 2 * H + j, n);
-      M::stream(cache + 3 * H + j, hn);
-    }
+                        T* cache, bool stream, index_t u0, index_t u1, index_t H) {
+  with_stream(stream, [&](auto st) {
+    each_group<T, 3>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
+      using M = decltype(m);
+      constexpr bool kS = decltype(st)::value;
+      const auto r = M::sig(M::add(M::load(xp + p), M::load(rec + p)));
+      const auto z = M::sig(M::add(M::load(xp + p + U), M::load(rec + p + U)));
+      const auto hn = M::add(M::load(rec + p + 2 * U), M::load(bh + p + 2 * U));
+      const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
+      const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
+      M::store(h + j, v);
+      M::stream(y + j, v);
+      if (cache) {
+        save<M, kS>(cache + j, r);
+        save<M, kS>(cache + H + j, z);
+        save<M, kS>(cache + 2 * H + j, n);
+        save<M, kS>(cache + 3 * H + j, hn);
+      }
+    });
   });
 }
 
