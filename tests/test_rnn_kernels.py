@@ -92,8 +92,9 @@ def test_kernels_match_reference_under_every_isa(isa, rng, kind, shape, dtype):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_saved_gates_streamed_past_the_caches(isa, rng, kind):
-    """B=64, T=80, H=256: 21 MB of saved GRU gates, 26 MB of LSTM ones, over the 16 MiB from
-    which the forward streams them instead of storing them (rnn.cpp, stream_saved)."""
+    """B=64, T=80, H=256: 26 MB of saved LSTM gates, over the 16 MiB from which the LSTM
+    forward streams them instead of storing them (rnn.cpp, stream_saved; every smaller shape
+    here stores them). The GRU streams its saved gates at every size."""
     prev = fastnn.get_num_threads()
     fastnn.set_num_threads(2)
     try:

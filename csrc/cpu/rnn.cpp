@@ -410,11 +410,12 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
 // AVX-512 Xeon: LSTM inference 56 -> 51 ms of CPU time.)
 bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
 
-// Whether the forward streams the saved gates (S values a unit and step) past the caches: only
-// when there are too many for the caches to keep them until the backward reads them. Two
+// Whether the LSTM forward streams its saved gates (S values a unit and step) past the caches:
+// only when there are too many for the caches to keep them until the backward reads them. Two
 // threads of an AVX-512 Xeon, forward + backward, plain stores against streaming: the row-LSTM
-// (B = 64, T = 28, H = 128: 4.6 MB of gates) 4.55-4.83 against 4.73-4.98 ms; at B = 64,
-// T = 100, H = 256 (LSTM 32.8 MB, GRU 26 MB) streaming was 0-4% faster.
+// (B = 64, T = 28, H = 128: 4.6 MB of gates) 4.47-5.04 against 4.95-5.27 ms, lower in each of
+// 12 alternating pairs; at B = 64, T = 100, H = 256 (32.8 MB) streaming was 0-4% faster. (The GRU streams
+// always: a stream flag in its row loop cost its inference 2-3%, and no GRU case gained.)
 constexpr double kStreamSavedBytes = 16.0 * 1024.0 * 1024.0;
 template <class T>
 bool stream_saved(const RnnDims& d, int S) {
@@ -729,7 +730,6 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
   T* rec = cv.take<T>(B * ldx);
   pack_bias<T>(bias_h, b_hh, nullptr, G, H);
   const RnnRows<T>& R = rows_for<T>();
-  const bool stream = stream_saved<T>(d, 4);
   forward_through_time<T>(
       f.s, d, lengths, y, h_n, f.hbuf,
       [&](index_t, int slot, const RowSpan& sp, index_t ch, index_t u0, index_t u1,
@@ -739,7 +739,7 @@ void gru_forward(T* y, T* h_n, T* gates, const T* x, const T* h0, const T* w_ih,
       },
       [&](index_t t, index_t b, index_t u0, index_t u1, const T* hp, T* hn, T* yr) {
         R.gru_fwd(xp + (t * B + b) * ldx, rec + b * ldx, bias_h, hp + b * H, hn + b * H, yr,
-                  gates ? gates + (t * B + b) * 4 * H : nullptr, stream, u0, u1, H);
+                  gates ? gates + (t * B + b) * 4 * H : nullptr, u0, u1, H);
       });
 }
 

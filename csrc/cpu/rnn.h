@@ -70,9 +70,9 @@ struct RnnRows {
   void (*lstm_bwd)(T* dg, T* dh, T* dc, const T* dy, const T* cache, const T* cprev, index_t u0,
                    index_t u1, index_t H);
   // xp (permuted 3H, W x + b_i, plus b_h for r and z), rec (permuted 3H, U h), bh (permuted
-  // 3H, b_h; only its n part is read), hprev -> h, y, cache (4H or null)
+  // 3H, b_h; only its n part is read), hprev -> h, y, cache (4H or null; both streamed)
   void (*gru_fwd)(const T* xp, const T* rec, const T* bh, const T* hprev, T* h, T* y, T* cache,
-                  bool stream, index_t u0, index_t u1, index_t H);
+                  index_t u0, index_t u1, index_t H);
   // dgx/dgh (3H): gradients of W x + b_i and U h + b_h; dh := dh_total * z (the direct path)
   void (*gru_bwd)(T* dgx, T* dgh, T* dh, const T* dy, const T* cache, const T* hprev, index_t u0,
                   index_t u1, index_t H);

@@ -65,6 +65,13 @@ static inline void save(P* p, R v) {
   }
 }
 
+// Gate values v0, v1, ... of unit j into a saved row, H apart.
+template <class M, bool kStream, class P, class... R>
+static inline void save_gates(P* cache, index_t H, index_t j, R... v) {
+  index_t q = 0;
+  (save<M, kStream>(cache + (q++) * H + j, v), ...);
+}
+
 template <class F>
 static inline void with_stream(bool stream, F&& f) {
   if (stream) {
@@ -90,13 +97,7 @@ static void lstm_fwd_row(const T* pre, T* c, T* h, T* y, T* cache, bool stream, 
       M::store(c + j, cn);
       M::store(h + j, hn);
       M::stream(y + j, hn);
-      if (cache) {
-        save<M, kS>(cache + j, ig);
-        save<M, kS>(cache + H + j, fg);
-        save<M, kS>(cache + 2 * H + j, gg);
-        save<M, kS>(cache + 3 * H + j, og);
-        save<M, kS>(cache + 4 * H + j, cn);
-      }
+      if (cache) save_gates<M, kS>(cache, H, j, ig, fg, gg, og, cn);
     });
   });
 }
@@ -123,25 +124,17 @@ static void lstm_bwd_row(T* dg, T* dh, T* dc, const T* dy, const T* cache, const
 
 template <class T>
 static void gru_fwd_row(const T* xp, const T* rec, const T* bh, const T* hprev, T* h, T* y,
-                        T* cache, bool stream, index_t u0, index_t u1, index_t H) {
-  with_stream(stream, [&](auto st) {
-    each_group<T, 3>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
-      using M = decltype(m);
-      constexpr bool kS = decltype(st)::value;
-      const auto r = M::sig(M::add(M::load(xp + p), M::load(rec + p)));
-      const auto z = M::sig(M::add(M::load(xp + p + U), M::load(rec + p + U)));
-      const auto hn = M::add(M::load(rec + p + 2 * U), M::load(bh + p + 2 * U));
-      const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
-      const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
-      M::store(h + j, v);
-      M::stream(y + j, v);
-      if (cache) {
-        save<M, kS>(cache + j, r);
-        save<M, kS>(cache + H + j, z);
-        save<M, kS>(cache + 2 * H + j, n);
-        save<M, kS>(cache + 3 * H + j, hn);
-      }
-    });
+                        T* cache, index_t u0, index_t u1, index_t H) {
+  each_group<T, 3>(u0, u1, H, [&](auto m, index_t j, index_t p, index_t U) {
+    using M = decltype(m);
+    const auto r = M::sig(M::add(M::load(xp + p), M::load(rec + p)));
+    const auto z = M::sig(M::add(M::load(xp + p + U), M::load(rec + p + U)));
+    const auto hn = M::add(M::load(rec + p + 2 * U), M::load(bh + p + 2 * U));
+    const auto n = M::tnh(M::fma(r, hn, M::load(xp + p + 2 * U)));
+    const auto v = M::fma(z, M::sub(M::load(hprev + j), n), n);  // (1 - z) n + z h
+    M::store(h + j, v);
+    M::stream(y + j, v);
+    if (cache) save_gates<M, true>(cache, H, j, r, z, n, hn);
   });
 }
 
