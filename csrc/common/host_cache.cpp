@@ -18,13 +18,13 @@ namespace fastnn {
 namespace {
 
 constexpr std::size_t kGrain = std::size_t(1) << 21;  // one huge page
+constexpr long long kDefaultLimitMb = 512;
 
 std::size_t limit_from_env() {
   const char* e = std::getenv("FASTNN_HOST_CACHE_MB");
-  if (!e || !*e) return std::size_t(512) << 20;
   char* end = nullptr;
-  const long long mb = std::strtoll(e, &end, 10);
-  if (end == e || mb < 0) return std::size_t(512) << 20;
+  long long mb = e ? std::strtoll(e, &end, 10) : -1;
+  if (!e || end == e || mb < 0) mb = kDefaultLimitMb;
   return std::size_t(mb) << 20;
 }
 
@@ -32,7 +32,7 @@ struct Cache {
   std::mutex mu;
   std::vector<std::pair<void*, std::size_t>> blocks;  // oldest first
   std::size_t bytes = 0;
-  std::size_t limit = limit_from_env();
+  const std::size_t limit = limit_from_env();  // fixed at start: read without the mutex
 };
 
 // Never destroyed: arrays that own a block may be freed after static destructors have run.
@@ -119,11 +119,7 @@ std::size_t host_cache_bytes() {
   return c.bytes;
 }
 
-std::size_t host_cache_limit() {
-  Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mu);
-  return c.limit;
-}
+std::size_t host_cache_limit() { return cache().limit; }
 
 void host_cache_release() {
   Cache& c = cache();

@@ -414,8 +414,9 @@ bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
 // only when there are too many for the caches to keep them until the backward reads them. Two
 // threads of an AVX-512 Xeon, forward + backward, plain stores against streaming: the row-LSTM
 // (B = 64, T = 28, H = 128: 4.6 MB of gates) 4.47-5.04 against 4.95-5.27 ms, lower in each of
-// 12 alternating pairs; at B = 64, T = 100, H = 256 (32.8 MB) streaming was 0-4% faster. (The GRU streams
-// always: a stream flag in its row loop cost its inference 2-3%, and no GRU case gained.)
+// 12 alternating pairs; at B = 64, T = 100, H = 256 (32.8 MB) streaming was 0-4% faster. (The
+// GRU streams always: a stream flag in its row loop cost its inference 2-3%, and no GRU case
+// gained.)
 constexpr double kStreamSavedBytes = 16.0 * 1024.0 * 1024.0;
 template <class T>
 bool stream_saved(const RnnDims& d, int S) {

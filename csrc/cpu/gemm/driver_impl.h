@@ -365,7 +365,6 @@ struct Frame {
     }
   }
 
-  // Packs the B panel (kc x nc) in chunks of whole slivers; returns when all are packed.
   // Slivers [s0, s1) of the B panel (kc x nc) into dst, each at its own place (sliver s at
   // dst + s * NR * kc), on the calling thread.
   static void pack_b_slivers(index_t s0, index_t s1, index_t kc, index_t nc, const T* b,
@@ -377,6 +376,7 @@ struct Frame {
     }
   }
 
+  // Packs the B panel (kc x nc) in chunks of whole slivers; returns when all are packed.
   static void pack_b_parallel(index_t kc, index_t nc, const T* b, index_t rsb, index_t csb,
                               T* dst, int nth) {
     const index_t ns = (nc + NR - 1) / NR;

@@ -96,15 +96,20 @@ def _host_c() -> Any:
     return backend._C
 
 
+def _cached(shape: Tuple[int, ...], dt: np.dtype, n: int) -> Optional[np.ndarray]:
+    """An array of n bytes from the host cache (2 MiB aligned), or None when n is below
+    HOST_CACHE_MIN_BYTES or there is no C++ module."""
+    c = _host_c() if n >= HOST_CACHE_MIN_BYTES else None
+    return None if c is None else c.host_empty(n).view(dt).reshape(shape)
+
+
 def host_empty(shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
     """An uninitialised C-contiguous host array, like ``np.empty``; from 1 MiB on its memory
-    comes from fastnn's host cache (2 MiB aligned), to which it returns when the array is gone."""
+    comes from fastnn's host cache, to which it returns when the array is gone."""
     dt = np.dtype(dtype)
     n = math.prod(shape) * dt.itemsize  # math.prod: this runs for every output, small ones too
-    c = _host_c() if n >= HOST_CACHE_MIN_BYTES else None
-    if c is None:
-        return np.empty(shape, dt)
-    return c.host_empty(n).view(dt).reshape(shape)
+    a = _cached(shape, dt, n)
+    return np.empty(shape, dt) if a is None else a
 
 
 def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray:
@@ -114,8 +119,9 @@ def aligned_empty(shape: Tuple[int, ...], dtype: Any, align: int = 64) -> np.nda
     n = math.prod(shape) * dt.itemsize
     if n == 0:
         return np.empty(shape, dt)
-    if n >= HOST_CACHE_MIN_BYTES and align <= 4096 and _host_c() is not None:
-        return host_empty(shape, dt)  # the cache's blocks are 2 MiB aligned
+    a = _cached(shape, dt, n) if align <= 1 << 21 else None  # its blocks: 2 MiB aligned
+    if a is not None:
+        return a
     raw = np.empty(n + align, np.uint8)
     off = (-raw.ctypes.data) % align
     return raw[off:off + n].view(dt).reshape(shape)
