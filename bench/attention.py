@@ -15,7 +15,8 @@ import argparse
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import (measure_interleaved, ms_cells, num, pct, progress, table, timing,
+from .common import (GEMM_RATE_CASE, gemm_floor, gemm_rate_call, gemm_rate_note, gemm_rates,
+                     measure_interleaved, ms_cell, ms_cells, num, pct, progress, table, timing,
                      verdict)
 from .stats import summarize, versus
 
@@ -111,6 +112,7 @@ def run_library(lib: str, quick: bool, mods: Dict[str, Any]) -> Dict[str, Any]:
     """Every case for one library: samples in seconds per call."""
     progress(f"attn   {lib:6s} preparing")
     timed = [(name, fn) for name, fn in _calls(lib, mods) if fn is not None]
+    timed.append((GEMM_RATE_CASE, gemm_rate_call(lib, mods)))
     settings = timing(quick)
     settings["repeats"] = min(settings["repeats"], 5 if quick else 7)  # seconds per call
     results = measure_interleaved(
@@ -197,6 +199,7 @@ def memory_probe(lib: str, threads: int) -> Dict[str, Any]:
 def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]],
             peak_gflops: Optional[float]) -> Dict[str, Any]:
     ok = {lib: r for lib, r in results.items() if "error" not in r}
+    rates = gemm_rates(ok)
     rows = []
     med_all: Dict[str, Dict[str, Optional[float]]] = {}
     for name in CASES:
@@ -209,6 +212,8 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
         row = {"case": name, "libs": libs, "gflops": gf,
                "peak_pct": {lib: (100.0 * g / peak_gflops if g and peak_gflops else None)
                             for lib, g in gf.items()},
+               "target_s": med["torch"] / t_torch if t_torch and med["torch"] else None,
+               "gemm_floor_s": gemm_floor(flops(name), rates) if t_torch else None,
                **versus(med, t_torch, t_numpy)}
         rows.append(row)
     f_fwd = med_all["attention forward"]["fastnn"]
@@ -218,6 +223,7 @@ def combine(results: Dict[str, Dict[str, Any]], memory: Dict[str, Dict[str, Any]
         if row["case"] == "causal forward" and causal_ratio is not None:
             row["pass"] = causal_ratio <= CAUSAL_TARGET
     return {"rows": rows, "causal_ratio": causal_ratio, "peak_gflops": peak_gflops,
+            "gemm_rates": rates,
             "correct": ok.get("fastnn", {}).get("correct"), "memory": memory,
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},
             "shape": SHAPE}
@@ -229,7 +235,8 @@ def report(res: Dict[str, Any]) -> str:
         cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"].get("fastnn"), 0), pct(row["peak_pct"].get("fastnn")),
                   pct(row["peak_pct"].get("torch")), num(row["ratio_torch"], 2),
-                  num(row["ratio_numpy"], 2)]
+                  num(row["ratio_numpy"], 2), ms_cell(row.get("target_s")),
+                  ms_cell(row.get("gemm_floor_s"))]
         if row["case"] == "causal forward":
             wanted = f"<= {CAUSAL_TARGET} x fwd ({num(res['causal_ratio'], 2)})"
         else:
@@ -239,14 +246,16 @@ def report(res: Dict[str, Any]) -> str:
         rows.append(cells + [wanted, verdict(row["pass"], res["correct"])])
     heads = sum(([f"{lib} ms", "IQR"] for lib in LIBRARIES), [])
     heads += ["fastnn GF/s", "fastnn %pk", "torch %pk", "fastnn/torch", "fastnn/numpy",
-              "target", ""]
+              "target ms", "GEMM ms", "target", ""]
     s = res["shape"]
     peak = res["peak_gflops"]
     lines = [f"Attention, float32, B={s['b']} H={s['h']} N={s['n']} d={s['d']}; median ms per "
              f"call; %pk of the FMA peak ({num(peak, 0)} GFLOPS)",
              table(["case"] + heads, rows),
              "(NumPy: softmax(Q K^T * scale) V with the whole score matrix, float32; it has no "
-             "backward or causal idiom. Flops: 4 N^2 d per head forward, 12 forward+backward)"]
+             "backward or causal idiom. Flops: 4 N^2 d per head forward, 12 forward+backward; "
+             "target ms: torch's time over the torch target)",
+             gemm_rate_note(res.get("gemm_rates", {}))]
     mem_rows = []
     for lib, m in res["memory"].items():
         if "error" in m:

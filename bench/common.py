@@ -180,6 +180,11 @@ def pct(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.0f}%"
 
 
+def ms_cell(seconds: Optional[float], digits: int = 1) -> str:
+    """A time in seconds as a table cell in ms ('-' when unknown)."""
+    return num(None if seconds is None else seconds * 1e3, digits)
+
+
 def ms_cells(libs: Dict[str, Any], names: Sequence[str], digits: int) -> List[str]:
     """Each library's median in ms and its spread, two table cells a library ('-' if absent)."""
     cells: List[str] = []
@@ -194,3 +199,58 @@ def verdict(passed: Optional[bool], correct: Optional[bool]) -> str:
     if correct is False:
         return "WRONG"
     return {True: "pass", False: "MISS", None: "-"}[passed]
+
+
+# ---- the machine's GEMM rate: how fast any fused kernel's flops could possibly go -------------
+
+# One well-shaped float32 product, m x k @ k x n. Each library times it in its own process beside
+# the family's cases; the fastest rate is the yardstick (``gemm_floor``).
+GEMM_RATE_CASE = "GEMM rate"
+GEMM_RATE_SHAPE = (2048, 1024, 1024)
+
+
+def gemm_rate_call(lib: str, mods: Dict[str, Any]) -> Callable[[], Any]:
+    """The GEMM_RATE_SHAPE product in ``lib`` (fastnn, torch or numpy)."""
+    import numpy as np
+    m, k, n = GEMM_RATE_SHAPE
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    if lib == "fastnn":
+        gemm = mods["fastnn"].ops.gemm
+        return lambda: gemm(a, b)
+    if lib == "torch":
+        torch = mods["torch"]
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return lambda: torch.mm(ta, tb)
+    return lambda: a @ b
+
+
+def gemm_rates(results: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
+    """GF/s of each library's GEMM_RATE_CASE (its median), from ``run_library`` results."""
+    m, k, n = GEMM_RATE_SHAPE
+    rates = {}
+    for lib, r in results.items():
+        case = r.get("cases", {}).get(GEMM_RATE_CASE) if "error" not in r else None
+        if case:
+            med = sorted(case["samples"])[len(case["samples"]) // 2]
+            rates[lib] = 2.0 * m * k * n / med / 1e9
+    return rates
+
+
+def gemm_floor(flops: float, rates: Dict[str, float]) -> Optional[float]:
+    """Seconds that ``flops`` take at the fastest library's GEMM rate: what the case would cost
+    as one large product with no other work. A target time below it cannot be met on this
+    machine by any kernel doing these flops in float32."""
+    best = max(rates.values(), default=0.0)
+    return flops / (best * 1e9) if best > 0 else None
+
+
+def gemm_rate_note(rates: Dict[str, float]) -> str:
+    """The footnote naming the rates behind the 'GEMM ms' column."""
+    m, k, n = GEMM_RATE_SHAPE
+    each = ", ".join(f"{lib} {rate:.0f}" for lib, rate in sorted(rates.items()))
+    return (f"(GEMM ms: the case's flops at the fastest float32 GEMM rate measured in this run, "
+            f"{m}x{k} @ {k}x{n} in each library's process: {each or 'none'} GF/s. A target ms "
+            f"below it asks for more than the flops alone as one large product.)")
+

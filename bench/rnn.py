@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import measure_interleaved, ms_cells, num, pct, progress, table, timing, verdict
+from .common import (GEMM_RATE_CASE, gemm_floor, gemm_rate_call, gemm_rate_note, gemm_rates,
+                     measure_interleaved, ms_cell, ms_cells, num, pct, progress, table, timing,
+                     verdict)
 from .stats import gflops, share, summarize, versus
 
 LIBRARIES = ("fastnn", "numpy", "torch")
@@ -231,7 +233,7 @@ def _check(lib: str, mods: Dict[str, Any]) -> bool:
 def run_library(lib: str, quick: bool, mods: Dict[str, Any]) -> Dict[str, Any]:
     """Every case for one library: samples in seconds per call."""
     progress(f"rnn    {lib:6s} preparing")
-    cases = _calls(lib, mods)
+    cases = _calls(lib, mods) + [(GEMM_RATE_CASE, gemm_rate_call(lib, mods))]
     settings = timing(quick)
     settings["repeats"] = min(settings["repeats"], 5 if quick else 7)  # seconds per case
     results = measure_interleaved(
@@ -243,6 +245,7 @@ def run_library(lib: str, quick: bool, mods: Dict[str, Any]) -> Dict[str, Any]:
 
 def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) -> Dict[str, Any]:
     ok = {lib: r for lib, r in results.items() if "error" not in r}
+    rates = gemm_rates(ok)
     rows = []
     for name, (t_torch, t_numpy) in TARGETS.items():
         libs = {lib: summarize(r["cases"][name]["samples"])
@@ -250,9 +253,11 @@ def combine(results: Dict[str, Dict[str, Any]], peak_gflops: Optional[float]) ->
         med = {lib: libs[lib]["median"] if lib in libs else None for lib in LIBRARIES}
         gf = gflops(flops(name), med["fastnn"])
         row = {"case": name, "libs": libs, "gflops": gf, "peak_share": share(gf, peak_gflops),
+               "target_s": med["torch"] / t_torch if med["torch"] else None,
+               "gemm_floor_s": gemm_floor(flops(name), rates),
                **versus(med, t_torch, t_numpy)}
         rows.append(row)
-    return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"),
+    return {"rows": rows, "correct": ok.get("fastnn", {}).get("correct"), "gemm_rates": rates,
             "errors": {lib: r["error"] for lib, r in results.items() if "error" in r},
             "sizes": SIZES, "peak_gflops": peak_gflops}
 
@@ -262,7 +267,8 @@ def report(res: Dict[str, Any]) -> str:
     for row in res["rows"]:
         cells: List[Any] = [row["case"]] + ms_cells(row["libs"], LIBRARIES, 1)
         cells += [num(row["gflops"], 0), pct(row["peak_share"]), num(row["ratio_torch"], 2),
-                  num(row["ratio_numpy"], 2),
+                  num(row["ratio_numpy"], 2), ms_cell(row.get("target_s")),
+                  ms_cell(row.get("gemm_floor_s")),
                   f"torch >= {row['target_torch']}, numpy >= {row['target_numpy']}",
                   verdict(row["pass"], res["correct"])]
         rows.append(cells)
@@ -274,6 +280,8 @@ def report(res: Dict[str, Any]) -> str:
             f"one layer (row-LSTM: B=64, T=28, I=28, H=128); median ms per call (FMA peak "
             f"{num(peak, 0)} GFLOPS)\n"
             + table(["case"] + heads + ["fastnn GF/s", "% peak", "fastnn/torch", "fastnn/numpy",
-                                        "target", ""], rows)
+                                        "target ms", "GEMM ms", "target", ""], rows)
             + "\n(NumPy: input projections in one matmul, then one matmul and the gate math per "
-              "step; backward likewise, weight gradients as matmuls after the loop)" + errors)
+              "step; backward likewise, weight gradients as matmuls after the loop. target ms: "
+              "torch's time over the torch target)\n"
+            + gemm_rate_note(res.get("gemm_rates", {})) + errors)

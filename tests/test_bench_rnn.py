@@ -51,3 +51,27 @@ def test_combine_and_report():
     text = rnn.report(res)
     assert "LSTM forward+backward" in text and "MISS" in text and "pass" in text
     assert rnn.flops("GRU forward+backward") == 3 * rnn.flops("GRU forward")
+
+
+def test_gemm_floor_from_the_fastest_library():
+    from bench import common
+    m, k, n = common.GEMM_RATE_SHAPE
+    gemm_flops = 2.0 * m * k * n
+
+    def lib(ms, gemm_ms):
+        cases = {name: {"samples": [ms * 1e-3] * 3} for name in rnn.TARGETS}
+        cases[common.GEMM_RATE_CASE] = {"samples": [gemm_ms * 1e-3] * 3}
+        return {"cases": cases, "correct": True}
+    # torch's GEMM is the fastest: 10 ms for the product, so its rate sets every floor
+    res = rnn.combine({"fastnn": lib(30.0, 12.0), "numpy": lib(60.0, 20.0),
+                       "torch": lib(39.0, 10.0)}, 400.0)
+    assert res["gemm_rates"]["torch"] == pytest.approx(gemm_flops / 0.010 / 1e9)
+    row = res["rows"][0]
+    assert row["gemm_floor_s"] == pytest.approx(rnn.flops(row["case"]) / gemm_flops * 0.010)
+    assert row["target_s"] == pytest.approx(0.039 / 1.3)
+    text = rnn.report(res)
+    assert "GEMM ms" in text and "torch 429 GF/s" in text
+    # without the rate case (an older worker, or every library failed) the column reads '-'
+    plain = rnn.combine({"fastnn": {"cases": {c: {"samples": [0.01]} for c in rnn.TARGETS},
+                                    "correct": True}}, None)
+    assert plain["rows"][0]["gemm_floor_s"] is None and plain["gemm_rates"] == {}
