@@ -410,6 +410,18 @@ GradScratch<T> take_grad_scratch(Carve& cv, const RnnDims& d, index_t GH) {
 // AVX-512 Xeon: LSTM inference 56 -> 51 ms of CPU time.)
 bool fuse_input(const RnnDims& d) { return d.I <= d.H; }
 
+// Whether the backward computes dx inside the time loop (with the forward's fusion only): a step
+// then reads W_ih beside W_hh. Past kLoopDxBytes of the two, the loop's products lose more to
+// the weights leaving L2 than the loop saves. Two threads of an AVX-512 Xeon (2 MiB L2 a core):
+// LSTM B = 64, T = 100, I = H = 256 (2 MiB of weights) backward 61.2-65.9 ms with dx in the loop
+// against 58.5-61.0 with one GEMM after it, lower in each of 6 alternating pairs; the Elman RNN
+// at that size (512 KiB) 15.5-15.9 in the loop against 17.8-18.2 after it.
+constexpr double kLoopDxBytes = 1024.0 * 1024.0;
+
+bool in_loop_dx(const RnnDims& d, index_t GH, std::size_t elem) {
+  return fuse_input(d) && double(GH) * double(d.H + d.I) * double(elem) <= kLoopDxBytes;
+}
+
 // Whether the LSTM forward streams its saved gates (S values a unit and step) past the caches:
 // only when there are too many for the caches to keep them until the backward reads them. Two
 // threads of an AVX-512 Xeon, forward + backward, plain stores against streaming: the row-LSTM
@@ -517,11 +529,15 @@ BackwardWork<T> prepare_backward(int G, const RnnDims& d, const T* w_hh, const T
   BackwardWork<T> bw;
   bw.s = plan_steps(d.B, H, G, sizeof(T), H);
   // With one gradient per gate (LSTM, RNN) and the forward's fusion, dx_t = dG_t W_ih joins the
-  // step too, in chunks of input columns after the unit chunks, on the same packed dG_t.
-  // At least one a thread: with one dx chunk beside two unit chunks (the row-LSTM, I = 28), the
-  // thread that took the dx chunk after its unit chunk ran a third longer each step.
-  bw.xchunks = dg_arrays == 1 && fuse_input(d)
-                   ? std::min<index_t>(I, std::max<index_t>(bw.s.threads,
+  // step too, in chunks of input columns after the unit chunks, on the same packed dG_t, while
+  // W_ih and W_hh together stay small enough to share a core's L2 with the rest (in_loop_dx).
+  // In column mode at least one chunk a thread: with one dx chunk beside two unit chunks (the
+  // row-LSTM, I = 28), the thread that took the dx chunk after its unit chunk ran a third longer
+  // each step. In row mode a thread runs every chunk, and splitting I = 28 in two only doubled
+  // the partial tiles (backward 2.92-3.08 -> 2.78-2.82 ms with one chunk).
+  const index_t least = bw.s.groups ? 1 : bw.s.threads;
+  bw.xchunks = dg_arrays == 1 && in_loop_dx(d, GH, sizeof(T))
+                   ? std::min<index_t>(I, std::max<index_t>(least,
                                                             (I + bw.s.units - 1) / bw.s.units))
                    : 0;
   bw.xw = bw.xchunks ? (I + bw.xchunks - 1) / bw.xchunks : 0;
