@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .stats import gflops, summarize
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Either variable pins OpenBLAS to an older, slower kernel than the CPU supports. NumPy is to be
@@ -209,13 +211,9 @@ GEMM_RATE_CASE = "GEMM rate"
 GEMM_RATE_SHAPE = (2048, 1024, 1024)
 
 
-def gemm_rate_call(lib: str, mods: Dict[str, Any]) -> Callable[[], Any]:
-    """The GEMM_RATE_SHAPE product in ``lib`` (fastnn, torch or numpy)."""
-    import numpy as np
-    m, k, n = GEMM_RATE_SHAPE
-    rng = np.random.default_rng(m + k + n)
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
+def matmul_call(lib: str, a: Any, b: Any, mods: Dict[str, Any]) -> Callable[[], Any]:
+    """A call computing a @ b (float32 NumPy arrays) in ``lib``: fastnn.ops.gemm, torch.mm or
+    NumPy's matmul."""
     if lib == "fastnn":
         gemm = mods["fastnn"].ops.gemm
         return lambda: gemm(a, b)
@@ -226,15 +224,25 @@ def gemm_rate_call(lib: str, mods: Dict[str, Any]) -> Callable[[], Any]:
     return lambda: a @ b
 
 
+def gemm_rate_call(lib: str, mods: Dict[str, Any]) -> Callable[[], Any]:
+    """The GEMM_RATE_SHAPE product in ``lib`` (fastnn, torch or numpy)."""
+    import numpy as np
+    m, k, n = GEMM_RATE_SHAPE
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    return matmul_call(lib, a, b, mods)
+
+
 def gemm_rates(results: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
     """GF/s of each library's GEMM_RATE_CASE (its median), from ``run_library`` results."""
     m, k, n = GEMM_RATE_SHAPE
     rates = {}
     for lib, r in results.items():
         case = r.get("cases", {}).get(GEMM_RATE_CASE) if "error" not in r else None
-        if case:
-            med = sorted(case["samples"])[len(case["samples"]) // 2]
-            rates[lib] = 2.0 * m * k * n / med / 1e9
+        rate = gflops(2.0 * m * k * n, summarize(case["samples"])["median"]) if case else None
+        if rate is not None:
+            rates[lib] = rate
     return rates
 
 
@@ -253,4 +261,3 @@ def gemm_rate_note(rates: Dict[str, float]) -> str:
     return (f"(GEMM ms: the case's flops at the fastest float32 GEMM rate measured in this run, "
             f"{m}x{k} @ {k}x{n} in each library's process: {each or 'none'} GF/s. A target ms "
             f"below it asks for more than the flops alone as one large product.)")
-

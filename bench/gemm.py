@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .common import measure_interleaved, num, pct, progress, spread, table, timing, verdict
+from .common import (matmul_call, measure_interleaved, num, pct, progress, spread, table, timing,
+                     verdict)
 from .stats import gflops, share, speedup, summarize
 
 SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -40,14 +41,7 @@ def _square_call(lib: str, n: int, mods: Dict[str, Any]) -> Tuple[Callable[[], A
     rng = np.random.default_rng(n)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    if lib == "fastnn":
-        gemm = mods["fastnn"].ops.gemm
-        return (lambda: gemm(a, b)), a @ b
-    if lib == "torch":
-        torch = mods["torch"]
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        return (lambda: torch.mm(ta, tb)), a @ b
-    return (lambda: a @ b), a @ b
+    return matmul_call(lib, a, b, mods), a @ b
 
 
 def _linear_call(lib: str, shape: Sequence[int],

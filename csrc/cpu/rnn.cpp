@@ -21,11 +21,10 @@
 // all of h_{t-1} while others write their units of h_t.
 //
 // Backward: per step, unit chunks that first add dG_{t+1} W_hh (their columns) to the gradient
-// flowing into h_t, then run the fused gate-derivative pass of step t for their units; the bias
-// gradients are summed in that pass, while a row is in L1. dG is kept for all steps; dx, dW_ih
-// and dW_hh are large GEMMs after the loop. dW_hh pairs every dG row with the previous row of y
-// (flattened (B*T) rows: y[b, t-1] is the state step t started from, for every step that ran)
-// and then replaces the pairing at each sequence start by h0, with one small GEMM.
+// flowing into h_t, then run the fused gate-derivative pass of step t for their units. dG is
+// kept for all steps; the weight and bias gradients are one large GEMM after the loop over
+// z = [x_t | h_{t-1} | 1] (see param_grads), and dx another, unless the loop computes it per
+// step (in_loop_dx).
 //
 // LSTM and RNN with inputs no wider than the state fold the projection into the per-step
 // product instead (fuse_input): one GEMM per step over [x_t | h_{t-1} | 1].
